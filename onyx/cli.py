@@ -1,0 +1,33 @@
+"""The `onyx` command. Serving commands need only the default install; training commands need
+the `train` extra (torch) and import it only when they run.
+"""
+
+from __future__ import annotations
+
+import click
+
+from onyx import __version__
+from onyx.serve.cli import classify_command, serve_command
+from onyx.train.cli import demo_command, export_command, train_group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="onyx")
+def main() -> None:
+    """Onyx: fine-tune classifiers, export them to ONNX, serve them over gRPC.
+
+    \b
+    A typical session:
+      onyx demo                                   # the whole path on bundled data
+      onyx train image data/ --out runs/pets      # fine-tune on a folder of images
+      onyx export runs/pets/best.pt --name pets   # to ONNX, parity-checked, into models/
+      onyx serve                                  # serve models/ over gRPC on :50051
+      onyx classify --model pets photo.jpg        # ask the server
+    """
+
+
+main.add_command(demo_command)
+main.add_command(train_group)
+main.add_command(export_command)
+main.add_command(serve_command)
+main.add_command(classify_command)

@@ -1,0 +1,252 @@
+"""Dynamic batching: many small requests in, few large batches through the model.
+
+The batcher knows nothing of gRPC or ONNX Runtime. It takes arrays whose first axis is the batch
+axis and an async `run` function, and:
+
+* forms a batch as soon as `max_batch_size` rows are queued, or when the oldest queued request
+  has waited `max_queue_delay_us` -- it never waits while a full batch could already be formed;
+* keeps at most `max_concurrent_batches` batches in flight, so under load requests pile up while
+  the model is busy and the next batch comes out larger (adaptive batching for free);
+* splits a request larger than `max_batch_size` into chunks and reassembles the results in order;
+* refuses work beyond `max_queue_size` queued rows at once (`Overloaded`), so memory stays bounded;
+* drops requests whose deadline passed or whose caller was cancelled before they reach the model;
+* fails *every* request of a failing batch, so nobody waits forever.
+
+    batcher = DynamicBatcher(run, BatchPolicy(max_batch_size=8, max_queue_delay_us=2000))
+    batcher.start()
+    outputs = await batcher.submit(inputs)        # (n, ...) -> (n, ...)
+    await batcher.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from onyx.serve.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
+
+log = logging.getLogger(__name__)
+
+RunBatch = Callable[[np.ndarray], Awaitable[np.ndarray]]
+# Joins the queued inputs of one batch into one array (text models pad to the longest here).
+Collate = Callable[[Sequence[np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch_size: int = 8
+    # Wait this long for more requests, only while a full batch cannot be formed yet.
+    max_queue_delay_us: int = 1000
+    # Queued rows beyond this are refused at once rather than held in memory.
+    max_queue_size: int = 1024
+    # Batches running at once; one per ONNX Runtime session instance.
+    max_concurrent_batches: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if self.max_queue_delay_us < 0:
+            raise ValueError(f"max_queue_delay_us must be >= 0, got {self.max_queue_delay_us}")
+        if self.max_queue_size < 1:
+            raise ValueError(f"max_queue_size must be >= 1, got {self.max_queue_size}")
+        if self.max_concurrent_batches < 1:
+            raise ValueError(f"max_concurrent_batches must be >= 1, got {self.max_concurrent_batches}")
+
+
+class BatchObserver(Protocol):
+    """Hooks for metrics; every method is called on the event loop and must not block."""
+
+    def batch_started(self, size: int, queue_waits_s: Sequence[float]) -> None: ...
+
+    def batch_finished(self, size: int, compute_s: float, ok: bool) -> None: ...
+
+    def queue_changed(self, queued_rows: int) -> None: ...
+
+
+@dataclass
+class _Item:
+    inputs: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    deadline: float | None  # time.monotonic() seconds
+    enqueued: float = field(default_factory=time.monotonic)
+
+    @property
+    def rows(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+def concatenate(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
+
+
+class DynamicBatcher:
+    def __init__(
+        self,
+        run: RunBatch,
+        policy: BatchPolicy = BatchPolicy(),
+        collate: Collate = concatenate,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self._run = run
+        self.policy = policy
+        self._collate = collate
+        self._observer = observer
+        self._queue: deque[_Item] = deque()
+        self._queued_rows = 0
+        self._arrived = asyncio.Event()
+        self._slots = asyncio.Semaphore(policy.max_concurrent_batches)
+        self._running: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(self._form_batches())
+
+    async def submit(self, inputs: np.ndarray, deadline: float | None = None) -> np.ndarray:
+        """Queue `inputs` (n rows) and return the model's n output rows, in order.
+
+        `deadline` is a `time.monotonic()` instant after which the request is dropped unrun.
+        """
+        if self._closed:
+            raise ModelNotReady("model is unloading; no new requests are accepted")
+        rows = int(inputs.shape[0])
+        if rows == 0:
+            raise ValueError("submit() needs at least one row")
+        if self._queued_rows + rows > self.policy.max_queue_size:
+            raise Overloaded(
+                f"queue full: {self._queued_rows} inputs queued, max_queue_size is "
+                f"{self.policy.max_queue_size}; retry later"
+            )
+        step = self.policy.max_batch_size
+        items = [self._enqueue(inputs[i : i + step], deadline) for i in range(0, rows, step)]
+        try:
+            results = await asyncio.gather(*(item.future for item in items))
+        except BaseException:
+            for item in items:  # a cancelled caller takes its queued chunks with it
+                item.future.cancel()
+            raise
+        return concatenate(results)
+
+    def _enqueue(self, inputs: np.ndarray, deadline: float | None) -> _Item:
+        item = _Item(inputs, asyncio.get_running_loop().create_future(), deadline)
+        self._queue.append(item)
+        self._set_queued(self._queued_rows + item.rows)
+        self._arrived.set()
+        return item
+
+    def _set_queued(self, rows: int) -> None:
+        self._queued_rows = rows
+        if self._observer is not None:
+            self._observer.queue_changed(rows)
+
+    async def close(self) -> None:
+        """Stop accepting, finish everything queued and in flight, then stop."""
+        self._closed = True
+        while self._queue or self._running:
+            await asyncio.sleep(0.001)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+
+    async def _form_batches(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                batch = await self._next_batch()
+            except BaseException:
+                self._slots.release()
+                raise
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._run_batch(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _next_batch(self) -> list[_Item]:
+        """Wait for work, then for a full batch or the oldest request's delay, whichever is first."""
+        while not self._queue:
+            self._arrived.clear()
+            await self._arrived.wait()
+        delay_s = self.policy.max_queue_delay_us / 1e6
+        while self._queued_rows < self.policy.max_batch_size and self._queue:
+            remaining = self._queue[0].enqueued + delay_s - time.monotonic()
+            if remaining <= 0:
+                break
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+        return self._take_batch()
+
+    def _take_batch(self) -> list[_Item]:
+        batch: list[_Item] = []
+        rows = 0
+        now = time.monotonic()
+        while self._queue and rows + self._queue[0].rows <= self.policy.max_batch_size:
+            item = self._queue.popleft()
+            self._set_queued(self._queued_rows - item.rows)
+            if item.future.done():  # cancelled by its caller while queued
+                continue
+            if item.deadline is not None and now >= item.deadline:
+                item.future.set_exception(
+                    DeadlineExpired(f"deadline passed after {now - item.enqueued:.3f}s in the queue")
+                )
+                continue
+            batch.append(item)
+            rows += item.rows
+        return batch
+
+    async def _run_batch(self, batch: list[_Item]) -> None:
+        try:
+            rows = sum(item.rows for item in batch)
+            started = time.monotonic()
+            if self._observer is not None:
+                self._observer.batch_started(rows, [started - item.enqueued for item in batch])
+            ok = False
+            try:
+                outputs = await self._run(self._collate([item.inputs for item in batch]))
+                _check_rows(outputs, rows)
+                ok = True
+            except Exception as exc:
+                log.exception("batch of %d inputs failed", rows)
+                _fail_all(batch, InferenceFailed(f"inference failed on a batch of {rows}: {exc}"))
+                return
+            finally:
+                if self._observer is not None:
+                    self._observer.batch_finished(rows, time.monotonic() - started, ok)
+            _deliver(batch, outputs)
+        finally:
+            self._slots.release()
+
+
+def _check_rows(outputs: np.ndarray, rows: int) -> None:
+    if outputs.ndim == 0 or outputs.shape[0] != rows:
+        raise RuntimeError(f"model returned {outputs.shape} for a batch of {rows} rows")
+
+
+def _deliver(batch: list[_Item], outputs: np.ndarray) -> None:
+    start = 0
+    for item in batch:
+        if not item.future.done():
+            item.future.set_result(outputs[start : start + item.rows])
+        start += item.rows
+
+
+def _fail_all(batch: list[_Item], error: Exception) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(error)

@@ -1,0 +1,32 @@
+"""The server's configuration: one dataclass, filled from CLI flags / environment by `onyx serve`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onyx.serve.inputs import InputLimits
+from onyx.serve.runtime import Device
+
+DEFAULT_PORT = 50051
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    # The model repository to serve.
+    repository: Path = Path("models")
+    # "[::]" listens on every interface; tests use "127.0.0.1" and port 0 (any free port).
+    host: str = "[::]"
+    port: int = DEFAULT_PORT
+    device: Device = "auto"
+    # ONNX Runtime threads per session; 0 divides the cores among each model's instances.
+    intra_op_threads: int = 0
+    # Threads decoding and resizing images (0: one per core).
+    preprocess_threads: int = 0
+    # Largest gRPC message accepted or sent.
+    max_message_bytes: int = 64 * 1024 * 1024
+    limits: InputLimits = field(default_factory=InputLimits)
+    # Queued inputs per model version when its config sets no max_queue_size.
+    default_max_queue_size: int = 1024
+    # Seconds in-flight requests get to finish on shutdown.
+    grace_s: float = 10.0

@@ -1,0 +1,73 @@
+"""Every error the serving side raises on purpose, and the gRPC status code it is answered with.
+
+    ServeError               INTERNAL            base; something we did not plan for
+    ├── InvalidInput         INVALID_ARGUMENT    bad request content; the message names the input
+    ├── ModelNotFound        NOT_FOUND           unknown model or version
+    ├── ModelNotReady        UNAVAILABLE         known, but no version can serve right now
+    ├── LimitExceeded        RESOURCE_EXHAUSTED  a configured limit; the message names the limit
+    ├── Overloaded           RESOURCE_EXHAUSTED  the queue is full; retry later
+    ├── DeadlineExpired      DEADLINE_EXCEEDED   the deadline passed while the request was queued
+    ├── RequestCancelled     CANCELLED           the client went away while the request was queued
+    ├── InferenceFailed      INTERNAL            the runtime failed on a batch
+    └── ConfigError          INTERNAL            a model config unreadable or at odds with its file
+
+Each class names its code as a string so this module (and the batcher that raises some of these)
+stays free of gRPC; `status_code` is the one place that turns them into `grpc.StatusCode`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    import grpc
+
+
+class ServeError(Exception):
+    """Base of all deliberate serving errors."""
+
+    code: ClassVar[str] = "INTERNAL"
+
+
+class InvalidInput(ServeError):
+    code = "INVALID_ARGUMENT"
+
+
+class ModelNotFound(ServeError):
+    code = "NOT_FOUND"
+
+
+class ModelNotReady(ServeError):
+    code = "UNAVAILABLE"
+
+
+class LimitExceeded(ServeError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class Overloaded(ServeError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class DeadlineExpired(ServeError):
+    code = "DEADLINE_EXCEEDED"
+
+
+class RequestCancelled(ServeError):
+    code = "CANCELLED"
+
+
+class InferenceFailed(ServeError):
+    code = "INTERNAL"
+
+
+class ConfigError(ServeError):
+    code = "INTERNAL"
+
+
+def status_code(error: BaseException) -> grpc.StatusCode:
+    """The gRPC status code `error` is answered with (INTERNAL for anything unplanned)."""
+    import grpc
+
+    name = error.code if isinstance(error, ServeError) else "INTERNAL"
+    return grpc.StatusCode[name]

@@ -1,0 +1,101 @@
+"""Turn the inputs of a request into one model-ready array, validating each against the model.
+
+Every error names the offending input by its index, so a client sending 50 images learns which
+one was bad. Blocking (image decoding): call from an executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from onyx.proto.v1 import classifier_pb2 as api
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.errors import InvalidInput, LimitExceeded, ServeError
+from onyx.serve.preprocess import DEFAULT_MAX_IMAGE_PIXELS, image_bytes_to_array
+from onyx.serve.runtime import NUMPY_DTYPES
+
+_KIND_FOR_TASK = {pb.TASK_IMAGE: "image", pb.TASK_TEXT: "text"}
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    max_inputs_per_request: int = 256
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_text_chars: int = 100_000
+
+
+def decode_inputs(
+    inputs: Sequence[api.Input], config: pb.ModelConfig, limits: InputLimits
+) -> np.ndarray:
+    """All inputs of one request as one (n, ...) array in the model's input layout."""
+    if not inputs:
+        raise InvalidInput("request has no inputs")
+    if len(inputs) > limits.max_inputs_per_request:
+        raise LimitExceeded(
+            f"request has {len(inputs)} inputs, over the max_inputs_per_request limit of "
+            f"{limits.max_inputs_per_request}"
+        )
+    arrays = [_decode_one(i, item, config, limits) for i, item in enumerate(inputs)]
+    return stack(arrays, config)
+
+
+def stack(arrays: Sequence[np.ndarray], config: pb.ModelConfig) -> np.ndarray:
+    """Stack per-input arrays; token sequences are right-padded to the longest."""
+    if config.task == pb.TASK_TEXT:
+        longest = max(a.shape[0] for a in arrays)
+        batch = np.full((len(arrays), longest), config.text.pad_id, dtype=arrays[0].dtype)
+        for row, array in enumerate(arrays):
+            batch[row, : array.shape[0]] = array
+        return batch
+    return np.stack(arrays)
+
+
+def _decode_one(
+    index: int, item: api.Input, config: pb.ModelConfig, limits: InputLimits
+) -> np.ndarray:
+    kind = item.WhichOneof("kind")
+    try:
+        if kind == "tensor":
+            return tensor_to_array(item.tensor, config.input)
+        if kind is None:
+            raise InvalidInput("has no content (set image, text or tensor)")
+        expected = _KIND_FOR_TASK[config.task]
+        if kind != expected:
+            raise InvalidInput(
+                f"is {kind} but model {config.name!r} is a {expected} model; "
+                f"send {expected} (or a preprocessed tensor)"
+            )
+        if kind == "image":
+            return image_bytes_to_array(item.image, config.image, limits.max_image_pixels)
+        return text_to_ids(item.text, config, limits)
+    except ServeError as exc:
+        raise type(exc)(f"input {index}: {exc}") from exc
+
+
+def text_to_ids(text: str, config: pb.ModelConfig, limits: InputLimits) -> np.ndarray:
+    if len(text) > limits.max_text_chars:
+        raise LimitExceeded(
+            f"text has {len(text)} characters, over the max_text_chars limit of "
+            f"{limits.max_text_chars}"
+        )
+    raise InvalidInput(f"text models are not supported yet by model {config.name!r}")
+
+
+def tensor_to_array(tensor: api.Tensor, spec: pb.TensorSpec) -> np.ndarray:
+    """Validate a raw tensor against the input spec (batch axis excluded) and wrap its bytes."""
+    expected = list(spec.dims[1:])
+    shape = list(tensor.shape)
+    if len(shape) != len(expected) or any(e not in (-1, s) for e, s in zip(expected, shape, strict=True)):
+        raise InvalidInput(f"tensor shape {shape} does not match the model input {expected}")
+    if any(s < 1 for s in shape):
+        raise InvalidInput(f"tensor shape {shape} has a non-positive size")
+    dtype = np.dtype(NUMPY_DTYPES[spec.dtype]).newbyteorder("<")
+    size = int(np.prod(shape)) * dtype.itemsize
+    if len(tensor.data) != size:
+        raise InvalidInput(
+            f"tensor data is {len(tensor.data)} bytes, shape {shape} of {dtype.name} needs {size}"
+        )
+    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))

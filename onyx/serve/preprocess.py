@@ -1,0 +1,94 @@
+"""Image preprocessing shared by training and serving: encoded bytes -> normalised float32 array.
+
+The steps and their parameters come from the model's `ImagePreprocessing` config, so a model is
+served with exactly the transform it was trained with:
+
+    decode (EXIF orientation applied, first frame) -> colour mode -> resize shorter side
+    -> centre crop -> scale to 0..1 -> (x - mean) / std -> channel order -> layout
+
+Only numpy and Pillow: this module is imported by `onyx.train` too and must never import torch.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.errors import InvalidInput, LimitExceeded
+
+_RESAMPLE = {
+    pb.INTERPOLATION_NEAREST: Image.Resampling.NEAREST,
+    pb.INTERPOLATION_BILINEAR: Image.Resampling.BILINEAR,
+    pb.INTERPOLATION_BICUBIC: Image.Resampling.BICUBIC,
+    pb.INTERPOLATION_LANCZOS: Image.Resampling.LANCZOS,
+}
+
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decode encoded image bytes, refusing images larger than `max_pixels` before decoding them."""
+    if not data:
+        raise InvalidInput("image is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own bomb check warns; our explicit limit below is the one that decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise LimitExceeded(
+                    f"image is {width}x{height} = {width * height} pixels, "
+                    f"over the max_image_pixels limit of {max_pixels}"
+                )
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as exc:
+        raise LimitExceeded(f"image exceeds the decompression-bomb limit: {exc}") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        # Pillow reports unknown formats and truncated files with these.
+        raise InvalidInput(f"cannot decode image ({len(data)} bytes): {exc}") from exc
+
+
+def preprocess_image(image: Image.Image, spec: pb.ImagePreprocessing) -> np.ndarray:
+    """Transform a decoded image into the model's input layout, without a batch axis."""
+    image = image.convert("L" if spec.color_mode == pb.COLOR_MODE_GRAYSCALE else "RGB")
+    image = resize_and_crop(image, spec)
+    array = np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
+    if array.ndim == 2:
+        array = array[:, :, None]  # (H, W) -> (H, W, 1)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    array = (array - mean) / std  # (H, W, C)
+    if spec.channel_order == pb.CHANNEL_ORDER_BGR:
+        array = array[:, :, ::-1]
+    if spec.layout == pb.LAYOUT_NCHW:
+        array = array.transpose(2, 0, 1)  # (C, H, W)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def resize_and_crop(image: Image.Image, spec: pb.ImagePreprocessing) -> Image.Image:
+    """Resize the shorter side to `resize_shorter` (or straight to the crop size), then centre-crop."""
+    resample = _RESAMPLE[spec.interpolation]
+    crop_w, crop_h = spec.crop_width, spec.crop_height
+    if spec.resize_shorter <= 0:
+        return image.resize((crop_w, crop_h), resample)
+    width, height = image.size
+    scale = spec.resize_shorter / min(width, height)
+    size = (max(crop_w, round(width * scale)), max(crop_h, round(height * scale)))
+    if size != image.size:
+        image = image.resize(size, resample)
+    # Same rounding as torchvision's center_crop, so pretrained recipes match exactly.
+    left = round((image.width - crop_w) / 2.0)
+    top = round((image.height - crop_h) / 2.0)
+    return image.crop((left, top, left + crop_w, top + crop_h))
+
+
+def image_bytes_to_array(
+    data: bytes, spec: pb.ImagePreprocessing, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> np.ndarray:
+    return preprocess_image(decode_image(data, max_pixels), spec)

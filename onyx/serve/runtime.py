@@ -1,0 +1,152 @@
+"""ONNX Runtime sessions: choosing providers, checking a model file against its config, running.
+
+Provider choice is deliberate rather than ORT's silent fallback: CUDA when the GPU build is
+installed *and* a driver is present, else CPU, with the reason logged once per model.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Device = Literal["auto", "cuda", "cpu"]
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+NUMPY_DTYPES: dict[int, type[np.generic]] = {
+    pb.DATA_TYPE_FLOAT32: np.float32,
+    pb.DATA_TYPE_INT64: np.int64,
+    pb.DATA_TYPE_FLOAT16: np.float16,
+    pb.DATA_TYPE_INT32: np.int32,
+}
+_ORT_TYPES = {
+    pb.DATA_TYPE_FLOAT32: "tensor(float)",
+    pb.DATA_TYPE_INT64: "tensor(int64)",
+    pb.DATA_TYPE_FLOAT16: "tensor(float16)",
+    pb.DATA_TYPE_INT32: "tensor(int32)",
+}
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    device: Device = "auto"
+    # 0: the cores divided by the sessions sharing them, never all cores per session
+    # (several all-core pools on one machine fight each other).
+    intra_op_threads: int = 0
+
+
+def cuda_unavailable_reason() -> str | None:
+    """None when CUDA can be used, else why not (in words fit for a log line)."""
+    if CUDA not in ort.get_available_providers():
+        return "this onnxruntime build has no CUDA provider"
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return "no NVIDIA driver (libcuda.so.1) on this machine"
+    return None
+
+
+def choose_providers(device: Device) -> tuple[list[str], str]:
+    """Providers for a session on `device`, and why they were chosen."""
+    if device == "cpu":
+        return [CPU], "--device cpu"
+    reason = cuda_unavailable_reason()
+    if reason is None:
+        _preload_cuda_libraries()
+        return [CUDA, CPU], "CUDA available"
+    if device == "cuda":
+        raise ConfigError(f"--device cuda requested but {reason}")
+    return [CPU], reason
+
+
+def _preload_cuda_libraries() -> None:
+    # The pip CUDA/cuDNN wheels are not on the loader path; ORT knows where they are.
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except Exception as exc:  # missing wheels: the system CUDA may still serve
+            log.debug("onnxruntime.preload_dlls failed: %s", exc)
+
+
+def default_intra_op_threads(sessions: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, sessions))
+
+
+class Session:
+    """One ONNX Runtime session for one model file, checked against the model's config."""
+
+    def __init__(
+        self,
+        path: Path,
+        config: pb.ModelConfig,
+        options: RuntimeOptions = RuntimeOptions(),
+        sessions_sharing_cores: int = 1,
+    ) -> None:
+        providers, self.provider_reason = choose_providers(options.device)
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.intra_op_num_threads = options.intra_op_threads or (
+            default_intra_op_threads(sessions_sharing_cores)
+        )
+        session_options.inter_op_num_threads = 1
+        session_options.log_severity_level = 3  # errors only; ORT's warnings are not ours to show
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=session_options, providers=providers
+            )
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            raise ConfigError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
+        check_signature(self._session, config, path)
+        self.input_name = config.input.name
+        self.output_name = config.output.name
+        self.input_dtype = NUMPY_DTYPES[config.input.dtype]
+        self.providers: list[str] = self._session.get_providers()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Run one batch; blocking (call it from an executor, never on the event loop)."""
+        (output,) = self._session.run([self.output_name], {self.input_name: batch})
+        return np.asarray(output)
+
+
+def check_signature(session: ort.InferenceSession, config: pb.ModelConfig, path: Path) -> None:
+    """Refuse a file whose input/output names, types or ranks differ from its config."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    problems = [
+        *_signature_problems("input", config.input, inputs),
+        *_signature_problems("output", config.output, outputs),
+    ]
+    if len(inputs) != 1:
+        problems.append(f"the graph has {len(inputs)} inputs, Onyx serves single-input models")
+    out = outputs.get(config.output.name)
+    classes = out.shape[-1] if out is not None and out.shape else None
+    if isinstance(classes, int) and classes != len(config.labels):
+        problems.append(f"output has {classes} classes but the config lists {len(config.labels)}")
+    if problems:
+        raise ConfigError(f"{path} does not match its config: " + "; ".join(problems))
+
+
+def _signature_problems(what: str, spec: pb.TensorSpec, actual: dict[str, ort.NodeArg]) -> list[str]:
+    arg = actual.get(spec.name)
+    if arg is None:
+        return [f"{what} {spec.name!r} not in the graph (it has {sorted(actual)})"]
+    problems = []
+    if arg.type != _ORT_TYPES.get(spec.dtype):
+        problems.append(f"{what} {spec.name!r} is {arg.type}, config says {_ORT_TYPES.get(spec.dtype)}")
+    if len(arg.shape) != len(spec.dims):
+        problems.append(f"{what} {spec.name!r} has rank {len(arg.shape)}, config says {len(spec.dims)}")
+    return problems
