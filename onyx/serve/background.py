@@ -1,7 +1,7 @@
 """Run a server on its own event loop in a background thread (the demo and tests use this).
 
-    with ServerThread(ServerConfig(repository=path, host="127.0.0.1", port=0)) as server:
-        Client(f"127.0.0.1:{server.port}").classify(...)
+with ServerThread(ServerConfig(repository=path, host="127.0.0.1", port=0)) as server:
+    Client(f"127.0.0.1:{server.port}").classify(...)
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ class ServerThread:
         self.config = config
         self._start_timeout_s = start_timeout_s
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="onyx-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="onyx-server", daemon=True
+        )
         self.running: RunningServer | None = None
 
     @property

@@ -88,7 +88,9 @@ def tensor_to_array(tensor: api.Tensor, spec: pb.TensorSpec) -> np.ndarray:
     """Validate a raw tensor against the input spec (batch axis excluded) and wrap its bytes."""
     expected = list(spec.dims[1:])
     shape = list(tensor.shape)
-    if len(shape) != len(expected) or any(e not in (-1, s) for e, s in zip(expected, shape, strict=True)):
+    if len(shape) != len(expected) or any(
+        e not in (-1, s) for e, s in zip(expected, shape, strict=True)
+    ):
         raise InvalidInput(f"tensor shape {shape} does not match the model input {expected}")
     if any(s < 1 for s in shape):
         raise InvalidInput(f"tensor shape {shape} has a non-positive size")

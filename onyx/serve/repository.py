@@ -33,7 +33,7 @@ WARMUP_SEQUENCE_LENGTH = 16
 
 @dataclass(frozen=True)
 class RepositoryOptions:
-    runtime: RuntimeOptions = RuntimeOptions()
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     # Server-wide cap on queued inputs per model version when its config sets none.
     default_max_queue_size: int = 1024
 
@@ -89,11 +89,12 @@ class Model:
             found = self.versions.get(number)
             if found is None:
                 raise ModelNotFound(
-                    f"model {self.name!r} has no version {number} "
-                    f"(loaded: {sorted(self.versions)})"
+                    f"model {self.name!r} has no version {number} (loaded: {sorted(self.versions)})"
                 )
             if not found.ready:
-                raise ModelNotReady(f"model {self.name!r} version {number} is not ready: {found.reason}")
+                raise ModelNotReady(
+                    f"model {self.name!r} version {number} is not ready: {found.reason}"
+                )
             return found
         ready = [v for v in self.versions.values() if v.ready]
         if not ready:
@@ -101,7 +102,9 @@ class Model:
         return max(ready, key=lambda v: v.version)
 
     def _reasons(self) -> str:
-        return "; ".join(f"v{v.version}: {v.reason}" for v in self.versions.values()) or "none found"
+        return (
+            "; ".join(f"v{v.version}: {v.reason}" for v in self.versions.values()) or "none found"
+        )
 
 
 def version_numbers(model_dir: Path) -> list[int]:
@@ -174,7 +177,11 @@ class Repository:
             return version
         log.info(
             "model %s version %d ready on %s (%s) in %.2fs",
-            model.name, number, version.providers[0], version.provider_reason, time.monotonic() - started,
+            model.name,
+            number,
+            version.providers[0],
+            version.provider_reason,
+            time.monotonic() - started,
         )
         return version
 

@@ -100,7 +100,11 @@ async def serve(config: ServerConfig) -> None:
     ready = [m.name for m in models if m.ready]
     log.info(
         "serving %d/%d models from %s on %s:%d (ready: %s)",
-        len(ready), len(models), config.repository, config.host, running.port,
+        len(ready),
+        len(models),
+        config.repository,
+        config.host,
+        running.port,
         ", ".join(ready) or "none",
     )
     stop = asyncio.Event()

@@ -101,7 +101,10 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
 
 def _classification(scores: Any, k: int, labels: Any) -> api.Classification:
     return api.Classification(
-        classes=[api.ClassScore(label=r.label, index=r.index, score=r.score) for r in top_k(scores, k, labels)]
+        classes=[
+            api.ClassScore(label=r.label, index=r.index, score=r.score)
+            for r in top_k(scores, k, labels)
+        ]
     )
 
 

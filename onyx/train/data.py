@@ -42,7 +42,9 @@ class Split:
 def class_folders(root: Path) -> list[Path]:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(folders) < 2:
-        raise ValueError(f"{root}: need at least 2 class folders, found {[f.name for f in folders]}")
+        raise ValueError(
+            f"{root}: need at least 2 class folders, found {[f.name for f in folders]}"
+        )
     return folders
 
 
@@ -52,7 +54,9 @@ def scan(root: Path, labels: Sequence[str]) -> list[Sample]:
     for index, label in enumerate(labels):
         files = sorted(p for p in (root / label).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise ValueError(f"{root / label}: class folder has no images ({sorted(IMAGE_SUFFIXES)})")
+            raise ValueError(
+                f"{root / label}: class folder has no images ({sorted(IMAGE_SUFFIXES)})"
+            )
         samples += [Sample(path, index) for path in files]
     return samples
 

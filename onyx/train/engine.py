@@ -126,42 +126,71 @@ def fit(config: ImageTrainConfig) -> FitResult:
     val_loader = _loader(ImageFolderDataset(split.val, spec), config, shuffle=False)
     in_channels = 1 if config.color_mode == "grayscale" else 3
     model = get_model(config.model, len(split.labels), in_channels).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_json(config.to_json(), out_dir / "config.json")
     log.info(
         "training %s on %s: %d classes, %d train / %d val images, device %s",
-        config.model, config.data_dir, len(split.labels), len(split.train), len(split.val), device,
+        config.model,
+        config.data_dir,
+        len(split.labels),
+        len(split.train),
+        len(split.val),
+        device,
     )
     result = FitResult(out_dir / "best.pt", -math.inf)
     steps_per_epoch = config.max_steps or 0
     for epoch in range(1, config.epochs + 1):
         started = time.monotonic()
         train = train_one_epoch(
-            model, train_loader, optimizer, device, f"epoch {epoch}/{config.epochs}", steps_per_epoch
+            model,
+            train_loader,
+            optimizer,
+            device,
+            f"epoch {epoch}/{config.epochs}",
+            steps_per_epoch,
         )
         val = evaluate(model, val_loader, device)
-        record = {"epoch": epoch, "train_loss": train.loss, "train_accuracy": train.accuracy,
-                  "val_loss": val.loss, "val_accuracy": val.accuracy}
+        record = {
+            "epoch": epoch,
+            "train_loss": train.loss,
+            "train_accuracy": train.accuracy,
+            "val_loss": val.loss,
+            "val_accuracy": val.accuracy,
+        }
         result.history.append(record)
         log.info(
             "epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  (%.1fs)",
-            epoch, config.epochs, train.loss, train.accuracy, val.loss, val.accuracy,
+            epoch,
+            config.epochs,
+            train.loss,
+            train.accuracy,
+            val.loss,
+            val.accuracy,
             time.monotonic() - started,
         )
         if val.accuracy > result.best_accuracy:
             result.best_accuracy = val.accuracy
             save_checkpoint(result.best_checkpoint, model, optimizer, epoch, config, spec, record)
-    save_json({"history": result.history, "best_val_accuracy": result.best_accuracy},
-              out_dir / "metrics.json")
+    save_json(
+        {"history": result.history, "best_val_accuracy": result.best_accuracy},
+        out_dir / "metrics.json",
+    )
     return result
 
 
-def _loader(dataset: ImageFolderDataset, config: ImageTrainConfig, shuffle: bool) -> DataLoader[Any]:
+def _loader(
+    dataset: ImageFolderDataset, config: ImageTrainConfig, shuffle: bool
+) -> DataLoader[Any]:
     generator = torch.Generator().manual_seed(config.seed)
     return DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=shuffle, num_workers=config.num_workers,
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=shuffle,
+        num_workers=config.num_workers,
         generator=generator,
     )
 

@@ -87,18 +87,29 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int)
     try:
         with _quiet():
             torch.onnx.export(
-                model, (example,), str(path), input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), dynamo=True,
-                opset_version=opset, verbose=False,
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: batch},),
+                dynamo=True,
+                opset_version=opset,
+                verbose=False,
             )
         exporter = "dynamo"
     except Exception as exc:  # the new exporter still misses some models; the old one is proven
         log.warning("dynamo exporter failed (%s); falling back to the TorchScript exporter", exc)
         with _quiet():
             torch.onnx.export(
-                model, (example,), str(path), input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                dynamo=False, opset_version=opset,
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                dynamo=False,
+                opset_version=opset,
             )
         exporter = "torchscript"
     onnx.checker.check_model(str(path), full_check=True)
@@ -134,18 +145,24 @@ def check_parity(
 
 
 def build_model_config(
-    export: ExportConfig, checkpoint: dict[str, Any], opset: int, exporter: str, diff: float,
+    export: ExportConfig,
+    checkpoint: dict[str, Any],
+    opset: int,
+    exporter: str,
+    diff: float,
     ir_version: int,
 ) -> pb.ModelConfig:
     spec = text_format.Parse(checkpoint["preprocessing"], pb.ImagePreprocessing())
     channels = 1 if spec.color_mode == pb.COLOR_MODE_GRAYSCALE else 3
     labels = list(checkpoint["labels"])
+    train = checkpoint["config"]
     return pb.ModelConfig(
         name=export.name,
         task=pb.TASK_IMAGE,
         labels=labels,
         input=pb.TensorSpec(
-            name=INPUT_NAME, dtype=pb.DATA_TYPE_FLOAT32,
+            name=INPUT_NAME,
+            dtype=pb.DATA_TYPE_FLOAT32,
             dims=[-1, channels, spec.crop_height, spec.crop_width],
         ),
         output=pb.TensorSpec(name=OUTPUT_NAME, dtype=pb.DATA_TYPE_FLOAT32, dims=[-1, len(labels)]),
@@ -155,10 +172,14 @@ def build_model_config(
             max_batch_size=export.max_batch_size, max_queue_delay_us=export.max_queue_delay_us
         ),
         export=pb.ExportInfo(
-            opset=opset, ir_version=ir_version, onnxruntime_version=ort.__version__,
-            torch_version=torch.__version__, exporter=exporter, parity_max_abs_diff=diff,
+            opset=opset,
+            ir_version=ir_version,
+            onnxruntime_version=ort.__version__,
+            torch_version=torch.__version__,
+            exporter=exporter,
+            parity_max_abs_diff=diff,
         ),
-        description=f"{checkpoint['config']['model']} trained on {checkpoint['config']['data_dir']}",
+        description=f"{train['model']} trained on {train['data_dir']}",
     )
 
 
@@ -173,8 +194,11 @@ def export_checkpoint(export: ExportConfig, work_dir: Path) -> ExportResult:
     ir_version = onnx.load(str(onnx_path), load_external_data=False).ir_version
     config = build_model_config(export, checkpoint, export.opset, exporter, diff, ir_version)
     log.info("exported with the %s exporter; ONNX Runtime vs torch max |diff| %.2g", exporter, diff)
-    provenance = {"export": {k: str(v) for k, v in asdict(export).items()}, "train": checkpoint["config"],
-                  "train_metrics": checkpoint.get("metrics", {})}
+    provenance = {
+        "export": {k: str(v) for k, v in asdict(export).items()},
+        "train": checkpoint["config"],
+        "train_metrics": checkpoint.get("metrics", {}),
+    }
     save_json(provenance, work_dir / "export.json")
     version, model_path = publish(export.repository, config, work_dir)
     return ExportResult(version, model_path, config, diff)

@@ -1,6 +1,6 @@
 """A registry of image classifiers: `list_models()`, `get_model(name, num_classes, in_channels)`.
 
-    model = get_model("small_cnn", num_classes=10, in_channels=1)
+model = get_model("small_cnn", num_classes=10, in_channels=1)
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class SmallCNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, classes)
-        return self.classifier(self.features(x))
+        logits: torch.Tensor = self.classifier(self.features(x))
+        return logits
 
 
 @register_model("small_cnn")

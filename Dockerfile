@@ -1,0 +1,46 @@
+# Onyx images. The default (last) target is the serving image: ONNX Runtime + gRPC, no torch.
+#
+#   docker build -t onyx:serve .                    # serving image
+#   docker build -t onyx:train --target train .     # with torch, for train/export
+#   docker run -p 50051:50051 -p 9090:9090 -v "$PWD/models:/models" onyx:serve
+#
+# BASE_IMAGE may point at a locally built Debian/Python base where no registry is reachable.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+# ---- build: turn the source tree into a wheel ----------------------------------------------
+FROM ${BASE_IMAGE} AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY onyx ./onyx
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+# ---- train: the wheel with its training extra, for `onyx train` / `onyx export` ----------------
+FROM ${BASE_IMAGE} AS train
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir "$(ls /wheels/*.whl)[train]" \
+    && rm -rf /wheels \
+    && useradd --system --uid 10001 --create-home onyx
+USER 10001
+WORKDIR /home/onyx
+ENTRYPOINT ["onyx"]
+CMD ["--help"]
+
+# ---- serve: the runtime image (default): no compiler, non-root ---------------------------------
+FROM ${BASE_IMAGE} AS serve
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    ONYX_REPOSITORY=/models \
+    ONYX_PORT=50051
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl \
+    && rm -rf /wheels \
+    && useradd --system --uid 10001 --no-create-home onyx \
+    && mkdir -p /models \
+    && chown 10001 /models
+USER 10001
+WORKDIR /models
+EXPOSE 50051 9090
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
+    CMD ["python", "-c", "import grpc, sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; s = g.HealthStub(grpc.insecure_channel('localhost:50051')).Check(h.HealthCheckRequest(), timeout=2).status; sys.exit(0 if s == h.HealthCheckResponse.SERVING else 1)"]
+ENTRYPOINT ["onyx"]
+CMD ["serve"]

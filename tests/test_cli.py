@@ -1,0 +1,50 @@
+"""The `onyx` CLI: help teaches, bad arguments are usage errors, commands call the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from onyx.cli import main
+
+
+def test_help_lists_every_command() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("demo", "train", "export", "serve", "classify"):
+        assert command in result.output
+
+
+def test_classify_needs_files_or_text() -> None:
+    result = CliRunner().invoke(main, ["classify", "--model", "digits"])
+    assert result.exit_code == 2
+    assert "give image FILES or at least one --text" in result.output
+
+
+def test_train_image_rejects_unknown_model(colour_folder: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["train", "image", str(colour_folder), "--model", "nope", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "small_cnn" in result.output
+
+
+def test_train_image_with_one_class_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "data" / "only").mkdir(parents=True)
+    result = CliRunner().invoke(
+        main, ["train", "image", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 1
+    assert "need at least 2 class folders" in result.output
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_path(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["demo", "--repository", str(tmp_path / "models"), "--epochs", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "held-out accuracy over gRPC" in result.output
+    assert (tmp_path / "models" / "digits" / "1" / "model.onnx").is_file()
