@@ -11,7 +11,7 @@ import click
 import grpc
 
 from onyx.serve.client import Client, as_json_records, format_table
-from onyx.serve.config import DEFAULT_PORT, ServerConfig
+from onyx.serve.config import DEFAULT_METRICS_PORT, DEFAULT_PORT, ServerConfig
 from onyx.serve.inputs import InputLimits
 from onyx.serve.server import serve as run_server
 
@@ -84,6 +84,20 @@ DEFAULT_REPOSITORY = Path("models")
     help="Seconds in-flight requests get to finish on SIGTERM.",
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_METRICS_PORT,
+    show_default=True,
+    envvar="ONYX_METRICS_PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port).",
+)
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Record metrics at all (off only to measure their cost).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -99,6 +113,8 @@ def serve_command(
     max_image_pixels: int,
     max_text_chars: int,
     grace: float,
+    metrics_port: int,
+    metrics: bool,
     log_level: str,
 ) -> None:
     """Serve every model of a repository over gRPC until SIGTERM/SIGINT.
@@ -116,6 +132,8 @@ def serve_command(
         intra_op_threads=intra_op_threads,
         grace_s=grace,
         limits=InputLimits(max_inputs, max_image_pixels, max_text_chars),
+        metrics=metrics,
+        metrics_port=metrics_port if metrics else None,
     )
     asyncio.run(run_server(config))
 

@@ -9,6 +9,7 @@ from onyx.serve.inputs import InputLimits
 from onyx.serve.runtime import Device
 
 DEFAULT_PORT = 50051
+DEFAULT_METRICS_PORT = 9090
 
 
 @dataclass(frozen=True)
@@ -30,3 +31,7 @@ class ServerConfig:
     default_max_queue_size: int = 1024
     # Seconds in-flight requests get to finish on shutdown.
     grace_s: float = 10.0
+    # Record Prometheus metrics (off only to measure what they cost).
+    metrics: bool = True
+    # Serve GET /metrics on this port (0: any free port; None: not served over HTTP).
+    metrics_port: int | None = None

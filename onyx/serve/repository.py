@@ -21,6 +21,7 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.batching import BatchPolicy, Collate, DynamicBatcher, RunBatch, concatenate
 from onyx.serve.errors import ConfigError, ModelNotFound, ModelNotReady
+from onyx.serve.metrics import ServerMetrics
 from onyx.serve.model_config import CONFIG_FILE, load_config
 from onyx.serve.runtime import NUMPY_DTYPES, RuntimeOptions, Session
 
@@ -36,6 +37,8 @@ class RepositoryOptions:
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     # Server-wide cap on queued inputs per model version when its config sets none.
     default_max_queue_size: int = 1024
+    # Where batch and load metrics go (None: not recorded).
+    metrics: ServerMetrics | None = None
 
 
 @dataclass
@@ -49,6 +52,8 @@ class ModelVersion:
     providers: list[str] = field(default_factory=list)
     # Why these providers (e.g. "no NVIDIA driver (libcuda.so.1) on this machine").
     provider_reason: str = ""
+    # Seconds loading and warming up took.
+    load_seconds: float = 0.0
     batcher: DynamicBatcher | None = None
     executor: ThreadPoolExecutor | None = None
 
@@ -174,14 +179,17 @@ class Repository:
         except Exception as exc:
             version.state, version.reason = api.VERSION_STATE_FAILED, str(exc)
             log.error("model %s version %d failed to load: %s", model.name, number, exc)
+            if self.options.metrics is not None:
+                self.options.metrics.load_failures.labels(model.name).inc()
             return version
+        version.load_seconds = time.monotonic() - started
         log.info(
             "model %s version %d ready on %s (%s) in %.2fs",
             model.name,
             number,
             version.providers[0],
             version.provider_reason,
-            time.monotonic() - started,
+            version.load_seconds,
         )
         return version
 
@@ -242,7 +250,10 @@ async def _start_version(
     version.executor = executor
     version.providers = sessions[0].providers
     version.provider_reason = sessions[0].provider_reason
-    version.batcher = DynamicBatcher(run, policy, collate)
+    observer = None
+    if options.metrics is not None:
+        observer = options.metrics.batch_observer(config.name, version.version)
+    version.batcher = DynamicBatcher(run, policy, collate, observer)
     version.batcher.start()
     version.state = api.VERSION_STATE_READY
 

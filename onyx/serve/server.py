@@ -22,6 +22,8 @@ from grpc_reflection.v1alpha import reflection
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.config import ServerConfig
+from onyx.serve.interceptor import MetricsInterceptor
+from onyx.serve.metrics import ServerMetrics
 from onyx.serve.repository import Repository, RepositoryOptions
 from onyx.serve.runtime import RuntimeOptions
 from onyx.serve.servicer import ClassifierServicer
@@ -40,6 +42,9 @@ class RunningServer:
     repository: Repository
     health: health.aio.HealthServicer
     preprocess: ThreadPoolExecutor
+    metrics: ServerMetrics | None = None
+    # Where GET /metrics is served, when it is.
+    metrics_port: int | None = None
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Refuse new calls, let in-flight ones finish within `grace_s`, then unload models."""
@@ -49,13 +54,21 @@ class RunningServer:
         self.preprocess.shutdown(wait=False)
 
 
-async def create_server(config: ServerConfig) -> RunningServer:
-    """Load the repository and start serving it; `config.port` 0 picks a free port."""
+async def create_server(
+    config: ServerConfig, metrics: ServerMetrics | None = None
+) -> RunningServer:
+    """Load the repository and start serving it; `config.port` 0 picks a free port.
+
+    Pass `metrics` to record into a registry of your own (tests use a fresh one each).
+    """
+    if metrics is None and config.metrics:
+        metrics = ServerMetrics()
     repository = Repository(
         config.repository,
         RepositoryOptions(
             runtime=RuntimeOptions(device=config.device, intra_op_threads=config.intra_op_threads),
             default_max_queue_size=config.default_max_queue_size,
+            metrics=metrics,
         ),
     )
     await repository.load_all()
@@ -67,9 +80,10 @@ async def create_server(config: ServerConfig) -> RunningServer:
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
     ]
-    server = grpc.aio.server(options=options)
+    interceptors = [MetricsInterceptor(metrics.grpc)] if metrics is not None else []
+    server = grpc.aio.server(options=options, interceptors=interceptors)
     api_grpc.add_ClassifierServicer_to_server(
-        ClassifierServicer(repository, config.limits, preprocess), server
+        ClassifierServicer(repository, config.limits, preprocess, metrics), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -80,7 +94,11 @@ async def create_server(config: ServerConfig) -> RunningServer:
     if port == 0:
         raise OSError(f"cannot listen on {config.host}:{config.port}")
     await server.start()
-    running = RunningServer(server, port, repository, health_servicer, preprocess)
+    running = RunningServer(server, port, repository, health_servicer, preprocess, metrics)
+    if metrics is not None:
+        metrics.watch(repository)
+        if config.metrics_port is not None:
+            running.metrics_port = metrics.serve_http(config.metrics_port)
     await publish_health(running)
     return running
 
@@ -98,6 +116,8 @@ async def serve(config: ServerConfig) -> None:
     running = await create_server(config)
     models = running.repository.models()
     ready = [m.name for m in models if m.ready]
+    if running.metrics_port is not None:
+        log.info("metrics on http://%s:%d/metrics", config.host, running.metrics_port)
     log.info(
         "serving %d/%d models from %s on %s:%d (ready: %s)",
         len(ready),

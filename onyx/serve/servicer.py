@@ -16,7 +16,8 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.errors import InvalidInput, ServeError, status_code
 from onyx.serve.inputs import InputLimits, decode_inputs
-from onyx.serve.repository import Model, Repository
+from onyx.serve.metrics import RequestTracker, ServerMetrics
+from onyx.serve.repository import Model, ModelVersion, Repository
 from onyx.serve.scores import activate, top_k
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,17 @@ def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
 
 
 class ClassifierServicer(api_grpc.ClassifierServicer):
-    def __init__(self, repository: Repository, limits: InputLimits, preprocess: Executor) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        limits: InputLimits,
+        preprocess: Executor,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
         self._repository = repository
         self._limits = limits
         self._preprocess = preprocess
+        self._metrics = metrics
 
     @answers_errors
     async def Classify(
@@ -71,12 +79,28 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
             raise InvalidInput(f"top_k must be >= 0, got {request.top_k}")
         model = self._repository.get(request.model)
         version = model.version(request.version)
+        if self._metrics is None:
+            return await self._run(model, version, request, deadline, None)
+        with self._metrics.track(model.name, version.version) as tracker:
+            return await self._run(model, version, request, deadline, tracker)
+
+    async def _run(
+        self,
+        model: Model,
+        version: ModelVersion,
+        request: api.ClassifyRequest,
+        deadline: float | None,
+        tracker: RequestTracker | None,
+    ) -> api.ClassifyResponse:
         config = model.config
         assert config is not None
-        loop = asyncio.get_running_loop()
-        batch = await loop.run_in_executor(
+        started = time.perf_counter()
+        batch = await asyncio.get_running_loop().run_in_executor(
             self._preprocess, decode_inputs, request.inputs, config, self._limits
         )
+        if tracker is not None:
+            tracker.preprocessed(time.perf_counter() - started)
+            tracker.inputs = len(batch)
         outputs = await version.infer(batch, deadline)
         scores = activate(outputs, config.output_activation)
         k = request.top_k or DEFAULT_TOP_K

@@ -1,0 +1,88 @@
+"""A gRPC server interceptor recording the conventional `grpc_server_*` metrics for every RPC."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from onyx.serve.metrics import GrpcMetrics
+
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+
+
+def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
+    if isinstance(error, asyncio.CancelledError):
+        return "CANCELLED"
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    return "OK" if error is None else "UNKNOWN"
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, metrics: GrpcMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, "unary", method),
+                handler.request_deserializer, handler.response_serializer,
+            )  # fmt: skip
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(handler.stream_unary, "client_stream", method),
+                handler.request_deserializer, handler.response_serializer,
+            )  # fmt: skip
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(handler.unary_stream, "server_stream", method),
+                handler.request_deserializer, handler.response_serializer,
+            )  # fmt: skip
+        return grpc.stream_stream_rpc_method_handler(
+            self._streaming(handler.stream_stream, "bidi_stream", method),
+            handler.request_deserializer, handler.response_serializer,
+        )  # fmt: skip
+
+    def _unary(self, behaviour: Any, kind: str, method: str) -> Any:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            done = self._metrics.record(kind, method)
+            error: BaseException | None = None
+            try:
+                return await behaviour(request, context)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                done(_code_of(context, error))
+
+        return wrapped
+
+    def _streaming(self, behaviour: Any, kind: str, method: str) -> Any:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            done = self._metrics.record(kind, method)
+            error: BaseException | None = None
+            try:
+                result = behaviour(request, context)
+                if inspect.isasyncgen(result):
+                    async for response in result:
+                        yield response
+                else:  # a coroutine that writes with context.write() (e.g. health Watch)
+                    await result
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                done(_code_of(context, error))
+
+        return wrapped

@@ -1,0 +1,230 @@
+"""Every Prometheus metric the server exports, in one place, on an injectable registry.
+
+Latencies are histograms in seconds (buckets from 0.5 ms to 10 s), so dashboards can show
+p50/p95/p99 per model and aggregate across replicas -- not cumulative microsecond counters.
+Labels are bounded: model and version come only from the repository (unknown model names in
+requests are counted by the gRPC metrics, never as labels).
+
+    metrics = ServerMetrics(CollectorRegistry())      # tests: a fresh registry each
+    metrics.serve_http(9090)                           # GET :9090/metrics
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from onyx.serve.repository import Repository
+
+PREFIX = "onyx"
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
+MODEL_LABELS = ("model", "version")
+
+
+class ServerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None, process: bool = True) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            f"{PREFIX}_requests", "Classify requests by outcome (gRPC status code name).",
+            [*MODEL_LABELS, "code"], registry=r,
+        )  # fmt: skip
+        self.inputs = Counter(
+            f"{PREFIX}_inputs", "Inputs classified successfully.", MODEL_LABELS, registry=r
+        )
+        self.request_seconds = _latency(r, "request_duration", "End-to-end Classify latency.")
+        self.preprocess_seconds = _latency(
+            r, "preprocess_duration", "Decoding and preprocessing time per request."
+        )
+        self.queue_seconds = _latency(r, "queue_duration", "Time inputs waited in the batch queue.")
+        self.compute_seconds = _latency(r, "compute_duration", "ONNX Runtime time per batch.")
+        self.batch_size = Histogram(
+            f"{PREFIX}_batch_size", "Inputs per batch formed by the dynamic batcher.",
+            MODEL_LABELS, buckets=BATCH_SIZE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.batch_failures = Counter(
+            f"{PREFIX}_batch_failures", "Batches whose inference failed.", MODEL_LABELS, registry=r
+        )
+        self.inflight = Gauge(
+            f"{PREFIX}_inflight_requests", "Classify requests being handled.", MODEL_LABELS,
+            registry=r,
+        )  # fmt: skip
+        self.load_failures = Counter(
+            f"{PREFIX}_model_load_failures", "Model version loads that failed.", ["model"],
+            registry=r,
+        )  # fmt: skip
+        self.grpc = GrpcMetrics(r)
+        if process:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+
+    def watch(self, repository: Repository) -> None:
+        """Export readiness, load time and queue depth of every version, read at scrape time."""
+        self.registry.register(RepositoryCollector(repository))
+
+    def track(self, model: str, version: int) -> RequestTracker:
+        return RequestTracker(self, model, version)
+
+    def batch_observer(self, model: str, version: int) -> BatchMetrics:
+        """The batcher's observer for a version; also creates its series at zero, so dashboards
+        show a freshly loaded model before its first request."""
+        labels = (model, str(version))
+        for metric in (self.inputs, self.request_seconds, self.preprocess_seconds, self.inflight):
+            metric.labels(*labels)
+        self.requests.labels(*labels, "OK")
+        return BatchMetrics(
+            self.batch_size.labels(*labels),
+            self.queue_seconds.labels(*labels),
+            self.compute_seconds.labels(*labels),
+            self.batch_failures.labels(*labels),
+        )
+
+    def serve_http(self, port: int, host: str = "0.0.0.0") -> int:
+        """Serve GET /metrics in a background thread; returns the bound port (0 picks one)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)
+
+
+def _latency(registry: CollectorRegistry, name: str, documentation: str) -> Histogram:
+    return Histogram(
+        f"{PREFIX}_{name}_seconds", documentation, MODEL_LABELS, buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BatchMetrics:
+    """The batcher's `BatchObserver` for one model version."""
+
+    batch_size: Histogram
+    queue_seconds: Histogram
+    compute_seconds: Histogram
+    failures: Counter
+
+    def batch_started(self, size: int, queue_waits_s: Sequence[float]) -> None:
+        self.batch_size.observe(size)
+        for wait in queue_waits_s:
+            self.queue_seconds.observe(wait)
+
+    def batch_finished(self, size: int, compute_s: float, ok: bool) -> None:
+        self.compute_seconds.observe(compute_s)
+        if not ok:
+            self.failures.inc()
+
+    def queue_changed(self, queued_rows: int) -> None:
+        # Read at scrape time by RepositoryCollector instead: no per-request gauge updates.
+        pass
+
+
+class RepositoryCollector(Collector):
+    """Model state straight from the repository at scrape time, so it can never go stale."""
+
+    def __init__(self, repository: Repository) -> None:
+        self._repository = repository
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        ready = GaugeMetricFamily(
+            f"{PREFIX}_model_ready", "1 when the model version can serve.", labels=MODEL_LABELS
+        )
+        load = GaugeMetricFamily(
+            f"{PREFIX}_model_load_duration_seconds", "How long loading and warm-up took.",
+            labels=MODEL_LABELS,
+        )  # fmt: skip
+        depth = GaugeMetricFamily(
+            f"{PREFIX}_queue_depth", "Inputs waiting in the batch queue.", labels=MODEL_LABELS
+        )
+        for model in self._repository.models():
+            for version in model.versions.values():
+                labels = [model.name, str(version.version)]
+                ready.add_metric(labels, 1.0 if version.ready else 0.0)
+                load.add_metric(labels, version.load_seconds)
+                queued = version.batcher.queued_rows if version.batcher is not None else 0
+                depth.add_metric(labels, float(queued))
+        yield from (ready, load, depth)
+
+
+class GrpcMetrics:
+    """The conventional gRPC server metrics, named as go-grpc-prometheus names them."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["grpc_type", "grpc_service", "grpc_method"]
+        self.started = Counter(
+            "grpc_server_started", "RPCs started on the server.", labels, registry=registry
+        )
+        self.handled = Counter(
+            "grpc_server_handled", "RPCs completed on the server, by status code.",
+            [*labels, "grpc_code"], registry=registry,
+        )  # fmt: skip
+        self.seconds = Histogram(
+            "grpc_server_handling_seconds", "RPC handling time on the server.", labels,
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+
+    def record(self, kind: str, full_method: str) -> Callable[[str], None]:
+        """Count a started RPC; returns the function that records its end with a code name."""
+        service, _, method = full_method.lstrip("/").rpartition("/")
+        labels = (kind, service, method)
+        self.started.labels(*labels).inc()
+        started = time.perf_counter()
+
+        def done(code: str) -> None:
+            self.handled.labels(*labels, code).inc()
+            self.seconds.labels(*labels).observe(time.perf_counter() - started)
+
+        return done
+
+
+class RequestTracker:
+    """Times one Classify request and records its outcome: `with metrics.track(m, v) as t:`."""
+
+    def __init__(self, metrics: ServerMetrics, model: str, version: int) -> None:
+        self._metrics = metrics
+        self._labels = (model, str(version))
+        self._started = 0.0
+        self.inputs = 0
+
+    def __enter__(self) -> RequestTracker:
+        self._started = time.perf_counter()
+        self._metrics.inflight.labels(*self._labels).inc()
+        return self
+
+    def preprocessed(self, seconds: float) -> None:
+        self._metrics.preprocess_seconds.labels(*self._labels).observe(seconds)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        metrics, labels = self._metrics, self._labels
+        metrics.inflight.labels(*labels).dec()
+        metrics.requests.labels(*labels, _code_name(exc)).inc()
+        metrics.request_seconds.labels(*labels).observe(time.perf_counter() - self._started)
+        if exc is None:
+            metrics.inputs.labels(*labels).inc(self.inputs)
+
+
+def _code_name(error: BaseException | None) -> str:
+    if error is None:
+        return "OK"
+    if isinstance(error, asyncio.CancelledError):
+        return "CANCELLED"
+    return str(getattr(error, "code", "INTERNAL"))
