@@ -82,6 +82,10 @@ class ServerMetrics:
         """Export readiness, load time and queue depth of every version, read at scrape time."""
         self.registry.register(RepositoryCollector(repository))
 
+    def model_seen(self, model: str) -> None:
+        """Create the model's load-failure series at zero, so `increase()` works from the start."""
+        self.load_failures.labels(model)
+
     def track(self, model: str, version: int) -> RequestTracker:
         return RequestTracker(self, model, version)
 

@@ -173,6 +173,8 @@ class Repository:
     async def load_version(self, model: Model, number: int) -> ModelVersion:
         assert model.config is not None
         version = ModelVersion(number, model.directory / str(number) / MODEL_FILE)
+        if self.options.metrics is not None:
+            self.options.metrics.model_seen(model.name)
         started = time.monotonic()
         try:
             await _start_version(version, model.config, self.options, collate_for(model.config))
