@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from onyx import __version__
+from onyx.bench.cli import bench_command
 from onyx.serve.cli import classify_command, serve_command
 from onyx.train.cli import demo_command, export_command, train_group
 
@@ -31,3 +32,4 @@ main.add_command(train_group)
 main.add_command(export_command)
 main.add_command(serve_command)
 main.add_command(classify_command)
+main.add_command(bench_command)

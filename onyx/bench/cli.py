@@ -1,0 +1,143 @@
+"""`onyx bench`: measure a server under load, beside raw ONNX Runtime on the same model."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from onyx.bench.baseline import measure
+from onyx.bench.load import RunResult
+from onyx.bench.report import as_json, as_table
+from onyx.bench.runner import BenchConfig, build_input, model_sample, run_levels, spawned_server
+from onyx.serve.client import Client
+from onyx.serve.repository import MODEL_FILE, version_numbers
+
+
+def _numbers(text: str, kind: type[int] | type[float]) -> tuple[float, ...]:
+    try:
+        return tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+@contextlib.contextmanager
+def _target(
+    server: str | None,
+    repository: Path | None,
+    serve_args: tuple[str, ...],
+    metrics_url: str | None,
+) -> Iterator[tuple[str, str | None]]:
+    if server is not None:
+        yield server, metrics_url
+        return
+    if repository is None:
+        raise click.UsageError("give --server HOST:PORT, or --repository to start a server")
+    with spawned_server(repository, serve_args) as (address, url):
+        yield address, metrics_url or url
+
+
+def newest_model_file(repository: Path, model: str) -> Path:
+    versions = version_numbers(repository / model) if (repository / model).is_dir() else []
+    if not versions:
+        raise click.UsageError(f"no versions of {model!r} under {repository}")
+    return repository / model / str(versions[-1]) / MODEL_FILE
+
+
+@click.command("bench")
+@click.option("--model", "-m", required=True, help="Model to load.")
+@click.option(
+    "--server", "-s", help="host:port of a running server (else --repository starts one)."
+)
+@click.option(
+    "--repository",
+    "-r",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Start `onyx serve` on this repository in its own process (and find the model "
+    "file there for --baseline).",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    default="1,4,16",
+    show_default=True,
+    help="Closed-loop client counts, comma-separated.",
+)
+@click.option("--rate", default="", help="Open-loop request rates per second, comma-separated.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds per load level.",
+)
+@click.option(
+    "--max-requests",
+    type=click.IntRange(1),
+    default=100_000,
+    show_default=True,
+    help="Requests per load level at most.",
+)
+@click.option("--inputs-per-request", type=click.IntRange(1), default=1, show_default=True)
+@click.option(
+    "--image",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Send this image file (default: a random preprocessed tensor).",
+)
+@click.option("--text", help="Send this text (text models).")
+@click.option(
+    "--baseline/--no-baseline",
+    default=False,
+    help="Also measure raw ONNX Runtime in-process on the same model and report ratios.",
+)
+@click.option(
+    "--baseline-batches",
+    default="1,2,4,8,16",
+    show_default=True,
+    help="Batch sizes for the baseline.",
+)
+@click.option(
+    "--metrics-url", help="Scrape the server's /metrics here for its queue/compute split."
+)
+@click.option(
+    "--serve-arg",
+    multiple=True,
+    help="Extra argument for the started server, e.g. --serve-arg=--no-metrics.",
+)
+@click.option("--json", "as_json_output", is_flag=True, help="Print JSON instead of a table.")
+def bench_command(
+    model: str, server: str | None, repository: Path | None, concurrency: str, rate: str,
+    duration: float, max_requests: int, inputs_per_request: int, image: Path | None,
+    text: str | None, baseline: bool, baseline_batches: str, metrics_url: str | None,
+    serve_arg: tuple[str, ...], as_json_output: bool,
+) -> None:  # fmt: skip
+    """Load a server with Classify requests and report throughput and latency percentiles.
+
+    \b
+    Example (ResNet18, tensor input, against raw ONNX Runtime in the same run):
+      onyx bench -r bench/models -m resnet18 -c 1,2,4,8,16,64 --baseline
+    """
+    levels = tuple(int(c) for c in _numbers(concurrency, int))
+    with _target(server, repository, serve_arg, metrics_url) as (address, url):
+        config = BenchConfig(
+            server=address, model=model, concurrency=levels, rates=_numbers(rate, float),
+            duration_s=duration, max_requests=max_requests, inputs_per_request=inputs_per_request,
+            image=image, text=text, metrics_url=url,
+        )  # fmt: skip
+        runs: list[RunResult] = run_levels(config)
+        with Client(address) as client:
+            model_config = client.get_model(model).config
+    raw = []
+    if baseline:
+        if repository is None:
+            raise click.UsageError("--baseline needs --repository to find the model file")
+        sample = model_sample(build_input(config, model_config), model_config)
+        batches = [int(b) for b in _numbers(baseline_batches, int)]
+        raw = measure(newest_model_file(repository, model), sample, batches, min(duration, 5.0))
+    if as_json_output:
+        click.echo(json.dumps(as_json(runs, raw), indent=2))
+    else:
+        click.echo(as_table(runs, raw))

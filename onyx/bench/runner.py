@@ -1,0 +1,154 @@
+"""Orchestrates a benchmark: optional server process, load levels, scrapes, and the baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+from tqdm import tqdm
+
+from onyx.bench.load import RunResult, closed_loop, make_sender, open_loop
+from onyx.bench.scrape import scrape, server_split
+from onyx.proto.v1 import classifier_pb2 as api
+from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.client import Client
+from onyx.serve.inputs import InputLimits, decode_inputs
+from onyx.serve.runtime import NUMPY_DTYPES
+
+SEQUENCE_LENGTH = 32  # for inputs with a dynamic time axis
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    server: str
+    model: str
+    concurrency: tuple[int, ...] = (1, 4, 16)
+    rates: tuple[float, ...] = ()
+    duration_s: float = 10.0
+    max_requests: int = 100_000
+    warmup_s: float = 2.0
+    inputs_per_request: int = 1
+    # What to send: an image file, a text, or (neither) a random preprocessed tensor.
+    image: Path | None = None
+    text: str | None = None
+    metrics_url: str | None = None
+    timeout_s: float = 30.0
+    # Open loop: requests beyond this many in flight are dropped (and counted).
+    max_inflight: int = 1024
+
+
+def build_input(config: BenchConfig, model: pb.ModelConfig, seed: int = 0) -> api.Input:
+    if config.image is not None:
+        return api.Input(image=config.image.read_bytes())
+    if config.text is not None:
+        return api.Input(text=config.text)
+    dims = [SEQUENCE_LENGTH if d == -1 else d for d in model.input.dims[1:]]
+    dtype = NUMPY_DTYPES[model.input.dtype]
+    rng = np.random.default_rng(seed)
+    values = rng.integers(2, 100, dims) if np.issubdtype(dtype, np.integer) else rng.random(dims)
+    array = values.astype(np.dtype(dtype).newbyteorder("<"))
+    return api.Input(tensor=api.Tensor(shape=dims, data=array.tobytes()))
+
+
+def model_sample(single: api.Input, model: pb.ModelConfig) -> np.ndarray:
+    """The preprocessed array of one input, exactly as the server makes it (for the baseline)."""
+    sample: np.ndarray = decode_inputs([single], model, InputLimits())[0]
+    return sample
+
+
+def run_levels(config: BenchConfig) -> list[RunResult]:
+    with Client(config.server) as client:
+        client.wait_ready(60)
+        model = client.get_model(config.model).config
+    single = build_input(config, model)
+    request = api.ClassifyRequest(model=config.model, inputs=[single] * config.inputs_per_request)
+    return asyncio.run(_run_levels(config, request))
+
+
+async def _run_levels(config: BenchConfig, request: api.ClassifyRequest) -> list[RunResult]:
+    results = []
+    async with grpc.aio.insecure_channel(config.server) as channel:
+        stub = api_grpc.ClassifierStub(channel)
+        warm = RunResult("closed", 1, config.inputs_per_request)
+        await closed_loop(
+            make_sender(stub, request, warm, config.timeout_s), 2, config.warmup_s, 10_000,
+            lambda _: None,
+        )  # fmt: skip
+        levels = [("closed", float(c)) for c in config.concurrency]
+        levels += [("open", r) for r in config.rates]
+        for mode, level in levels:
+            results.append(await _run_level(stub, request, config, mode, level))
+    return results
+
+
+async def _run_level(
+    stub: api_grpc.ClassifierStub, request: api.ClassifyRequest, config: BenchConfig,
+    mode: str, level: float,
+) -> RunResult:  # fmt: skip
+    result = RunResult(mode, level, config.inputs_per_request)
+    send = make_sender(stub, request, result, config.timeout_s)
+    before = scrape(config.metrics_url) if config.metrics_url else None
+    label = f"{mode} {'c' if mode == 'closed' else 'rps'}={level:g}"
+    with tqdm(desc=label, unit="req", leave=False, dynamic_ncols=True, file=sys.stderr) as bar:
+        if mode == "closed":
+            result.seconds = await closed_loop(
+                send, int(level), config.duration_s, config.max_requests, bar.update
+            )
+        else:
+            result.seconds, result.dropped = await open_loop(
+                send, level, config.duration_s, config.max_requests, config.max_inflight,
+                bar.update,
+            )  # fmt: skip
+    if before is not None and config.metrics_url:
+        result.server = server_split(before, scrape(config.metrics_url), config.model)
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def spawned_server(repository: Path, extra_args: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+    """Run `onyx serve` in its own process (so the load generator does not share its GIL);
+    yields (grpc address, metrics url)."""
+    port, metrics_port = free_port(), free_port()
+    command = [
+        sys.executable, "-m", "onyx", "serve", "--repository", str(repository),
+        "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics_port),
+        "--log-level", "warning", *extra_args,
+    ]  # fmt: skip
+    process = subprocess.Popen(command)
+    address = f"127.0.0.1:{port}"
+    try:
+        _wait_listening(address, process)
+        yield address, f"http://127.0.0.1:{metrics_port}/metrics"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _wait_listening(address: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    with Client(address) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"onyx serve exited with {process.returncode}")
+            try:
+                client.list_models()
+                return
+            except grpc.RpcError:
+                time.sleep(0.2)
+    raise TimeoutError(f"onyx serve did not answer on {address} within {timeout_s:.0f}s")

@@ -1,0 +1,92 @@
+"""`onyx bench` pieces: bounded load loops, the server-side split, ratios, and a real run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from prometheus_client import CollectorRegistry
+
+from onyx.bench.baseline import BaselineResult
+from onyx.bench.load import RunResult, closed_loop, open_loop
+from onyx.bench.report import ratios
+from onyx.bench.scrape import server_split
+from onyx.cli import main
+from onyx.serve.background import ServerThread
+from onyx.serve.config import ServerConfig
+from onyx.serve.metrics import ServerMetrics
+from tests.serve.factories import add_image_model
+
+
+def test_closed_loop_stops_at_the_request_cap() -> None:
+    calls = []
+
+    async def send() -> None:
+        calls.append(1)
+        await asyncio.sleep(0)
+
+    asyncio.run(closed_loop(send, concurrency=4, duration_s=60, max_requests=25, progress=print))
+    assert len(calls) == 25
+
+
+def test_open_loop_drops_beyond_the_inflight_cap() -> None:
+    async def slow() -> None:
+        await asyncio.sleep(0.5)
+
+    seconds, dropped = asyncio.run(
+        open_loop(slow, rate=200, duration_s=0.1, max_requests=20, max_inflight=5, progress=int)
+    )
+    assert dropped == 15 and seconds >= 0.5
+
+
+def test_server_split_is_mean_per_request_between_scrapes() -> None:
+    labels = frozenset({("model", "m"), ("version", "1")})
+    before = {("onyx_queue_duration_seconds_sum", labels): 1.0,
+              ("onyx_queue_duration_seconds_count", labels): 10.0}  # fmt: skip
+    after = {
+        ("onyx_queue_duration_seconds_sum", labels): 1.5,
+        ("onyx_queue_duration_seconds_count", labels): 20.0,
+        ("onyx_batch_size_sum", labels): 30.0,
+        ("onyx_batch_size_count", labels): 10.0,
+    }
+    assert server_split(before, after, "m") == {"queue_ms": 50.0, "mean_batch_size": 3.0}
+
+
+def test_ratios_compare_with_raw_best_batch_and_batch_one() -> None:
+    run = RunResult("closed", 1, 1, seconds=1.0, latencies=[0.012] * 90)
+    raw = [BaselineResult(1, 80.0, 10.0), BaselineResult(8, 100.0, 70.0)]
+    assert ratios(run, raw) == {"throughput_vs_raw_best": 0.9, "p50_minus_raw_bs1_ms": 2.0}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerThread]:
+    add_image_model(tmp_path)
+    metrics = ServerMetrics(CollectorRegistry(), process=False)
+    config = ServerConfig(repository=tmp_path, host="127.0.0.1", port=0, metrics_port=0)
+    with ServerThread(config, metrics=metrics) as running:
+        yield running
+
+
+def test_bench_command_against_a_real_server(server: ServerThread, tmp_path: Path) -> None:
+    assert server.running is not None
+    args = [
+        "bench", "--server", server.address, "--model", "tiny", "-c", "1,3", "--rate", "50",
+        "--duration", "0.3", "--repository", str(tmp_path), "--baseline",
+        "--baseline-batches", "1,4", "--json",
+        "--metrics-url", f"http://127.0.0.1:{server.running.metrics_port}/metrics",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert [b["batch_size"] for b in report["baseline"]] == [1, 4]
+    assert [(r["mode"], r["level"]) for r in report["runs"]] == [
+        ("closed", 1.0), ("closed", 3.0), ("open", 50.0),
+    ]  # fmt: skip
+    for run in report["runs"]:
+        assert run["requests_ok"] > 0 and run["errors"] == {}
+        assert run["server"]["mean_batch_size"] >= 1
+        assert isinstance(run["throughput_vs_raw_best"], float)
