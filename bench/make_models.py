@@ -31,11 +31,16 @@ def resnet18_config(max_batch_size: int, max_queue_delay_us: int) -> pb.ModelCon
         output=pb.TensorSpec(name=OUTPUT_NAME, dtype=pb.DATA_TYPE_FLOAT32, dims=[-1, 1000]),
         output_activation=pb.ACTIVATION_SOFTMAX,
         image=pb.ImagePreprocessing(
-            resize_shorter=256, crop_height=224, crop_width=224,
-            interpolation=pb.INTERPOLATION_BILINEAR, color_mode=pb.COLOR_MODE_RGB,
-            channel_order=pb.CHANNEL_ORDER_RGB, layout=pb.LAYOUT_NCHW,
-            mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        ),  # fmt: skip
+            resize_shorter=256,
+            crop_height=224,
+            crop_width=224,
+            interpolation=pb.INTERPOLATION_BILINEAR,
+            color_mode=pb.COLOR_MODE_RGB,
+            channel_order=pb.CHANNEL_ORDER_RGB,
+            layout=pb.LAYOUT_NCHW,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+        ),
         batching=pb.Batching(max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us),
         description="ResNet18 with random weights, for benchmarks",
     )
