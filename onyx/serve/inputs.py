@@ -100,4 +100,6 @@ def tensor_to_array(tensor: api.Tensor, spec: pb.TensorSpec) -> np.ndarray:
         raise InvalidInput(
             f"tensor data is {len(tensor.data)} bytes, shape {shape} of {dtype.name} needs {size}"
         )
-    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    # A view of the request's bytes on little-endian hosts (no copy); byte-swapped elsewhere.
+    return array.astype(dtype.newbyteorder("="), copy=False)
