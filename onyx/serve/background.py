@@ -12,12 +12,19 @@ from concurrent.futures import Future
 from types import TracebackType
 
 from onyx.serve.config import ServerConfig
+from onyx.serve.repository import ObserverFactory
 from onyx.serve.server import RunningServer, create_server
 
 
 class ServerThread:
-    def __init__(self, config: ServerConfig, start_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        start_timeout_s: float = 120.0,
+        observers: ObserverFactory | None = None,
+    ) -> None:
         self.config = config
+        self._observers = observers
         self._start_timeout_s = start_timeout_s
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="onyx-server", daemon=True)
@@ -34,7 +41,9 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self._thread.start()
-        self.running = self.call(create_server(self.config), self._start_timeout_s)
+        self.running = self.call(
+            create_server(self.config, self._observers), self._start_timeout_s
+        )
         return self
 
     def call(self, coroutine: object, timeout_s: float | None = None) -> RunningServer:

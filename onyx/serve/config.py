@@ -1,4 +1,4 @@
-"""The server's configuration: one dataclass, filled from CLI flags / environment by `onyx serve`."""
+"""The server's configuration: dataclasses filled from CLI flags / environment by `onyx serve`."""
 
 from __future__ import annotations
 
@@ -6,9 +6,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from onyx.serve.inputs import InputLimits
+from onyx.serve.repository import ModelControl
 from onyx.serve.runtime import Device
 
 DEFAULT_PORT = 50051
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: Path
+    key: Path
+    # When set, clients must present a certificate signed by this CA (mutual TLS).
+    client_ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,8 @@ class ServerConfig:
     device: Device = "auto"
     # ONNX Runtime threads per session; 0 divides the cores among each model's instances.
     intra_op_threads: int = 0
+    # Sessions per model version for every model (0: each config's `instances`).
+    instances: int = 0
     # Threads decoding and resizing images (0: one per core).
     preprocess_threads: int = 0
     # Largest gRPC message accepted or sent.
@@ -30,3 +41,11 @@ class ServerConfig:
     default_max_queue_size: int = 1024
     # Seconds in-flight requests get to finish on shutdown.
     grace_s: float = 10.0
+    # none: models load at start; poll: the repository is re-read every poll_interval_s;
+    # explicit: only `startup_models` load at start, the rest by RepositoryModelLoad.
+    model_control: ModelControl = "none"
+    poll_interval_s: float = 5.0
+    startup_models: tuple[str, ...] = ()
+    # Requests of one ClassifyStream in flight at once (more wait unread: flow control).
+    stream_window: int = 64
+    tls: TlsConfig | None = None

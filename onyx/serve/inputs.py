@@ -98,4 +98,6 @@ def tensor_to_array(tensor: api.Tensor, spec: pb.TensorSpec) -> np.ndarray:
         raise InvalidInput(
             f"tensor data is {len(tensor.data)} bytes, shape {shape} of {dtype.name} needs {size}"
         )
-    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    # Wire order is little-endian; on a little-endian host this is a view, not a copy.
+    array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    return array.astype(dtype.newbyteorder("="), copy=False)

@@ -1,4 +1,10 @@
-"""The `onyx.v1.Classifier` RPCs. Only request handling lives here; the work is elsewhere."""
+"""The `onyx.v1.Classifier` RPCs. Only request handling lives here; the work is elsewhere.
+
+ClassifyStream answers each request as soon as it completes, tagged with the client's id; a
+request that fails is answered with `error_code`/`error_message` and the stream goes on. At most
+`stream_window` requests of one stream are in flight: beyond that the server stops reading, so
+a fast client is held back by gRPC flow control rather than by the server's memory.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -16,12 +21,15 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.errors import InvalidInput, ServeError, status_code
 from onyx.serve.inputs import InputLimits, decode_inputs
-from onyx.serve.repository import Model, Repository
+from onyx.serve.pipeline import Pipeline
+from onyx.serve.repository import Model
 from onyx.serve.scores import activate, top_k
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 5
+# Requests of one ClassifyStream in flight at once.
+DEFAULT_STREAM_WINDOW = 64
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 Handler = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Response]]
@@ -53,10 +61,13 @@ def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
 
 
 class ClassifierServicer(api_grpc.ClassifierServicer):
-    def __init__(self, repository: Repository, limits: InputLimits, preprocess: Executor) -> None:
-        self._repository = repository
+    def __init__(
+        self, pipeline: Pipeline, limits: InputLimits, stream_window: int = DEFAULT_STREAM_WINDOW
+    ) -> None:
+        self._pipeline = pipeline
+        self._repository = pipeline.repository
         self._limits = limits
-        self._preprocess = preprocess
+        self._stream_window = stream_window
 
     @answers_errors
     async def Classify(
@@ -69,22 +80,76 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
     ) -> api.ClassifyResponse:
         if request.top_k < 0:
             raise InvalidInput(f"top_k must be >= 0, got {request.top_k}")
-        model = self._repository.get(request.model)
-        version = model.version(request.version)
-        config = model.config
-        assert config is not None
-        loop = asyncio.get_running_loop()
-        batch = await loop.run_in_executor(
-            self._preprocess, decode_inputs, request.inputs, config, self._limits
+        inputs, limits = request.inputs, self._limits
+        # Raw tensors only need wrapping: decoding them inline saves a thread hop.
+        offload = any(item.WhichOneof("kind") != "tensor" for item in inputs)
+        result = await self._pipeline.run(
+            request.model, request.version, lambda config: decode_inputs(inputs, config, limits),
+            deadline, offload,
         )
-        outputs = await version.infer(batch, deadline)
-        scores = activate(outputs, config.output_activation)
+        scores = activate(result.outputs, result.config.output_activation)
         k = request.top_k or DEFAULT_TOP_K
         return api.ClassifyResponse(
-            model=model.name,
-            version=version.version,
-            results=[_classification(row, k, config.labels) for row in scores],
+            model=result.model,
+            version=result.version,
+            results=[_classification(row, k, result.config.labels) for row in scores],
         )
+
+    async def ClassifyStream(
+        self,
+        request_iterator: AsyncIterator[api.ClassifyStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[api.ClassifyStreamResponse]:
+        deadline = deadline_of(context)
+        answers: asyncio.Queue[api.ClassifyStreamResponse | None] = asyncio.Queue()
+        reader = asyncio.ensure_future(self._read_stream(request_iterator, answers, deadline))
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+            await reader  # re-raises what ended the reading, if anything did
+        finally:
+            reader.cancel()
+
+    async def _read_stream(
+        self,
+        requests: AsyncIterator[api.ClassifyStreamRequest],
+        answers: asyncio.Queue[api.ClassifyStreamResponse | None],
+        deadline: float | None,
+    ) -> None:
+        window = asyncio.Semaphore(self._stream_window)
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            async for item in requests:
+                await window.acquire()
+                task = asyncio.ensure_future(self._answer(item, answers, deadline, window))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            await asyncio.gather(*pending)
+        finally:
+            for task in pending:
+                task.cancel()
+            answers.put_nowait(None)
+
+    async def _answer(
+        self,
+        item: api.ClassifyStreamRequest,
+        answers: asyncio.Queue[api.ClassifyStreamResponse | None],
+        deadline: float | None,
+        window: asyncio.Semaphore,
+    ) -> None:
+        try:
+            response = await self.classify(item.request, deadline)
+            answers.put_nowait(api.ClassifyStreamResponse(id=item.id, response=response))
+        except Exception as exc:
+            if not isinstance(exc, ServeError):
+                log.exception("ClassifyStream request %r failed", item.id)
+            answers.put_nowait(
+                api.ClassifyStreamResponse(
+                    id=item.id, error_code=status_code(exc).value[0], error_message=str(exc)
+                )
+            )
+        finally:
+            window.release()
 
     @answers_errors
     async def ListModels(
@@ -101,7 +166,10 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
 
 def _classification(scores: Any, k: int, labels: Any) -> api.Classification:
     return api.Classification(
-        classes=[api.ClassScore(label=r.label, index=r.index, score=r.score) for r in top_k(scores, k, labels)]
+        classes=[
+            api.ClassScore(label=r.label, index=r.index, score=r.score)
+            for r in top_k(scores, k, labels)
+        ]
     )
 
 

@@ -1,0 +1,330 @@
+"""KServe v2 / Open Inference Protocol: `inference.GRPCInferenceService` on the Onyx port.
+
+Standard clients work unchanged, e.g. with `tritonclient[grpc]`:
+
+    client = tritonclient.grpc.InferenceServerClient("localhost:50051")
+    x = tritonclient.grpc.InferInput("image", [1, 3, 224, 224], "FP32")
+    x.set_data_from_numpy(batch)
+    out = tritonclient.grpc.InferRequestedOutput("logits", class_count=3)
+    client.infer("pets", [x], outputs=[out]).as_numpy("logits")   # [[b"0.91:2:cat", ...]]
+
+ModelInfer takes the model's one input either as a tensor of the model's dtype (FP32/INT64...,
+`raw_input_contents` or typed `contents`; shape [n, ...] checked against the config) or as BYTES
+of shape [n] (or [n, 1]): encoded images for image models, UTF-8 text for text models. It answers
+the model's output tensor (raw model values), or with the classification extension (output
+parameter `classification` = k) BYTES strings "score:index:label" of shape [n, k], scores after
+the model's output activation. The model-repository extension (index, load, unload) is here too;
+load/unload need `--model-control explicit`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any, TypeAlias
+
+import grpc
+import numpy as np
+
+from onyx import __version__
+from onyx.proto.kserve import grpc_service_pb2 as kv2
+from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
+from onyx.proto.v1 import classifier_pb2 as api
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.errors import InvalidInput, LimitExceeded, ModelNotFound, NotAllowed, ServeError
+from onyx.serve.inputs import InputLimits, decode_inputs
+from onyx.serve.pipeline import Pipeline
+from onyx.serve.repository import Model, ModelControl
+from onyx.serve.scores import activate, top_k
+from onyx.serve.servicer import answers_errors, deadline_of
+
+SERVICE_NAME = kv2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+PLATFORM = "onnxruntime_onnx"
+EXTENSIONS = ["classification", "model_repository"]
+
+DATATYPES: dict[int, str] = {
+    pb.DATA_TYPE_FLOAT32: "FP32",
+    pb.DATA_TYPE_INT64: "INT64",
+    pb.DATA_TYPE_FLOAT16: "FP16",
+    pb.DATA_TYPE_INT32: "INT32",
+}
+NUMPY_OF: dict[str, np.dtype[Any]] = {
+    "FP32": np.dtype("<f4"), "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"),
+    "INT32": np.dtype("<i4"), "FP64": np.dtype("<f8"),
+}
+_TYPED_FIELD = {"FP32": "fp32_contents", "INT64": "int64_contents", "INT32": "int_contents"}
+_STATE_NAMES: dict[int, str] = {
+    api.VERSION_STATE_LOADING: "LOADING",
+    api.VERSION_STATE_READY: "READY",
+    api.VERSION_STATE_FAILED: "UNAVAILABLE",
+    api.VERSION_STATE_UNLOADING: "UNLOADING",
+}
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
+    def __init__(
+        self, pipeline: Pipeline, limits: InputLimits, model_control: ModelControl
+    ) -> None:
+        self._pipeline = pipeline
+        self._repository = pipeline.repository
+        self._limits = limits
+        self._model_control = model_control
+        # Flipped off on shutdown so load balancers stop sending before the port closes.
+        self.serving = True
+
+    async def ServerLive(self, request: kv2.ServerLiveRequest, context: Context) -> Any:
+        return kv2.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: kv2.ServerReadyRequest, context: Context) -> Any:
+        return kv2.ServerReadyResponse(ready=self.serving)
+
+    @answers_errors
+    async def ModelReady(self, request: kv2.ModelReadyRequest, context: Context) -> Any:
+        try:
+            self._repository.get(request.name).version(parse_version(request.version))
+        except ServeError:
+            return kv2.ModelReadyResponse(ready=False)
+        return kv2.ModelReadyResponse(ready=self.serving)
+
+    async def ServerMetadata(self, request: kv2.ServerMetadataRequest, context: Context) -> Any:
+        return kv2.ServerMetadataResponse(name="onyx", version=__version__, extensions=EXTENSIONS)
+
+    @answers_errors
+    async def ModelMetadata(self, request: kv2.ModelMetadataRequest, context: Context) -> Any:
+        model = self._repository.get(request.name)
+        model.version(parse_version(request.version))  # NOT_FOUND / UNAVAILABLE as for infer
+        return model_metadata(model)
+
+    @answers_errors
+    async def ModelInfer(self, request: kv2.ModelInferRequest, context: Context) -> Any:
+        if len(request.inputs) != 1:
+            raise InvalidInput(f"Onyx models take one input, the request has {len(request.inputs)}")
+        tensor = request.inputs[0]
+        raw = _raw_input(request)
+        limits = self._limits
+        result = await self._pipeline.run(
+            request.model_name,
+            parse_version(request.model_version),
+            lambda config: decode_tensor(tensor, raw, config, limits),
+            deadline_of(context),
+            offload=tensor.datatype == "BYTES",
+        )
+        response = kv2.ModelInferResponse(
+            model_name=result.model, model_version=str(result.version), id=request.id
+        )
+        wanted = list(request.outputs) or [kv2.ModelInferRequest.InferRequestedOutputTensor(
+            name=result.config.output.name
+        )]
+        for output in wanted:
+            _add_output(response, output, result.outputs, result.config)
+        return response
+
+    @answers_errors
+    async def RepositoryIndex(self, request: kv2.RepositoryIndexRequest, context: Context) -> Any:
+        entries = repository_index(self._repository.models(), self._repository.on_disk())
+        if request.ready:
+            entries = [e for e in entries if e.state == "READY"]
+        return kv2.RepositoryIndexResponse(models=entries)
+
+    @answers_errors
+    async def RepositoryModelLoad(
+        self, request: kv2.RepositoryModelLoadRequest, context: Context
+    ) -> Any:
+        self._check_explicit("load")
+        if request.model_name not in self._repository.on_disk():
+            raise ModelNotFound(f"no model folder {request.model_name!r} in the repository")
+        await self._repository.sync(request.model_name)
+        model = self._repository.get(request.model_name)
+        model.version()  # answers UNAVAILABLE with the reasons when nothing loaded
+        return kv2.RepositoryModelLoadResponse()
+
+    @answers_errors
+    async def RepositoryModelUnload(
+        self, request: kv2.RepositoryModelUnloadRequest, context: Context
+    ) -> Any:
+        self._check_explicit("unload")
+        await self._repository.unload(request.model_name)
+        return kv2.RepositoryModelUnloadResponse()
+
+    def _check_explicit(self, action: str) -> None:
+        if self._model_control != "explicit":
+            raise NotAllowed(
+                f"explicit model {action} needs --model-control explicit "
+                f"(this server runs with {self._model_control!r})"
+            )
+
+
+def parse_version(text: str) -> int:
+    """KServe versions are strings; "" means the newest ready one (0)."""
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise InvalidInput(f"model version must be a positive integer or empty, got {text!r}")
+    return int(text)
+
+
+def model_metadata(model: Model) -> kv2.ModelMetadataResponse:
+    config = model.config
+    assert config is not None
+    metadata = kv2.ModelMetadataResponse.TensorMetadata
+    return kv2.ModelMetadataResponse(
+        name=model.name,
+        versions=[str(v.version) for v in sorted(model.versions.values(), key=lambda v: v.version)
+                  if v.ready],
+        platform=PLATFORM,
+        inputs=[metadata(name=config.input.name, datatype=DATATYPES[config.input.dtype],
+                         shape=list(config.input.dims))],
+        outputs=[metadata(name=config.output.name, datatype=DATATYPES[config.output.dtype],
+                          shape=list(config.output.dims))],
+    )
+
+
+def repository_index(
+    models: Sequence[Model], on_disk: Sequence[str]
+) -> list[kv2.RepositoryIndexResponse.ModelIndex]:
+    """One entry per loaded model version, and one per model folder that is not loaded."""
+    entry = kv2.RepositoryIndexResponse.ModelIndex
+    entries = []
+    for model in models:
+        for v in sorted(model.versions.values(), key=lambda v: v.version):
+            state = _STATE_NAMES.get(int(v.state), "UNAVAILABLE")
+            entries.append(entry(name=model.name, version=str(v.version), state=state,
+                                 reason=v.reason))
+        if not model.versions:
+            entries.append(entry(name=model.name, state="UNAVAILABLE", reason=model.reason))
+    loaded = {m.name for m in models}
+    entries += [entry(name=n, state="UNAVAILABLE", reason="not loaded")
+                for n in on_disk if n not in loaded]
+    return entries
+
+
+def _raw_input(request: kv2.ModelInferRequest) -> bytes | None:
+    if not request.raw_input_contents:
+        return None
+    if len(request.raw_input_contents) != len(request.inputs):
+        raise InvalidInput(
+            f"raw_input_contents has {len(request.raw_input_contents)} entries for "
+            f"{len(request.inputs)} inputs"
+        )
+    return request.raw_input_contents[0]
+
+
+def decode_tensor(
+    tensor: kv2.ModelInferRequest.InferInputTensor,
+    raw: bytes | None,
+    config: pb.ModelConfig,
+    limits: InputLimits,
+) -> np.ndarray:
+    """The model's input array from one KServe input tensor (BYTES are decoded like onyx.v1)."""
+    shape = list(tensor.shape)
+    if not shape or shape[0] < 1:
+        raise InvalidInput(f"input {tensor.name!r} shape {shape} needs a batch axis of size >= 1")
+    if shape[0] > limits.max_inputs_per_request:
+        raise LimitExceeded(
+            f"request has {shape[0]} inputs, over the max_inputs_per_request limit of "
+            f"{limits.max_inputs_per_request}"
+        )
+    if tensor.datatype == "BYTES":
+        return _decode_bytes(tensor, raw, shape, config, limits)
+    return _decode_numeric(tensor, raw, shape, config)
+
+
+def _decode_numeric(
+    tensor: kv2.ModelInferRequest.InferInputTensor, raw: bytes | None, shape: list[int],
+    config: pb.ModelConfig,
+) -> np.ndarray:
+    spec = config.input
+    expected = DATATYPES[spec.dtype]
+    if tensor.name != spec.name:
+        raise InvalidInput(f"model {config.name!r} has input {spec.name!r}, not {tensor.name!r}")
+    if tensor.datatype != expected:
+        raise InvalidInput(
+            f"input {tensor.name!r} is {tensor.datatype}; the model takes {expected} "
+            "(or BYTES: encoded images / UTF-8 text)"
+        )
+    dims = list(spec.dims)
+    if len(shape) != len(dims) or any(d not in (-1, s) for d, s in zip(dims[1:], shape[1:],
+                                                                     strict=True)):
+        raise InvalidInput(f"input {tensor.name!r} shape {shape} does not match the model's {dims}")
+    dtype = NUMPY_OF[expected]
+    if raw is not None:
+        if len(raw) != int(np.prod(shape)) * dtype.itemsize:
+            raise InvalidInput(
+                f"input {tensor.name!r} has {len(raw)} bytes; shape {shape} of {expected} needs "
+                f"{int(np.prod(shape)) * dtype.itemsize}"
+            )
+        array = np.frombuffer(raw, dtype=dtype)
+    else:
+        array = np.asarray(getattr(tensor.contents, _TYPED_FIELD.get(expected, "")), dtype=dtype)
+        if array.size != int(np.prod(shape)):
+            raise InvalidInput(f"input {tensor.name!r} has {array.size} values for shape {shape}")
+    return array.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _decode_bytes(
+    tensor: kv2.ModelInferRequest.InferInputTensor, raw: bytes | None, shape: list[int],
+    config: pb.ModelConfig, limits: InputLimits,
+) -> np.ndarray:
+    if len(shape) > 2 or int(np.prod(shape)) != shape[0]:
+        raise InvalidInput(f"BYTES input {tensor.name!r} needs shape [n] or [n, 1], got {shape}")
+    items = split_bytes(raw) if raw is not None else list(tensor.contents.bytes_contents)
+    if len(items) != shape[0]:
+        raise InvalidInput(f"BYTES input {tensor.name!r} has {len(items)} elements for {shape}")
+    if config.task == pb.TASK_TEXT:
+        inputs = [api.Input(text=item.decode("utf-8", errors="replace")) for item in items]
+    else:
+        inputs = [api.Input(image=item) for item in items]
+    return decode_inputs(inputs, config, limits)
+
+
+def split_bytes(raw: bytes) -> list[bytes]:
+    """KServe's raw BYTES layout: each element is a 4-byte little-endian length, then the data."""
+    items, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidInput("BYTES raw contents end inside an element's length prefix")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InvalidInput("BYTES raw contents end inside an element")
+        items.append(raw[offset : offset + length])
+        offset += length
+    return items
+
+
+def join_bytes(items: Sequence[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(item)) + item for item in items)
+
+
+def _add_output(
+    response: kv2.ModelInferResponse,
+    wanted: kv2.ModelInferRequest.InferRequestedOutputTensor,
+    outputs: np.ndarray,
+    config: pb.ModelConfig,
+) -> None:
+    if wanted.name != config.output.name:
+        raise InvalidInput(f"model {config.name!r} has output {config.output.name!r}, "
+                           f"not {wanted.name!r}")
+    k = _classification_count(wanted)
+    tensor = response.outputs.add(name=wanted.name)
+    if k:
+        scores = activate(outputs, config.output_activation)
+        rows = [[f"{r.score:f}:{r.index}:{r.label}".encode() for r in top_k(row, k, config.labels)]
+                for row in scores]
+        tensor.datatype, tensor.shape[:] = "BYTES", [len(rows), len(rows[0])]
+        response.raw_output_contents.append(join_bytes([item for row in rows for item in row]))
+        return
+    array = np.ascontiguousarray(outputs, dtype=NUMPY_OF[DATATYPES[config.output.dtype]])
+    tensor.datatype, tensor.shape[:] = DATATYPES[config.output.dtype], list(array.shape)
+    response.raw_output_contents.append(array.tobytes())
+
+
+def _classification_count(wanted: kv2.ModelInferRequest.InferRequestedOutputTensor) -> int:
+    if "classification" not in wanted.parameters:
+        return 0
+    parameter = wanted.parameters["classification"]
+    k = parameter.int64_param if parameter.HasField("int64_param") else parameter.uint64_param
+    if k < 1:
+        raise InvalidInput(f"classification must be a positive integer, got {k}")
+    return int(k)
