@@ -13,12 +13,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import random_batch, write_image_model  # noqa: E402
+from tiny_models import random_batch, write_image_model
 
-from onyx.proto.v1 import classifier_pb2 as api  # noqa: E402
-from onyx.proto.v1 import classifier_pb2_grpc as api_grpc  # noqa: E402
-from onyx.serve.background import ServerThread  # noqa: E402
-from onyx.serve.config import ServerConfig  # noqa: E402
+from onyx.proto.v1 import classifier_pb2 as api
+from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
+from onyx.serve.background import ServerThread
+from onyx.serve.config import ServerConfig
 
 
 class BatchSizes:
@@ -27,10 +27,10 @@ class BatchSizes:
     def __init__(self) -> None:
         self.sizes: list[int] = []
 
-    def __call__(self, model: str, version: int) -> BatchSizes:
+    def __call__(self, model: str, version: int) -> BatchSizes:  # noqa: ARG002
         return self
 
-    def batch_started(self, size: int, queue_waits_s: Sequence[float]) -> None:
+    def batch_started(self, size: int, queue_waits_s: Sequence[float]) -> None:  # noqa: ARG002
         self.sizes.append(size)
 
     def batch_finished(self, size: int, compute_s: float, ok: bool) -> None:

@@ -52,7 +52,8 @@ def test_bad_tensor_is_invalid_argument_naming_the_input(repo: Path, start_serve
     good = api.Input(tensor=api.Tensor(shape=[3, 8, 8], data=bytes(3 * 8 * 8 * 4)))
     bad = api.Input(tensor=api.Tensor(shape=[3, 8, 9], data=bytes(3 * 8 * 9 * 4)))
     short = api.Input(tensor=api.Tensor(shape=[3, 8, 8], data=bytes(10)))
-    for inputs, message in [([good, bad], "input 1: tensor shape"), ([short], "input 0: tensor data")]:
+    cases = [([good, bad], "input 1: tensor shape"), ([short], "input 0: tensor data")]
+    for inputs, message in cases:
         with pytest.raises(grpc.RpcError) as info:
             stub(server.address).Classify(api.ClassifyRequest(model="tiny", inputs=inputs))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -131,7 +132,9 @@ def test_overload_is_resource_exhausted_then_recovers(tmp_path: Path, start_serv
 def test_classify_stream_answers_each_request_with_its_id(repo: Path, start_server: Start) -> None:
     server = start_server(repo)
     batches = {f"req-{i}": random_batch(i % 3 + 1, seed=i) for i in range(12)}
-    requests = [api.ClassifyStreamRequest(id=k, request=tensor_request(b)) for k, b in batches.items()]
+    requests = [
+        api.ClassifyStreamRequest(id=k, request=tensor_request(b)) for k, b in batches.items()
+    ]
     requests.insert(5, api.ClassifyStreamRequest(id="bad-model", request=tensor_request(
         random_batch(1), model="nope")))
     requests.insert(9, api.ClassifyStreamRequest(id="bad-input", request=api.ClassifyRequest(
