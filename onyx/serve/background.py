@@ -27,7 +27,9 @@ class ServerThread:
         self._observers = observers
         self._start_timeout_s = start_timeout_s
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="onyx-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="onyx-server", daemon=True
+        )
         self.running: RunningServer | None = None
 
     @property
