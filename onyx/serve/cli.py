@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import grpc
 
+from onyx.serve.bulk import BulkJob, classify_folder
 from onyx.serve.client import Client, as_json_records, format_table
 from onyx.serve.config import DEFAULT_PORT, ServerConfig
 from onyx.serve.inputs import InputLimits
@@ -90,23 +91,38 @@ def resolve_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> 
 
 
 @click.command("classify")
-@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--model", "-m", required=True, help="Model name in the server's repository.")
 @click.option("--text", "-t", "texts", multiple=True, help="Text to classify (text models); repeatable.")
 @click.option("--version", "-v", "model_version", type=click.IntRange(0), default=0, help="Model version (0: newest ready).")
 @click.option("--top-k", "-k", type=click.IntRange(1), default=3, show_default=True, help="Classes per input.")
 @click.option("--server", "-s", default=f"localhost:{DEFAULT_PORT}", show_default=True, envvar="ONYX_SERVER", help="host:port of an Onyx server.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="For a folder: results file, .csv or .jsonl.")
+@click.option("--concurrency", type=click.IntRange(1), default=16, show_default=True, help="For a folder: requests in flight at once.")
+@click.option("--resume", is_flag=True, help="For a folder: skip files already in --out.")
 def classify_command(
     files: tuple[Path, ...], model: str, texts: tuple[str, ...], model_version: int, top_k: int,
-    server: str, as_json: bool,
+    server: str, as_json: bool, out: Path | None, concurrency: int, resume: bool,
 ) -> None:
-    """Classify image FILES (or --text strings) with a model on a running server.
+    """Classify image FILES, a folder of images, or --text strings with a model on a server.
 
-    Example: onyx classify --model digits samples/*.png
+    \b
+    Examples:
+      onyx classify --model digits samples/*.png                 # a table
+      onyx classify photos/ --model pets --out labels.csv        # a folder, recursively
+      onyx classify photos/ --model pets --out labels.csv --resume
     """
+    if len(files) == 1 and files[0].is_dir():
+        if out is None:
+            raise click.UsageError("classifying a folder needs --out labels.csv (or .jsonl)")
+        job = BulkJob(files[0], model, out, top_k, model_version, concurrency, resume)
+        _classify_folder(server, job)
+        return
+    if any(f.is_dir() for f in files):
+        raise click.UsageError("give one folder, or image files, not both")
     if not files and not texts:
-        raise click.UsageError("give image FILES or at least one --text")
+        raise click.UsageError("give image FILES, a folder, or at least one --text")
     if files and texts:
         raise click.UsageError("give either image FILES or --text, not both")
     with Client(server) as client:
@@ -124,3 +140,17 @@ def classify_command(
         click.echo()
     else:
         click.echo(format_table(names, response))
+
+
+def _classify_folder(server: str, job: BulkJob) -> None:
+    with grpc.insecure_channel(server) as channel:
+        try:
+            summary = classify_folder(channel, job)
+        except grpc.RpcError as exc:
+            raise click.ClickException(f"{exc.code().name}: {exc.details()}") from exc
+    click.echo(
+        f"{summary.classified} classified, {summary.skipped} already done, "
+        f"{len(summary.failed)} failed -> {job.out}"
+    )
+    for path, why in summary.failed:
+        click.echo(f"  failed: {path}: {why}", err=True)
