@@ -14,9 +14,17 @@ import grpc
 import numpy as np
 import pytest
 from conftest import BatchSizes, scores_of, softmax, stub, tensor_request
-from tiny_models import image_config, png_bytes, random_batch, reference, write_image_model
+from tiny_models import (
+    image_config,
+    png_bytes,
+    random_batch,
+    reference,
+    write_image_model,
+    write_version,
+)
 
 from onyx.proto.v1 import classifier_pb2 as api
+from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
 from onyx.serve.inputs import InputLimits
 from onyx.serve.preprocess import image_bytes_to_array
@@ -163,3 +171,50 @@ def test_unknown_model_and_version(repo: Path, start_server: Start) -> None:
         client.Classify(request)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert "no version 7" in (info.value.details() or "")
+
+
+def test_expired_and_cancelled_requests_never_reach_the_model(
+    tmp_path: Path, start_server: Start
+) -> None:
+    root = tmp_path / "models"
+    config = image_config(max_batch_size=8, max_queue_delay_us=0)
+    write_image_model(root, "tiny", 1, config=config, hidden_layers=6)
+    sizes = BatchSizes()
+    server = start_server(root, observers=sizes)
+    client = stub(server.address)
+    busy = client.Classify.future(tensor_request(random_batch(256)), timeout=120)
+    while not sizes.sizes:  # the model is working through the big request
+        threading.Event().wait(0.005)
+    with pytest.raises(grpc.RpcError) as info:
+        client.Classify(tensor_request(random_batch(1)), timeout=0.05)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    cancelled = client.Classify.future(tensor_request(random_batch(3)), timeout=120)
+    threading.Event().wait(0.05)
+    assert cancelled.cancel()
+    assert len(busy.result().results) == 256
+    assert sum(sizes.sizes) == 256  # neither the late nor the cancelled request ran
+    assert client.Classify(tensor_request(random_batch(2)), timeout=30).version == 1
+
+
+def test_versions_can_be_named(tmp_path: Path, start_server: Start) -> None:
+    root = tmp_path / "models"
+    config = image_config()
+    latest_two = pb.VersionPolicy.Latest(num_versions=2)
+    config.version_policy.CopyFrom(pb.VersionPolicy(latest=latest_two))
+    write_image_model(root, "tiny", 1, config=config, seed=1)
+    write_version(root, "tiny", 2, seed=2)
+    write_version(root, "tiny", 3, seed=3)
+    server = start_server(root)
+    client = stub(server.address)
+    batch = random_batch(1)
+    assert client.Classify(tensor_request(batch), timeout=30).version == 3  # newest ready
+    request = tensor_request(batch)
+    request.version = 2
+    response = client.Classify(request, timeout=30)
+    assert response.version == 2
+    expected = softmax(reference(batch, seed=2))[0]
+    np.testing.assert_allclose([scores_of(response)[0][i] for i in range(3)], expected, atol=1e-6)
+    request.version = 1  # on disk, but the policy keeps only the latest two
+    with pytest.raises(grpc.RpcError) as info:
+        client.Classify(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
