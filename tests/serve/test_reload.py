@@ -35,6 +35,7 @@ class Load:
 
     def __init__(self, address: str, clients: int = 4) -> None:
         self._stub = stub(address)
+        self.clients = clients
         self._stop = threading.Event()
         self.failures: list[str] = []
         self.seen: list[tuple[int, str]] = []  # (version, top label)
@@ -85,7 +86,8 @@ def test_hot_reload_under_load_has_no_failed_requests(repo: Path, start_server: 
         config.labels[:] = ["lion", "wolf", "lynx"]
         save_config(config, repo / "tiny" / CONFIG_FILE)  # edited config: the model reloads
         load.wait_for(lambda: load.seen[-1][1] in {"lion", "wolf", "lynx"})
-        count = len(load.seen)
+        # Each client has at most one request in flight: those may still finish on the old one.
+        count = len(load.seen) + load.clients
         load.wait_for(lambda: len(load.seen) > count + 5)
     finally:
         load.stop()
@@ -99,7 +101,7 @@ def test_a_corrupt_new_version_keeps_the_old_one_serving(repo: Path, start_serve
     try:
         write_corrupt_version(repo, "tiny", 2)
         load.wait_for(lambda: versions_of(server).get(2) == api.VERSION_STATE_FAILED)
-        count = len(load.seen)
+        count = len(load.seen)  # v2 never served, so every answer is from v1
         load.wait_for(lambda: len(load.seen) > count + 5)
         assert {v for v, _ in load.seen[count:]} == {1}
         info = stub(server.address).GetModel(api.GetModelRequest(name="tiny"), timeout=10)
@@ -127,12 +129,17 @@ def test_a_removed_version_is_drained_then_unloaded(repo: Path, start_server: St
     try:
         shutil.rmtree(repo / "tiny" / "2")
         load.wait_for(lambda: versions_of(server) == {1: api.VERSION_STATE_READY})
-        count = len(load.seen)
+        count = len(load.seen) + load.clients  # requests in flight may still finish on v2
         load.wait_for(lambda: len(load.seen) > count + 5)
     finally:
         load.stop()
     assert load.failures == []
     assert {v for v, _ in load.seen[count:]} == {1}
+
+
+def model_reason(server: ServerThread) -> str:
+    info = stub(server.address).GetModel(api.GetModelRequest(name="tiny"), timeout=10)
+    return str(info.reason)
 
 
 def health_of(address: str, service: str) -> int:
@@ -169,3 +176,17 @@ def test_load_and_unload_need_explicit_control(repo: Path, start_server: Start) 
         kserve.RepositoryModelUnload(kv2.RepositoryModelUnloadRequest(model_name="tiny"))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "--model-control explicit" in (info.value.details() or "")
+
+
+def test_a_broken_config_edit_keeps_the_model_serving(repo: Path, start_server: Start) -> None:
+    server = start_server(repo, **POLL)
+    load = Load(server.address, clients=2)
+    try:
+        (repo / "tiny" / CONFIG_FILE).write_text("name: 'tiny' labels: 'only-one'")
+        load.wait_for(lambda: "reload failed" in model_reason(server))
+        count = len(load.seen)
+        load.wait_for(lambda: len(load.seen) > count + 5)
+    finally:
+        load.stop()
+    assert load.failures == []
+    assert health_of(server.address, "tiny") == health_pb2.HealthCheckResponse.SERVING
