@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 from conftest import scores_of, softmax, stub, tensor_request
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tiny_models import image_config, random_batch, reference, write_corrupt_version, write_version
+from tiny_models import (
+    image_config,
+    random_batch,
+    reference,
+    write_corrupt_version,
+    write_image_model,
+    write_version,
+)
 
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
@@ -28,6 +35,8 @@ from onyx.serve.model_config import CONFIG_FILE, save_config
 
 Start = Callable[..., ServerThread]
 POLL = {"model_control": "poll", "poll_interval_s": 0.05}
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class Load:
@@ -143,8 +152,15 @@ def model_reason(server: ServerThread) -> str:
 
 
 def health_of(address: str, service: str) -> int:
+    """The service's health status; -1 while health has never heard of it."""
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(address))
-    return int(health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status)
+    try:
+        answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return -1
+        raise
+    return int(answer.status)
 
 
 def test_explicit_load_and_unload(repo: Path, start_server: Start) -> None:
@@ -190,3 +206,24 @@ def test_a_broken_config_edit_keeps_the_model_serving(repo: Path, start_server: 
         load.stop()
     assert load.failures == []
     assert health_of(server.address, "tiny") == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_models_appear_and_disappear_with_their_folders(repo: Path, start_server: Start) -> None:
+    server = start_server(repo, **POLL)
+    staging = repo.parent / "staging"
+    write_image_model(staging, "other", 1, config=image_config("other"))
+    (staging / "other").rename(repo / "other")
+    client = stub(server.address)
+    load = Load(server.address, clients=1)  # keeps "tiny" busy throughout
+    try:
+        load.wait_for(lambda: health_of(server.address, "other") == SERVING)
+        response = client.Classify(tensor_request(random_batch(1), model="other"), timeout=10)
+        assert response.version == 1
+        shutil.rmtree(repo / "other")
+        load.wait_for(lambda: health_of(server.address, "other") == NOT_SERVING)
+    finally:
+        load.stop()
+    with pytest.raises(grpc.RpcError) as info:
+        client.Classify(tensor_request(random_batch(1), model="other"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert load.failures == []
