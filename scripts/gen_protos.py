@@ -26,7 +26,7 @@ def proto_files() -> list[Path]:
 
 
 def generate(out: Path) -> list[Path]:
-    """Compile every .proto into `out`, mirroring the folders under protos/; return the files made."""
+    """Compile every .proto into `out`, mirroring the folders of protos/; return the files."""
     out.mkdir(parents=True, exist_ok=True)
     well_known = Path(protoc.__file__).parent / "_proto"
     sources = [str(p.relative_to(PROTO_ROOT)) for p in proto_files()]

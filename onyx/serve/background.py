@@ -1,7 +1,7 @@
 """Run a server on its own event loop in a background thread (the demo and tests use this).
 
-    with ServerThread(ServerConfig(repository=path, host="127.0.0.1", port=0)) as server:
-        Client(f"127.0.0.1:{server.port}").classify(...)
+with ServerThread(ServerConfig(repository=path, host="127.0.0.1", port=0)) as server:
+    Client(f"127.0.0.1:{server.port}").classify(...)
 """
 
 from __future__ import annotations
@@ -43,9 +43,7 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self._thread.start()
-        self.running = self.call(
-            create_server(self.config, self._observers), self._start_timeout_s
-        )
+        self.running = self.call(create_server(self.config, self._observers), self._start_timeout_s)
         return self
 
     def call(self, coroutine: object, timeout_s: float | None = None) -> RunningServer:

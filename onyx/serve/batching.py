@@ -58,7 +58,9 @@ class BatchPolicy:
         if self.max_queue_size < 1:
             raise ValueError(f"max_queue_size must be >= 1, got {self.max_queue_size}")
         if self.max_concurrent_batches < 1:
-            raise ValueError(f"max_concurrent_batches must be >= 1, got {self.max_concurrent_batches}")
+            raise ValueError(
+                f"max_concurrent_batches must be >= 1, got {self.max_concurrent_batches}"
+            )
 
 
 class BatchObserver(Protocol):
@@ -178,7 +180,7 @@ class DynamicBatcher:
             task.add_done_callback(self._running.discard)
 
     async def _next_batch(self) -> list[_Item]:
-        """Wait for work, then for a full batch or the oldest request's delay, whichever is first."""
+        """Wait for work, then for a full batch or the oldest request's delay, whichever first."""
         while not self._queue:
             self._arrived.clear()
             await self._arrived.wait()
@@ -203,7 +205,9 @@ class DynamicBatcher:
                 continue
             if item.deadline is not None and now >= item.deadline:
                 item.future.set_exception(
-                    DeadlineExpired(f"deadline passed after {now - item.enqueued:.3f}s in the queue")
+                    DeadlineExpired(
+                        f"deadline passed after {now - item.enqueued:.3f}s in the queue"
+                    )
                 )
                 continue
             batch.append(item)

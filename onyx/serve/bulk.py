@@ -83,8 +83,9 @@ class ResultWriter:
         best = result.classes[0]
         if self._writer is not None:
             top = ";".join(f"{c.label}:{c.score:.6f}" for c in result.classes)
-            self._writer.writerow({"path": path, "label": best.label, "score": f"{best.score:.6f}",
-                                   "top_k": top})
+            self._writer.writerow(
+                {"path": path, "label": best.label, "score": f"{best.score:.6f}", "top_k": top}
+            )
         else:
             classes = [
                 {"label": c.label, "index": c.index, "score": c.score} for c in result.classes
@@ -119,7 +120,10 @@ def classify_folder(channel: grpc.Channel, job: BulkJob) -> BulkSummary:
 
 
 def _requests(
-    files: list[Path], job: BulkJob, window: threading.Semaphore, summary: BulkSummary,
+    files: list[Path],
+    job: BulkJob,
+    window: threading.Semaphore,
+    summary: BulkSummary,
     bar: tqdm[Any],
 ) -> Iterator[api.ClassifyStreamRequest]:
     for path in files:

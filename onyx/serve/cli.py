@@ -12,9 +12,8 @@ import grpc
 
 from onyx.serve.bulk import BulkJob, classify_folder
 from onyx.serve.client import Client, as_json_records, format_table
-from onyx.serve.config import DEFAULT_PORT, ServerConfig
+from onyx.serve.config import DEFAULT_PORT, ServerConfig, TlsConfig
 from onyx.serve.inputs import InputLimits
-from onyx.serve.config import TlsConfig
 from onyx.serve.repository import MODEL_CONTROLS, ModelControl
 from onyx.serve.server import serve as run_server
 
@@ -23,32 +22,143 @@ DEFAULT_REPOSITORY = Path("models")
 
 @click.command("serve")
 @click.option(
-    "--repository", "-r", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_REPOSITORY,
-    show_default=True, envvar="ONYX_REPOSITORY", help="Model repository: <name>/config.pbtxt, <name>/<version>/model.onnx.",
+    "--repository",
+    "-r",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_REPOSITORY,
+    show_default=True,
+    envvar="ONYX_REPOSITORY",
+    help="Model repository: <name>/config.pbtxt, <name>/<version>/model.onnx.",
 )
-@click.option("--host", default="[::]", show_default=True, envvar="ONYX_HOST", help="Interface to listen on.")
-@click.option("--port", "-p", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, envvar="ONYX_PORT", help="gRPC port (0: any free port).")
-@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True, envvar="ONYX_DEVICE", help="auto uses CUDA when a GPU and driver are present, else CPU.")
-@click.option("--intra-op-threads", type=click.IntRange(0), default=0, show_default=True, help="ONNX Runtime threads per session (0: cores / instances).")
-@click.option("--max-inputs", type=click.IntRange(1), default=InputLimits.max_inputs_per_request, show_default=True, help="Most inputs in one Classify request.")
-@click.option("--max-image-pixels", type=click.IntRange(1), default=InputLimits.max_image_pixels, show_default=True, help="Larger images are refused before decoding (decompression-bomb guard).")
-@click.option("--max-text-chars", type=click.IntRange(1), default=InputLimits.max_text_chars, show_default=True, help="Longest text input accepted.")
-@click.option("--grace", type=click.FloatRange(0), default=10.0, show_default=True, help="Seconds in-flight requests get to finish on SIGTERM.")
-@click.option("--instances", type=click.IntRange(0), default=0, show_default=True, envvar="ONYX_INSTANCES", help="ONNX Runtime sessions per model version for every model (0: each config's instances).")
-@click.option("--max-message-bytes", type=click.IntRange(1024), default=ServerConfig.max_message_bytes, show_default=True, help="Largest gRPC message accepted or sent.")
-@click.option("--model-control", type=click.Choice(MODEL_CONTROLS), default=None, help="none: load at start; poll: follow the repository (implied by --poll-interval); explicit: RepositoryModelLoad/Unload.")
-@click.option("--poll-interval", type=click.FloatRange(0, min_open=True), default=None, help="Seconds between repository polls (implies --model-control poll).")
-@click.option("--load-model", "load_models", multiple=True, help="With --model-control explicit: a model to load at start ('*': all); repeatable.")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM certificate chain; serve TLS only.")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM private key of --tls-cert.")
-@click.option("--tls-client-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM CA; clients must present a certificate it signed.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+@click.option(
+    "--host", default="[::]", show_default=True, envvar="ONYX_HOST", help="Interface to listen on."
+)
+@click.option(
+    "--port",
+    "-p",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    envvar="ONYX_PORT",
+    help="gRPC port (0: any free port).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cuda", "cpu"]),
+    default="auto",
+    show_default=True,
+    envvar="ONYX_DEVICE",
+    help="auto uses CUDA when a GPU and driver are present, else CPU.",
+)
+@click.option(
+    "--intra-op-threads",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="ONNX Runtime threads per session (0: cores / instances).",
+)
+@click.option(
+    "--max-inputs",
+    type=click.IntRange(1),
+    default=InputLimits.max_inputs_per_request,
+    show_default=True,
+    help="Most inputs in one Classify request.",
+)
+@click.option(
+    "--max-image-pixels",
+    type=click.IntRange(1),
+    default=InputLimits.max_image_pixels,
+    show_default=True,
+    help="Larger images are refused before decoding (decompression-bomb guard).",
+)
+@click.option(
+    "--max-text-chars",
+    type=click.IntRange(1),
+    default=InputLimits.max_text_chars,
+    show_default=True,
+    help="Longest text input accepted.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=10.0,
+    show_default=True,
+    help="Seconds in-flight requests get to finish on SIGTERM.",
+)
+@click.option(
+    "--instances",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    envvar="ONYX_INSTANCES",
+    help="ONNX Runtime sessions per model version for every model (0: each config's instances).",
+)
+@click.option(
+    "--max-message-bytes",
+    type=click.IntRange(1024),
+    default=ServerConfig.max_message_bytes,
+    show_default=True,
+    help="Largest gRPC message accepted or sent.",
+)
+@click.option(
+    "--model-control",
+    type=click.Choice(MODEL_CONTROLS),
+    default=None,
+    help="none: load at start; poll: follow the repository (implied by --poll-interval); "
+    "explicit: RepositoryModelLoad/Unload.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Seconds between repository polls (implies --model-control poll).",
+)
+@click.option(
+    "--load-model",
+    "load_models",
+    multiple=True,
+    help="With --model-control explicit: a model to load at start ('*': all); repeatable.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM certificate chain; serve TLS only.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM private key of --tls-cert.",
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM CA; clients must present a certificate it signed.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
 def serve_command(
-    repository: Path, host: str, port: int, device: str, intra_op_threads: int, max_inputs: int,
-    max_image_pixels: int, max_text_chars: int, grace: float, instances: int,
-    max_message_bytes: int, model_control: str | None, poll_interval: float | None,
-    load_models: tuple[str, ...], tls_cert: Path | None, tls_key: Path | None,
-    tls_client_ca: Path | None, log_level: str,
+    repository: Path,
+    host: str,
+    port: int,
+    device: str,
+    intra_op_threads: int,
+    max_inputs: int,
+    max_image_pixels: int,
+    max_text_chars: int,
+    grace: float,
+    instances: int,
+    max_message_bytes: int,
+    model_control: str | None,
+    poll_interval: float | None,
+    load_models: tuple[str, ...],
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
+    log_level: str,
 ) -> None:
     """Serve every model of a repository over gRPC until SIGTERM/SIGINT.
 
@@ -59,12 +169,19 @@ def serve_command(
     configure_logging(log_level)
     control = resolve_model_control(model_control, poll_interval)
     config = ServerConfig(
-        repository=repository, host=host, port=port, device=device,  # type: ignore[arg-type]
-        intra_op_threads=intra_op_threads, grace_s=grace, instances=instances,
+        repository=repository,
+        host=host,
+        port=port,
+        device=device,  # type: ignore[arg-type]
+        intra_op_threads=intra_op_threads,
+        grace_s=grace,
+        instances=instances,
         max_message_bytes=max_message_bytes,
         limits=InputLimits(max_inputs, max_image_pixels, max_text_chars),
-        model_control=control, poll_interval_s=poll_interval or ServerConfig.poll_interval_s,
-        startup_models=load_models, tls=resolve_tls(tls_cert, tls_key, tls_client_ca),
+        model_control=control,
+        poll_interval_s=poll_interval or ServerConfig.poll_interval_s,
+        startup_models=load_models,
+        tls=resolve_tls(tls_cert, tls_key, tls_client_ca),
     )
     asyncio.run(run_server(config))
 
@@ -93,17 +210,54 @@ def resolve_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> 
 @click.command("classify")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--model", "-m", required=True, help="Model name in the server's repository.")
-@click.option("--text", "-t", "texts", multiple=True, help="Text to classify (text models); repeatable.")
-@click.option("--version", "-v", "model_version", type=click.IntRange(0), default=0, help="Model version (0: newest ready).")
-@click.option("--top-k", "-k", type=click.IntRange(1), default=3, show_default=True, help="Classes per input.")
-@click.option("--server", "-s", default=f"localhost:{DEFAULT_PORT}", show_default=True, envvar="ONYX_SERVER", help="host:port of an Onyx server.")
+@click.option(
+    "--text", "-t", "texts", multiple=True, help="Text to classify (text models); repeatable."
+)
+@click.option(
+    "--version",
+    "-v",
+    "model_version",
+    type=click.IntRange(0),
+    default=0,
+    help="Model version (0: newest ready).",
+)
+@click.option(
+    "--top-k", "-k", type=click.IntRange(1), default=3, show_default=True, help="Classes per input."
+)
+@click.option(
+    "--server",
+    "-s",
+    default=f"localhost:{DEFAULT_PORT}",
+    show_default=True,
+    envvar="ONYX_SERVER",
+    help="host:port of an Onyx server.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="For a folder: results file, .csv or .jsonl.")
-@click.option("--concurrency", type=click.IntRange(1), default=16, show_default=True, help="For a folder: requests in flight at once.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="For a folder: results file, .csv or .jsonl.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    default=16,
+    show_default=True,
+    help="For a folder: requests in flight at once.",
+)
 @click.option("--resume", is_flag=True, help="For a folder: skip files already in --out.")
 def classify_command(
-    files: tuple[Path, ...], model: str, texts: tuple[str, ...], model_version: int, top_k: int,
-    server: str, as_json: bool, out: Path | None, concurrency: int, resume: bool,
+    files: tuple[Path, ...],
+    model: str,
+    texts: tuple[str, ...],
+    model_version: int,
+    top_k: int,
+    server: str,
+    as_json: bool,
+    out: Path | None,
+    concurrency: int,
+    resume: bool,
 ) -> None:
     """Classify image FILES, a folder of images, or --text strings with a model on a server.
 

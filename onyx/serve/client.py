@@ -1,7 +1,7 @@
 """A small synchronous client for `onyx.v1.Classifier`, used by `onyx classify` and the demo.
 
-    with Client("localhost:50051") as client:
-        results = client.classify_images("digits", [Path("3.png")], top_k=3)
+with Client("localhost:50051") as client:
+    results = client.classify_images("digits", [Path("3.png")], top_k=3)
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ class Client:
         return list(response.models)
 
     def get_model(self, name: str) -> api.ModelInfo:
-        info: api.ModelInfo = self._stub.GetModel(api.GetModelRequest(name=name), timeout=self.timeout_s)
+        info: api.ModelInfo = self._stub.GetModel(
+            api.GetModelRequest(name=name), timeout=self.timeout_s
+        )
         return info
 
 
@@ -74,11 +76,15 @@ def format_table(names: Sequence[str], response: api.ClassifyResponse) -> str:
     for name, result in zip(names, response.results, strict=True):
         for rank, cls in enumerate(result.classes, start=1):
             shown = name if rank == 1 else ""
-            lines.append(f"{shown:<{width}}  {rank:>2}. {cls.label:<20} #{cls.index:<4} {cls.score:.4f}")
+            lines.append(
+                f"{shown:<{width}}  {rank:>2}. {cls.label:<20} #{cls.index:<4} {cls.score:.4f}"
+            )
     return "\n".join(lines)
 
 
-def as_json_records(names: Sequence[str], response: api.ClassifyResponse) -> list[dict[str, object]]:
+def as_json_records(
+    names: Sequence[str], response: api.ClassifyResponse
+) -> list[dict[str, object]]:
     return [
         {
             "input": name,

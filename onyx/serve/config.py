@@ -1,4 +1,4 @@
-"""The server's configuration: dataclasses filled from CLI flags / environment by `onyx serve`."""
+"""The server's configuration: one dataclass, filled from flags and environment by `onyx serve`."""
 
 from __future__ import annotations
 

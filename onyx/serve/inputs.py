@@ -88,7 +88,9 @@ def tensor_to_array(tensor: api.Tensor, spec: pb.TensorSpec) -> np.ndarray:
     """Validate a raw tensor against the input spec (batch axis excluded) and wrap its bytes."""
     expected = list(spec.dims[1:])
     shape = list(tensor.shape)
-    if len(shape) != len(expected) or any(e not in (-1, s) for e, s in zip(expected, shape, strict=True)):
+    if len(shape) != len(expected) or any(
+        e not in (-1, s) for e, s in zip(expected, shape, strict=True)
+    ):
         raise InvalidInput(f"tensor shape {shape} does not match the model input {expected}")
     if any(s < 1 for s in shape):
         raise InvalidInput(f"tensor shape {shape} has a non-positive size")
@@ -98,6 +100,6 @@ def tensor_to_array(tensor: api.Tensor, spec: pb.TensorSpec) -> np.ndarray:
         raise InvalidInput(
             f"tensor data is {len(tensor.data)} bytes, shape {shape} of {dtype.name} needs {size}"
         )
-    # Wire order is little-endian; on a little-endian host this is a view, not a copy.
     array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    # A view of the request's bytes on little-endian hosts (no copy); byte-swapped elsewhere.
     return array.astype(dtype.newbyteorder("="), copy=False)

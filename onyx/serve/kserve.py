@@ -17,10 +17,14 @@ the model's output activation. The model-repository extension (index, load, unlo
 load/unload need `--model-control explicit`.
 """
 
+# gRPC servicer methods must take (request, context) whether they use them or not.
+# ruff: noqa: ARG002
+
 from __future__ import annotations
 
+import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -37,10 +41,13 @@ from onyx.serve.pipeline import Pipeline
 from onyx.serve.repository import Model, ModelControl
 from onyx.serve.scores import activate, top_k
 from onyx.serve.servicer import answers_errors, deadline_of
+from onyx.serve.streams import answer_concurrently
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = kv2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 PLATFORM = "onnxruntime_onnx"
-EXTENSIONS = ["classification", "model_repository"]
+EXTENSIONS = ["classification", "model_repository", "model_configuration", "streaming"]
 
 DATATYPES: dict[int, str] = {
     pb.DATA_TYPE_FLOAT32: "FP32",
@@ -49,8 +56,11 @@ DATATYPES: dict[int, str] = {
     pb.DATA_TYPE_INT32: "INT32",
 }
 NUMPY_OF: dict[str, np.dtype[Any]] = {
-    "FP32": np.dtype("<f4"), "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"),
-    "INT32": np.dtype("<i4"), "FP64": np.dtype("<f8"),
+    "FP32": np.dtype("<f4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "INT32": np.dtype("<i4"),
+    "FP64": np.dtype("<f8"),
 }
 _TYPED_FIELD = {"FP32": "fp32_contents", "INT64": "int64_contents", "INT32": "int_contents"}
 _STATE_NAMES: dict[int, str] = {
@@ -64,9 +74,14 @@ Context: TypeAlias = grpc.aio.ServicerContext
 
 class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
     def __init__(
-        self, pipeline: Pipeline, limits: InputLimits, model_control: ModelControl
+        self,
+        pipeline: Pipeline,
+        limits: InputLimits,
+        model_control: ModelControl,
+        stream_window: int = 64,
     ) -> None:
         self._pipeline = pipeline
+        self._stream_window = stream_window
         self._repository = pipeline.repository
         self._limits = limits
         self._model_control = model_control
@@ -98,6 +113,33 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
 
     @answers_errors
     async def ModelInfer(self, request: kv2.ModelInferRequest, context: Context) -> Any:
+        return await self.infer(request, deadline_of(context))
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[kv2.ModelInferRequest], context: Context
+    ) -> AsyncIterator[kv2.ModelStreamInferResponse]:
+        deadline = deadline_of(context)
+
+        async def answer(request: kv2.ModelInferRequest) -> kv2.ModelStreamInferResponse:
+            try:
+                response = await self.infer(request, deadline)
+            except Exception as exc:
+                if not isinstance(exc, ServeError):
+                    log.exception("ModelStreamInfer request %r failed", request.id)
+                return kv2.ModelStreamInferResponse(
+                    error_message=str(exc),
+                    infer_response=kv2.ModelInferResponse(
+                        model_name=request.model_name, id=request.id
+                    ),
+                )
+            return kv2.ModelStreamInferResponse(infer_response=response)
+
+        async for response in answer_concurrently(request_iterator, answer, self._stream_window):
+            yield response
+
+    async def infer(
+        self, request: kv2.ModelInferRequest, deadline: float | None
+    ) -> kv2.ModelInferResponse:
         if len(request.inputs) != 1:
             raise InvalidInput(f"Onyx models take one input, the request has {len(request.inputs)}")
         tensor = request.inputs[0]
@@ -107,18 +149,25 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
             request.model_name,
             parse_version(request.model_version),
             lambda config: decode_tensor(tensor, raw, config, limits),
-            deadline_of(context),
+            deadline,
             offload=tensor.datatype == "BYTES",
         )
         response = kv2.ModelInferResponse(
             model_name=result.model, model_version=str(result.version), id=request.id
         )
-        wanted = list(request.outputs) or [kv2.ModelInferRequest.InferRequestedOutputTensor(
-            name=result.config.output.name
-        )]
+        wanted = list(request.outputs) or [
+            kv2.ModelInferRequest.InferRequestedOutputTensor(name=result.config.output.name)
+        ]
         for output in wanted:
             _add_output(response, output, result.outputs, result.config)
         return response
+
+    @answers_errors
+    async def ModelConfig(self, request: kv2.ModelConfigRequest, context: Context) -> Any:
+        model = self._repository.get(request.name)
+        model.version(parse_version(request.version))
+        assert model.config is not None
+        return kv2.ModelConfigResponse(config=triton_config(model.config))
 
     @answers_errors
     async def RepositoryIndex(self, request: kv2.RepositoryIndexRequest, context: Context) -> Any:
@@ -155,6 +204,37 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
             )
 
 
+def triton_config(config: pb.ModelConfig) -> kv2.ModelConfig:
+    """The model's config as Triton describes one: dims without the batch axis."""
+    return kv2.ModelConfig(
+        name=config.name,
+        platform=PLATFORM,
+        backend="onnxruntime",
+        max_batch_size=config.batching.max_batch_size,
+        input=[
+            kv2.ModelInput(
+                name=config.input.name,
+                data_type=_triton_type(config.input.dtype),
+                dims=list(config.input.dims[1:]),
+            )
+        ],
+        output=[
+            kv2.ModelOutput(
+                name=config.output.name,
+                data_type=_triton_type(config.output.dtype),
+                dims=list(config.output.dims[1:]),
+            )
+        ],
+        dynamic_batching=kv2.ModelDynamicBatching(
+            max_queue_delay_microseconds=config.batching.max_queue_delay_us
+        ),
+    )
+
+
+def _triton_type(dtype: int) -> str:
+    return f"TYPE_{DATATYPES[dtype]}"  # protobuf takes enum values by name
+
+
 def parse_version(text: str) -> int:
     """KServe versions are strings; "" means the newest ready one (0)."""
     if not text:
@@ -170,13 +250,26 @@ def model_metadata(model: Model) -> kv2.ModelMetadataResponse:
     metadata = kv2.ModelMetadataResponse.TensorMetadata
     return kv2.ModelMetadataResponse(
         name=model.name,
-        versions=[str(v.version) for v in sorted(model.versions.values(), key=lambda v: v.version)
-                  if v.ready],
+        versions=[
+            str(v.version)
+            for v in sorted(model.versions.values(), key=lambda v: v.version)
+            if v.ready
+        ],
         platform=PLATFORM,
-        inputs=[metadata(name=config.input.name, datatype=DATATYPES[config.input.dtype],
-                         shape=list(config.input.dims))],
-        outputs=[metadata(name=config.output.name, datatype=DATATYPES[config.output.dtype],
-                          shape=list(config.output.dims))],
+        inputs=[
+            metadata(
+                name=config.input.name,
+                datatype=DATATYPES[config.input.dtype],
+                shape=list(config.input.dims),
+            )
+        ],
+        outputs=[
+            metadata(
+                name=config.output.name,
+                datatype=DATATYPES[config.output.dtype],
+                shape=list(config.output.dims),
+            )
+        ],
     )
 
 
@@ -189,13 +282,15 @@ def repository_index(
     for model in models:
         for v in sorted(model.versions.values(), key=lambda v: v.version):
             state = _STATE_NAMES.get(int(v.state), "UNAVAILABLE")
-            entries.append(entry(name=model.name, version=str(v.version), state=state,
-                                 reason=v.reason))
+            entries.append(
+                entry(name=model.name, version=str(v.version), state=state, reason=v.reason)
+            )
         if not model.versions:
             entries.append(entry(name=model.name, state="UNAVAILABLE", reason=model.reason))
     loaded = {m.name for m in models}
-    entries += [entry(name=n, state="UNAVAILABLE", reason="not loaded")
-                for n in on_disk if n not in loaded]
+    entries += [
+        entry(name=n, state="UNAVAILABLE", reason="not loaded") for n in on_disk if n not in loaded
+    ]
     return entries
 
 
@@ -231,7 +326,9 @@ def decode_tensor(
 
 
 def _decode_numeric(
-    tensor: kv2.ModelInferRequest.InferInputTensor, raw: bytes | None, shape: list[int],
+    tensor: kv2.ModelInferRequest.InferInputTensor,
+    raw: bytes | None,
+    shape: list[int],
     config: pb.ModelConfig,
 ) -> np.ndarray:
     spec = config.input
@@ -244,8 +341,9 @@ def _decode_numeric(
             "(or BYTES: encoded images / UTF-8 text)"
         )
     dims = list(spec.dims)
-    if len(shape) != len(dims) or any(d not in (-1, s) for d, s in zip(dims[1:], shape[1:],
-                                                                     strict=True)):
+    if len(shape) != len(dims) or any(
+        d not in (-1, s) for d, s in zip(dims[1:], shape[1:], strict=True)
+    ):
         raise InvalidInput(f"input {tensor.name!r} shape {shape} does not match the model's {dims}")
     dtype = NUMPY_OF[expected]
     if raw is not None:
@@ -255,16 +353,21 @@ def _decode_numeric(
                 f"{int(np.prod(shape)) * dtype.itemsize}"
             )
         array = np.frombuffer(raw, dtype=dtype)
+    elif expected not in _TYPED_FIELD:
+        raise InvalidInput(f"send {expected} input {tensor.name!r} as raw_input_contents")
     else:
-        array = np.asarray(getattr(tensor.contents, _TYPED_FIELD.get(expected, "")), dtype=dtype)
+        array = np.asarray(getattr(tensor.contents, _TYPED_FIELD[expected]), dtype=dtype)
         if array.size != int(np.prod(shape)):
             raise InvalidInput(f"input {tensor.name!r} has {array.size} values for shape {shape}")
     return array.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
 def _decode_bytes(
-    tensor: kv2.ModelInferRequest.InferInputTensor, raw: bytes | None, shape: list[int],
-    config: pb.ModelConfig, limits: InputLimits,
+    tensor: kv2.ModelInferRequest.InferInputTensor,
+    raw: bytes | None,
+    shape: list[int],
+    config: pb.ModelConfig,
+    limits: InputLimits,
 ) -> np.ndarray:
     if len(shape) > 2 or int(np.prod(shape)) != shape[0]:
         raise InvalidInput(f"BYTES input {tensor.name!r} needs shape [n] or [n, 1], got {shape}")
@@ -304,14 +407,17 @@ def _add_output(
     config: pb.ModelConfig,
 ) -> None:
     if wanted.name != config.output.name:
-        raise InvalidInput(f"model {config.name!r} has output {config.output.name!r}, "
-                           f"not {wanted.name!r}")
+        raise InvalidInput(
+            f"model {config.name!r} has output {config.output.name!r}, not {wanted.name!r}"
+        )
     k = _classification_count(wanted)
     tensor = response.outputs.add(name=wanted.name)
     if k:
         scores = activate(outputs, config.output_activation)
-        rows = [[f"{r.score:f}:{r.index}:{r.label}".encode() for r in top_k(row, k, config.labels)]
-                for row in scores]
+        rows = [
+            [f"{r.score:f}:{r.index}:{r.label}".encode() for r in top_k(row, k, config.labels)]
+            for row in scores
+        ]
         tensor.datatype, tensor.shape[:] = "BYTES", [len(rows), len(rows[0])]
         response.raw_output_contents.append(join_bytes([item for row in rows for item in row]))
         return

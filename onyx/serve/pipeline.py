@@ -16,9 +16,12 @@ version choice, draining on reload and the thread hops are decided in one place:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,6 +30,19 @@ from onyx.serve.repository import Repository
 
 # Request -> the model's input array, given the config of the version that will run it.
 Decode = Callable[[pb.ModelConfig], np.ndarray]
+
+
+class RequestTracker(Protocol):
+    """Follows one request once its model version is known (metrics): `inputs` and
+    `preprocessed` are filled in; entering and leaving its context time the request."""
+
+    inputs: int
+
+    def preprocessed(self, seconds: float) -> None: ...
+
+
+# (model name, version) -> a context manager yielding a RequestTracker, e.g. `metrics.track`.
+Track = Callable[[str, int], contextlib.AbstractContextManager[Any]]
 
 
 @dataclass(frozen=True)
@@ -39,23 +55,39 @@ class Inferred:
 
 
 class Pipeline:
-    def __init__(self, repository: Repository, preprocess: Executor) -> None:
+    def __init__(
+        self, repository: Repository, preprocess: Executor, track: Track | None = None
+    ) -> None:
         self.repository = repository
         self._preprocess = preprocess
+        self._track = track
 
     async def run(
-        self, model_name: str, version_number: int, decode: Decode, deadline: float | None,
+        self,
+        model_name: str,
+        version_number: int,
+        decode: Decode,
+        deadline: float | None,
         offload: bool,
     ) -> Inferred:
         model = self.repository.get(model_name)
         version = model.version(version_number)
         config = model.config
         assert config is not None  # a model with a ready version has a config
-        with version.lease():
+        tracking = self._track(model.name, version.version) if self._track else _untracked()
+        with version.lease(), tracking as tracker:
+            started = time.perf_counter()
             if offload:
                 loop = asyncio.get_running_loop()
                 batch = await loop.run_in_executor(self._preprocess, decode, config)
             else:
                 batch = decode(config)
+            if tracker is not None:
+                tracker.preprocessed(time.perf_counter() - started)
+                tracker.inputs = len(batch)
             outputs = await version.infer(batch, deadline)
         return Inferred(model.name, version.version, config, outputs)
+
+
+def _untracked() -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()

@@ -72,7 +72,7 @@ def preprocess_image(image: Image.Image, spec: pb.ImagePreprocessing) -> np.ndar
 
 
 def resize_and_crop(image: Image.Image, spec: pb.ImagePreprocessing) -> Image.Image:
-    """Resize the shorter side to `resize_shorter` (or straight to the crop size), then centre-crop."""
+    """Resize the shorter side to `resize_shorter` (or straight to the crop), then centre-crop."""
     resample = _RESAMPLE[spec.interpolation]
     crop_w, crop_h = spec.crop_width, spec.crop_height
     if spec.resize_shorter <= 0:

@@ -149,8 +149,7 @@ class Model:
             found = self.versions.get(number)
             if found is None:
                 raise ModelNotFound(
-                    f"model {self.name!r} has no version {number} "
-                    f"(loaded: {sorted(self.versions)})"
+                    f"model {self.name!r} has no version {number} (loaded: {sorted(self.versions)})"
                 )
             if not found.ready:
                 raise ModelNotReady(
@@ -363,7 +362,10 @@ class Repository:
             return version
         log.info(
             "model %s version %d ready on %s (%s) in %.2fs",
-            model.name, number, version.providers[0], version.provider_reason,
+            model.name,
+            number,
+            version.providers[0],
+            version.provider_reason,
             time.monotonic() - started,
         )
         return version

@@ -140,13 +140,19 @@ def check_signature(session: ort.InferenceSession, config: pb.ModelConfig, path:
         raise ConfigError(f"{path} does not match its config: " + "; ".join(problems))
 
 
-def _signature_problems(what: str, spec: pb.TensorSpec, actual: dict[str, ort.NodeArg]) -> list[str]:
+def _signature_problems(
+    what: str, spec: pb.TensorSpec, actual: dict[str, ort.NodeArg]
+) -> list[str]:
     arg = actual.get(spec.name)
     if arg is None:
         return [f"{what} {spec.name!r} not in the graph (it has {sorted(actual)})"]
     problems = []
     if arg.type != _ORT_TYPES.get(spec.dtype):
-        problems.append(f"{what} {spec.name!r} is {arg.type}, config says {_ORT_TYPES.get(spec.dtype)}")
+        problems.append(
+            f"{what} {spec.name!r} is {arg.type}, config says {_ORT_TYPES.get(spec.dtype)}"
+        )
     if len(arg.shape) != len(spec.dims):
-        problems.append(f"{what} {spec.name!r} has rank {len(arg.shape)}, config says {len(spec.dims)}")
+        problems.append(
+            f"{what} {spec.name!r} has rank {len(arg.shape)}, config says {len(spec.dims)}"
+        )
     return problems

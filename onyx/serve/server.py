@@ -90,14 +90,16 @@ async def create_server(
         thread_name_prefix="preprocess",
     )
     pipeline = Pipeline(repository, preprocess)
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", config.max_message_bytes),
-        ("grpc.max_send_message_length", config.max_message_bytes),
-    ])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+        ]
+    )
     api_grpc.add_ClassifierServicer_to_server(
         ClassifierServicer(pipeline, config.limits, config.stream_window), server
     )
-    kserve = KServeServicer(pipeline, config.limits, config.model_control)
+    kserve = KServeServicer(pipeline, config.limits, config.model_control, config.stream_window)
     kv2_grpc.add_GRPCInferenceServiceServicer_to_server(kserve, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -163,8 +165,13 @@ async def serve(config: ServerConfig) -> None:
     ready = [m.name for m in models if m.ready]
     log.info(
         "serving %d/%d models from %s on %s:%d (ready: %s; model control %s)",
-        len(ready), len(models), config.repository, config.host, running.port,
-        ", ".join(ready) or "none", config.model_control,
+        len(ready),
+        len(models),
+        config.repository,
+        config.host,
+        running.port,
+        ", ".join(ready) or "none",
+        config.model_control,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

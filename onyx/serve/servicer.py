@@ -1,9 +1,8 @@
 """The `onyx.v1.Classifier` RPCs. Only request handling lives here; the work is elsewhere.
 
 ClassifyStream answers each request as soon as it completes, tagged with the client's id; a
-request that fails is answered with `error_code`/`error_message` and the stream goes on. At most
-`stream_window` requests of one stream are in flight: beyond that the server stops reading, so
-a fast client is held back by gRPC flow control rather than by the server's memory.
+request that fails is answered with `error_code`/`error_message` and the stream goes on (see
+`streams.py` for the flow control).
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from onyx.serve.inputs import InputLimits, decode_inputs
 from onyx.serve.pipeline import Pipeline
 from onyx.serve.repository import Model
 from onyx.serve.scores import activate, top_k
+from onyx.serve.streams import answer_concurrently
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,11 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
         # Raw tensors only need wrapping: decoding them inline saves a thread hop.
         offload = any(item.WhichOneof("kind") != "tensor" for item in inputs)
         result = await self._pipeline.run(
-            request.model, request.version, lambda config: decode_inputs(inputs, config, limits),
-            deadline, offload,
+            request.model,
+            request.version,
+            lambda config: decode_inputs(inputs, config, limits),
+            deadline,
+            offload,
         )
         scores = activate(result.outputs, result.config.output_activation)
         k = request.top_k or DEFAULT_TOP_K
@@ -101,55 +104,20 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[api.ClassifyStreamResponse]:
         deadline = deadline_of(context)
-        answers: asyncio.Queue[api.ClassifyStreamResponse | None] = asyncio.Queue()
-        reader = asyncio.ensure_future(self._read_stream(request_iterator, answers, deadline))
-        try:
-            while (answer := await answers.get()) is not None:
-                yield answer
-            await reader  # re-raises what ended the reading, if anything did
-        finally:
-            reader.cancel()
 
-    async def _read_stream(
-        self,
-        requests: AsyncIterator[api.ClassifyStreamRequest],
-        answers: asyncio.Queue[api.ClassifyStreamResponse | None],
-        deadline: float | None,
-    ) -> None:
-        window = asyncio.Semaphore(self._stream_window)
-        pending: set[asyncio.Task[None]] = set()
-        try:
-            async for item in requests:
-                await window.acquire()
-                task = asyncio.ensure_future(self._answer(item, answers, deadline, window))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            await asyncio.gather(*pending)
-        finally:
-            for task in pending:
-                task.cancel()
-            answers.put_nowait(None)
-
-    async def _answer(
-        self,
-        item: api.ClassifyStreamRequest,
-        answers: asyncio.Queue[api.ClassifyStreamResponse | None],
-        deadline: float | None,
-        window: asyncio.Semaphore,
-    ) -> None:
-        try:
-            response = await self.classify(item.request, deadline)
-            answers.put_nowait(api.ClassifyStreamResponse(id=item.id, response=response))
-        except Exception as exc:
-            if not isinstance(exc, ServeError):
-                log.exception("ClassifyStream request %r failed", item.id)
-            answers.put_nowait(
-                api.ClassifyStreamResponse(
+        async def answer(item: api.ClassifyStreamRequest) -> api.ClassifyStreamResponse:
+            try:
+                response = await self.classify(item.request, deadline)
+            except Exception as exc:
+                if not isinstance(exc, ServeError):
+                    log.exception("ClassifyStream request %r failed", item.id)
+                return api.ClassifyStreamResponse(
                     id=item.id, error_code=status_code(exc).value[0], error_message=str(exc)
                 )
-            )
-        finally:
-            window.release()
+            return api.ClassifyStreamResponse(id=item.id, response=response)
+
+        async for response in answer_concurrently(request_iterator, answer, self._stream_window):
+            yield response
 
     @answers_errors
     async def ListModels(

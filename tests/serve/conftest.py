@@ -1,43 +1,16 @@
-"""Fixtures for serving tests: a model repository of tiny ONNX models and servers on port 0."""
+"""Fixtures for serving tests: a repository of tiny ONNX models, and servers on port 0."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
-import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from tiny_models import random_batch, write_image_model
-
-from onyx.proto.v1 import classifier_pb2 as api
-from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
-
-
-class BatchSizes:
-    """A BatchObserver factory recording the size of every batch any model version ran."""
-
-    def __init__(self) -> None:
-        self.sizes: list[int] = []
-
-    def __call__(self, model: str, version: int) -> BatchSizes:  # noqa: ARG002
-        return self
-
-    def batch_started(self, size: int, queue_waits_s: Sequence[float]) -> None:  # noqa: ARG002
-        self.sizes.append(size)
-
-    def batch_finished(self, size: int, compute_s: float, ok: bool) -> None:
-        pass
-
-    def queue_changed(self, queued_rows: int) -> None:
-        pass
+from tests.serve.tiny_models import write_image_model
 
 
 @pytest.fixture
@@ -50,6 +23,7 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def start_server() -> Iterator[Callable[..., ServerThread]]:
+    """Start servers on 127.0.0.1:0 (ServerConfig fields as keywords); all stop at teardown."""
     started: list[ServerThread] = []
 
     def start(repository: Path, observers: Any = None, **options: Any) -> ServerThread:
@@ -62,27 +36,3 @@ def start_server() -> Iterator[Callable[..., ServerThread]]:
     for server in started:
         if server.running is not None:
             server.stop()
-
-
-def stub(address: str) -> api_grpc.ClassifierStub:
-    return api_grpc.ClassifierStub(grpc.insecure_channel(address))
-
-
-def tensor_request(batch: np.ndarray, model: str = "tiny", top_k: int = 3) -> api.ClassifyRequest:
-    inputs = [
-        api.Input(tensor=api.Tensor(shape=list(row.shape), data=row.astype("<f4").tobytes()))
-        for row in batch
-    ]
-    return api.ClassifyRequest(model=model, inputs=inputs, top_k=top_k)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return np.asarray(exp / exp.sum(axis=-1, keepdims=True))
-
-
-def scores_of(response: api.ClassifyResponse) -> list[dict[int, float]]:
-    return [{c.index: c.score for c in r.classes} for r in response.results]
-
-
-__all__ = ["BatchSizes", "random_batch", "scores_of", "softmax", "stub", "tensor_request"]

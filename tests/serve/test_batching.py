@@ -1,6 +1,6 @@
 """The dynamic batcher on its own: pure asyncio, a fake model, no gRPC and no ONNX Runtime.
 
-    python -m pytest tests/serve/test_batching.py
+python -m pytest tests/serve/test_batching.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`onyx classify DIR`: a folder over ClassifyStream to CSV / JSON Lines, resumable.
 
-    python -m pytest tests/serve/test_bulk.py
+python -m pytest tests/serve/test_bulk.py
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tiny_models import png_bytes
 
 from onyx.serve.background import ServerThread
 from onyx.serve.cli import classify_command
+from tests.serve.tiny_models import png_bytes
 
 
 def make_folder(root: Path, count: int) -> list[Path]:

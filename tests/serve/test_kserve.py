@@ -19,18 +19,18 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from conftest import softmax
-from tiny_models import image_config, png_bytes, random_batch, reference
 
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.kserve import join_bytes, split_bytes
 from onyx.serve.preprocess import image_bytes_to_array
+from tests.serve.tiny_models import image_config, png_bytes, random_batch, reference
+from tests.serve.wire import softmax
 
 CLIENT = textwrap.dedent(
     """
-    import json, sys
+    import json, queue, sys
     import numpy as np
     import tritonclient.grpc as tc
 
@@ -62,6 +62,20 @@ CLIENT = textwrap.dedent(
         client.infer("tiny", [bad])
     except tc.InferenceServerException as exc:
         out["bad"] = [exc.status(), exc.message()]
+    out["config"] = client.get_model_config("tiny", as_json=True)["config"]
+    answers = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    client.async_stream_infer("tiny", [x], request_id="good")
+    client.async_stream_infer("nope", [x], request_id="bad")
+    streamed = {}
+    for _ in range(2):
+        result, error = answers.get(timeout=60)
+        if error is None:
+            streamed[result.get_response().id] = result.as_numpy("logits").tolist()
+        else:
+            streamed["error"] = error.message()
+    client.stop_stream()
+    out["streamed"] = streamed
     print(json.dumps(out))
     """
 )
@@ -71,9 +85,18 @@ def run_client(address: str, tmp_path: Path, batch: np.ndarray, png: bytes) -> d
     np.save(tmp_path / "batch.npy", batch)
     (tmp_path / "image.png").write_bytes(png)
     done = subprocess.run(
-        [sys.executable, "-c", CLIENT, address, str(tmp_path / "batch.npy"),
-         str(tmp_path / "image.png")],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-c",
+            CLIENT,
+            address,
+            str(tmp_path / "batch.npy"),
+            str(tmp_path / "image.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
@@ -104,6 +127,12 @@ def test_tritonclient_health_metadata_and_infer(
         assert float(top[0].split(":")[0]) == pytest.approx(row[order[0]], abs=1e-5)
     image = image_bytes_to_array(png, image_config().image)[None]
     np.testing.assert_allclose(out["image_logits"], reference(image, seed=1), rtol=1e-5, atol=1e-5)
+    assert out["config"]["max_batch_size"] == 8
+    assert out["config"]["input"] == [
+        {"name": "image", "data_type": "TYPE_FP32", "dims": ["3", "8", "8"]}
+    ]
+    np.testing.assert_allclose(out["streamed"]["good"], out["logits"], rtol=1e-6)
+    assert "model 'nope' not found" in out["streamed"]["error"]
     assert out["bad"][0] == "StatusCode.INVALID_ARGUMENT"
     assert "does not match" in out["bad"][1]
 
@@ -115,7 +144,9 @@ def test_typed_contents_and_repository_index(
     kserve = kv2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.address))
     batch = random_batch(2)
     tensor = kv2.ModelInferRequest.InferInputTensor(
-        name="image", datatype="FP32", shape=list(batch.shape),
+        name="image",
+        datatype="FP32",
+        shape=list(batch.shape),
         contents=kv2.InferTensorContents(fp32_contents=batch.ravel().tolist()),
     )
     response = kserve.ModelInfer(kv2.ModelInferRequest(model_name="tiny", inputs=[tensor]))

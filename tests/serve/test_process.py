@@ -1,6 +1,6 @@
 """`onyx serve` as a real process (SIGTERM drains in-flight requests, exits 0) and TLS.
 
-    python -m pytest tests/serve/test_process.py
+python -m pytest tests/serve/test_process.py
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import tensor_request
-from tiny_models import image_config, random_batch, write_image_model
 
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.config import TlsConfig
+from tests.serve.tiny_models import image_config, random_batch, write_image_model
+from tests.serve.wire import tensor_request
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,9 +30,22 @@ ROOT = Path(__file__).resolve().parents[2]
 def start_process(repository: Path, *flags: str) -> tuple[subprocess.Popen[str], int]:
     """Start `python -m onyx serve` on a free port; return it and the port it reported."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "onyx", "serve", "--repository", str(repository),
-         "--host", "127.0.0.1", "--port", "0", *flags],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "onyx",
+            "serve",
+            "--repository",
+            str(repository),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *flags,
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert process.stderr is not None
@@ -79,9 +92,21 @@ def openssl(*args: str) -> None:
 def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
     cert, key = folder / f"{name}.crt", folder / f"{name}.key"
     openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
-        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        "-keyout", str(key), "-out", str(cert),
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        f"/CN={name}",
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
     )
     return cert, key
 

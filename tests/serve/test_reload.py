@@ -1,6 +1,6 @@
 """Model lifecycle over real channels: hot reload under load, failed loads, explicit control.
 
-    python -m pytest tests/serve/test_reload.py
+python -m pytest tests/serve/test_reload.py
 """
 
 from __future__ import annotations
@@ -15,16 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import scores_of, softmax, stub, tensor_request
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tiny_models import (
-    image_config,
-    random_batch,
-    reference,
-    write_corrupt_version,
-    write_image_model,
-    write_version,
-)
 
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
@@ -32,6 +23,15 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
 from onyx.serve.model_config import CONFIG_FILE, save_config
+from tests.serve.tiny_models import (
+    image_config,
+    random_batch,
+    reference,
+    write_corrupt_version,
+    write_image_model,
+    write_version,
+)
+from tests.serve.wire import scores_of, softmax, stub, tensor_request
 
 Start = Callable[..., ServerThread]
 POLL = {"model_control": "poll", "poll_interval_s": 0.05}

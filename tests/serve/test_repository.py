@@ -1,6 +1,6 @@
 """Repository pieces without a server: version policy, warm-up sizes, input limits.
 
-    python -m pytest tests/serve/test_repository.py
+python -m pytest tests/serve/test_repository.py
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from tiny_models import image_config, write_corrupt_version, write_image_model
 
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
@@ -21,6 +20,7 @@ from onyx.serve.repository import (
     select_versions,
     warmup_batch_sizes,
 )
+from tests.serve.tiny_models import image_config, write_corrupt_version, write_image_model
 
 
 @pytest.mark.parametrize(

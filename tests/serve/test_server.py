@@ -1,6 +1,6 @@
 """The server over real gRPC channels on port 0: results, batching, streams, limits, overload.
 
-    python -m pytest tests/serve/test_server.py
+python -m pytest tests/serve/test_server.py
 """
 
 from __future__ import annotations
@@ -13,8 +13,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import BatchSizes, scores_of, softmax, stub, tensor_request
-from tiny_models import (
+
+from onyx.proto.v1 import classifier_pb2 as api
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.background import ServerThread
+from onyx.serve.inputs import InputLimits
+from onyx.serve.preprocess import image_bytes_to_array
+from tests.serve.tiny_models import (
     image_config,
     png_bytes,
     random_batch,
@@ -22,12 +27,7 @@ from tiny_models import (
     write_image_model,
     write_version,
 )
-
-from onyx.proto.v1 import classifier_pb2 as api
-from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.background import ServerThread
-from onyx.serve.inputs import InputLimits
-from onyx.serve.preprocess import image_bytes_to_array
+from tests.serve.wire import BatchSizes, scores_of, softmax, stub, tensor_request
 
 Start = Callable[..., ServerThread]
 
@@ -74,8 +74,10 @@ def test_limits_are_named_in_the_answer(repo: Path, start_server: Start) -> None
     client = stub(server.address)
     cases = [
         (tensor_request(random_batch(3)), "max_inputs_per_request"),
-        (api.ClassifyRequest(model="tiny", inputs=[api.Input(image=png_bytes(0, size=16))]),
-         "max_image_pixels"),
+        (
+            api.ClassifyRequest(model="tiny", inputs=[api.Input(image=png_bytes(0, size=16))]),
+            "max_image_pixels",
+        ),
     ]
     for request, limit in cases:
         with pytest.raises(grpc.RpcError) as info:
@@ -143,10 +145,19 @@ def test_classify_stream_answers_each_request_with_its_id(repo: Path, start_serv
     requests = [
         api.ClassifyStreamRequest(id=k, request=tensor_request(b)) for k, b in batches.items()
     ]
-    requests.insert(5, api.ClassifyStreamRequest(id="bad-model", request=tensor_request(
-        random_batch(1), model="nope")))
-    requests.insert(9, api.ClassifyStreamRequest(id="bad-input", request=api.ClassifyRequest(
-        model="tiny", inputs=[api.Input(image=b"not an image")])))
+    requests.insert(
+        5,
+        api.ClassifyStreamRequest(
+            id="bad-model", request=tensor_request(random_batch(1), model="nope")
+        ),
+    )
+    requests.insert(
+        9,
+        api.ClassifyStreamRequest(
+            id="bad-input",
+            request=api.ClassifyRequest(model="tiny", inputs=[api.Input(image=b"not an image")]),
+        ),
+    )
     answers = {a.id: a for a in stub(server.address).ClassifyStream(iter(requests), timeout=60)}
     assert set(answers) == {*batches, "bad-model", "bad-input"}
     assert answers["bad-model"].error_code == grpc.StatusCode.NOT_FOUND.value[0]
