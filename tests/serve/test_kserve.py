@@ -23,7 +23,7 @@ import pytest
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.serve.background import ServerThread
-from onyx.serve.kserve import join_bytes, split_bytes
+from onyx.serve.kserve_tensors import join_bytes, split_bytes
 from onyx.serve.preprocess import image_bytes_to_array
 from tests.serve.tiny_models import image_config, png_bytes, random_batch, reference
 from tests.serve.wire import softmax
