@@ -79,3 +79,20 @@ def test_the_instances_flag_overrides_the_config(tmp_path: Path) -> None:
         await repository.close()
 
     asyncio.run(main())
+
+
+def test_a_config_at_odds_with_the_graph_fails_that_version(tmp_path: Path) -> None:
+    config = image_config()
+    config.input.name = "pixels"  # the graph's input is "image"
+    write_image_model(tmp_path, "tiny", 1, config=config)
+
+    async def main() -> None:
+        repository = Repository(tmp_path)
+        await repository.load_all()
+        version = repository.get("tiny").versions[1]
+        assert version.state == api.VERSION_STATE_FAILED
+        assert "does not match its config" in version.reason
+        assert "'pixels' not in the graph" in version.reason
+        await repository.close()
+
+    asyncio.run(main())
