@@ -20,7 +20,7 @@ def test_help_lists_every_command() -> None:
 def test_classify_needs_files_or_text() -> None:
     result = CliRunner().invoke(main, ["classify", "--model", "digits"])
     assert result.exit_code == 2
-    assert "give image FILES or at least one --text" in result.output
+    assert "give image FILES, a folder, or at least one --text" in result.output
 
 
 def test_train_image_rejects_unknown_model(colour_folder: Path, tmp_path: Path) -> None:

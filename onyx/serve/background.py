@@ -13,6 +13,7 @@ from types import TracebackType
 
 from onyx.serve.config import ServerConfig
 from onyx.serve.metrics import ServerMetrics
+from onyx.serve.repository import ObserverFactory
 from onyx.serve.server import RunningServer, create_server
 
 
@@ -21,9 +22,11 @@ class ServerThread:
         self,
         config: ServerConfig,
         start_timeout_s: float = 120.0,
+        observers: ObserverFactory | None = None,
         metrics: ServerMetrics | None = None,
     ) -> None:
         self.config = config
+        self._observers = observers
         self._metrics = metrics
         self._start_timeout_s = start_timeout_s
         self._loop = asyncio.new_event_loop()
@@ -43,7 +46,9 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self._thread.start()
-        self.running = self.call(create_server(self.config, self._metrics), self._start_timeout_s)
+        self.running = self.call(
+            create_server(self.config, self._metrics, self._observers), self._start_timeout_s
+        )
         return self
 
     def call(self, coroutine: object, timeout_s: float | None = None) -> RunningServer:

@@ -4,6 +4,7 @@
     ├── InvalidInput         INVALID_ARGUMENT    bad request content; the message names the input
     ├── ModelNotFound        NOT_FOUND           unknown model or version
     ├── ModelNotReady        UNAVAILABLE         known, but no version can serve right now
+    ├── NotAllowed           FAILED_PRECONDITION the server's mode forbids it (e.g. explicit load)
     ├── LimitExceeded        RESOURCE_EXHAUSTED  a configured limit; the message names the limit
     ├── Overloaded           RESOURCE_EXHAUSTED  the queue is full; retry later
     ├── DeadlineExpired      DEADLINE_EXCEEDED   the deadline passed while the request was queued
@@ -39,6 +40,10 @@ class ModelNotFound(ServeError):
 
 class ModelNotReady(ServeError):
     code = "UNAVAILABLE"
+
+
+class NotAllowed(ServeError):
+    code = "FAILED_PRECONDITION"
 
 
 class LimitExceeded(ServeError):

@@ -1,4 +1,9 @@
-"""The `onyx.v1.Classifier` RPCs. Only request handling lives here; the work is elsewhere."""
+"""The `onyx.v1.Classifier` RPCs. Only request handling lives here; the work is elsewhere.
+
+ClassifyStream answers each request as soon as it completes, tagged with the client's id; a
+request that fails is answered with `error_code`/`error_message` and the stream goes on (see
+`streams.py` for the flow control).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -16,13 +20,16 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.errors import InvalidInput, ServeError, status_code
 from onyx.serve.inputs import InputLimits, decode_inputs
-from onyx.serve.metrics import RequestTracker, ServerMetrics
-from onyx.serve.repository import Model, ModelVersion, Repository
+from onyx.serve.pipeline import Pipeline
+from onyx.serve.repository import Model
 from onyx.serve.scores import activate, top_k
+from onyx.serve.streams import answer_concurrently
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 5
+# Requests of one ClassifyStream in flight at once.
+DEFAULT_STREAM_WINDOW = 64
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 Handler = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Response]]
@@ -55,16 +62,12 @@ def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
 
 class ClassifierServicer(api_grpc.ClassifierServicer):
     def __init__(
-        self,
-        repository: Repository,
-        limits: InputLimits,
-        preprocess: Executor,
-        metrics: ServerMetrics | None = None,
+        self, pipeline: Pipeline, limits: InputLimits, stream_window: int = DEFAULT_STREAM_WINDOW
     ) -> None:
-        self._repository = repository
+        self._pipeline = pipeline
+        self._repository = pipeline.repository
         self._limits = limits
-        self._preprocess = preprocess
-        self._metrics = metrics
+        self._stream_window = stream_window
 
     @answers_errors
     async def Classify(
@@ -77,38 +80,44 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
     ) -> api.ClassifyResponse:
         if request.top_k < 0:
             raise InvalidInput(f"top_k must be >= 0, got {request.top_k}")
-        model = self._repository.get(request.model)
-        version = model.version(request.version)
-        if self._metrics is None:
-            return await self._run(model, version, request, deadline, None)
-        with self._metrics.track(model.name, version.version) as tracker:
-            return await self._run(model, version, request, deadline, tracker)
-
-    async def _run(
-        self,
-        model: Model,
-        version: ModelVersion,
-        request: api.ClassifyRequest,
-        deadline: float | None,
-        tracker: RequestTracker | None,
-    ) -> api.ClassifyResponse:
-        config = model.config
-        assert config is not None
-        started = time.perf_counter()
-        batch = await asyncio.get_running_loop().run_in_executor(
-            self._preprocess, decode_inputs, request.inputs, config, self._limits
+        inputs, limits = request.inputs, self._limits
+        # Raw tensors only need wrapping: decoding them inline saves a thread hop.
+        offload = any(item.WhichOneof("kind") != "tensor" for item in inputs)
+        result = await self._pipeline.run(
+            request.model,
+            request.version,
+            lambda config: decode_inputs(inputs, config, limits),
+            deadline,
+            offload,
         )
-        if tracker is not None:
-            tracker.preprocessed(time.perf_counter() - started)
-            tracker.inputs = len(batch)
-        outputs = await version.infer(batch, deadline)
-        scores = activate(outputs, config.output_activation)
+        scores = activate(result.outputs, result.config.output_activation)
         k = request.top_k or DEFAULT_TOP_K
         return api.ClassifyResponse(
-            model=model.name,
-            version=version.version,
-            results=[_classification(row, k, config.labels) for row in scores],
+            model=result.model,
+            version=result.version,
+            results=[_classification(row, k, result.config.labels) for row in scores],
         )
+
+    async def ClassifyStream(
+        self,
+        request_iterator: AsyncIterator[api.ClassifyStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[api.ClassifyStreamResponse]:
+        deadline = deadline_of(context)
+
+        async def answer(item: api.ClassifyStreamRequest) -> api.ClassifyStreamResponse:
+            try:
+                response = await self.classify(item.request, deadline)
+            except Exception as exc:
+                if not isinstance(exc, ServeError):
+                    log.exception("ClassifyStream request %r failed", item.id)
+                return api.ClassifyStreamResponse(
+                    id=item.id, error_code=status_code(exc).value[0], error_message=str(exc)
+                )
+            return api.ClassifyStreamResponse(id=item.id, response=response)
+
+        async for response in answer_concurrently(request_iterator, answer, self._stream_window):
+            yield response
 
     @answers_errors
     async def ListModels(

@@ -1,0 +1,277 @@
+"""KServe v2 / Open Inference Protocol: `inference.GRPCInferenceService` on the Onyx port.
+
+Standard clients work unchanged, e.g. with `tritonclient[grpc]`:
+
+    client = tritonclient.grpc.InferenceServerClient("localhost:50051")
+    x = tritonclient.grpc.InferInput("image", [1, 3, 224, 224], "FP32")
+    x.set_data_from_numpy(batch)
+    out = tritonclient.grpc.InferRequestedOutput("logits", class_count=3)
+    client.infer("pets", [x], outputs=[out]).as_numpy("logits")   # [[b"0.91:2:cat", ...]]
+
+ModelInfer (and the streaming ModelStreamInfer) take the model's one input as a tensor of its
+dtype or as BYTES (encoded images / UTF-8 text); see `kserve_tensors.py`. They answer the model's
+output tensor (raw values), or with the classification extension (output parameter
+`classification` = k) BYTES strings "score:index:label" of shape [n, k], scores after the model's
+output activation. Also here: ModelConfig (a Triton-shaped subset, for perf_analyzer) and the
+model-repository extension (index, load, unload; load/unload need `--model-control explicit`).
+"""
+
+# gRPC servicer methods must take (request, context) whether they use them or not.
+# ruff: noqa: ARG002
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeAlias
+
+import grpc
+
+from onyx import __version__
+from onyx.proto.kserve import grpc_service_pb2 as kv2
+from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
+from onyx.proto.v1 import classifier_pb2 as api
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.errors import InvalidInput, ModelNotFound, NotAllowed, ServeError
+from onyx.serve.inputs import InputLimits
+from onyx.serve.kserve_tensors import DATATYPES, add_output, decode_tensor, raw_input
+from onyx.serve.pipeline import Pipeline
+from onyx.serve.repository import Model, ModelControl
+from onyx.serve.servicer import answers_errors, deadline_of
+from onyx.serve.streams import answer_concurrently
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = kv2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+PLATFORM = "onnxruntime_onnx"
+EXTENSIONS = ["classification", "model_repository", "model_configuration", "streaming"]
+
+_STATE_NAMES: dict[int, str] = {
+    api.VERSION_STATE_LOADING: "LOADING",
+    api.VERSION_STATE_READY: "READY",
+    api.VERSION_STATE_FAILED: "UNAVAILABLE",
+    api.VERSION_STATE_UNLOADING: "UNLOADING",
+}
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        limits: InputLimits,
+        model_control: ModelControl,
+        stream_window: int = 64,
+    ) -> None:
+        self._pipeline = pipeline
+        self._stream_window = stream_window
+        self._repository = pipeline.repository
+        self._limits = limits
+        self._model_control = model_control
+        # Flipped off on shutdown so load balancers stop sending before the port closes.
+        self.serving = True
+
+    async def ServerLive(self, request: kv2.ServerLiveRequest, context: Context) -> Any:
+        return kv2.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: kv2.ServerReadyRequest, context: Context) -> Any:
+        return kv2.ServerReadyResponse(ready=self.serving)
+
+    @answers_errors
+    async def ModelReady(self, request: kv2.ModelReadyRequest, context: Context) -> Any:
+        try:
+            self._repository.get(request.name).version(parse_version(request.version))
+        except ServeError:
+            return kv2.ModelReadyResponse(ready=False)
+        return kv2.ModelReadyResponse(ready=self.serving)
+
+    async def ServerMetadata(self, request: kv2.ServerMetadataRequest, context: Context) -> Any:
+        return kv2.ServerMetadataResponse(name="onyx", version=__version__, extensions=EXTENSIONS)
+
+    @answers_errors
+    async def ModelMetadata(self, request: kv2.ModelMetadataRequest, context: Context) -> Any:
+        model = self._repository.get(request.name)
+        model.version(parse_version(request.version))  # NOT_FOUND / UNAVAILABLE as for infer
+        return model_metadata(model)
+
+    @answers_errors
+    async def ModelInfer(self, request: kv2.ModelInferRequest, context: Context) -> Any:
+        return await self.infer(request, deadline_of(context))
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[kv2.ModelInferRequest], context: Context
+    ) -> AsyncIterator[kv2.ModelStreamInferResponse]:
+        deadline = deadline_of(context)
+
+        async def answer(request: kv2.ModelInferRequest) -> kv2.ModelStreamInferResponse:
+            try:
+                response = await self.infer(request, deadline)
+            except Exception as exc:
+                if not isinstance(exc, ServeError):
+                    log.exception("ModelStreamInfer request %r failed", request.id)
+                return kv2.ModelStreamInferResponse(
+                    error_message=str(exc),
+                    infer_response=kv2.ModelInferResponse(
+                        model_name=request.model_name, id=request.id
+                    ),
+                )
+            return kv2.ModelStreamInferResponse(infer_response=response)
+
+        async for response in answer_concurrently(request_iterator, answer, self._stream_window):
+            yield response
+
+    async def infer(
+        self, request: kv2.ModelInferRequest, deadline: float | None
+    ) -> kv2.ModelInferResponse:
+        if len(request.inputs) != 1:
+            raise InvalidInput(f"Onyx models take one input, the request has {len(request.inputs)}")
+        tensor = request.inputs[0]
+        raw = raw_input(request)
+        limits = self._limits
+        result = await self._pipeline.run(
+            request.model_name,
+            parse_version(request.model_version),
+            lambda config: decode_tensor(tensor, raw, config, limits),
+            deadline,
+            offload=tensor.datatype == "BYTES",
+        )
+        response = kv2.ModelInferResponse(
+            model_name=result.model, model_version=str(result.version), id=request.id
+        )
+        wanted = list(request.outputs) or [
+            kv2.ModelInferRequest.InferRequestedOutputTensor(name=result.config.output.name)
+        ]
+        for output in wanted:
+            add_output(response, output, result.outputs, result.config)
+        return response
+
+    @answers_errors
+    async def ModelConfig(self, request: kv2.ModelConfigRequest, context: Context) -> Any:
+        model = self._repository.get(request.name)
+        model.version(parse_version(request.version))
+        assert model.config is not None
+        return kv2.ModelConfigResponse(config=triton_config(model.config))
+
+    @answers_errors
+    async def RepositoryIndex(self, request: kv2.RepositoryIndexRequest, context: Context) -> Any:
+        entries = repository_index(self._repository.models(), self._repository.on_disk())
+        if request.ready:
+            entries = [e for e in entries if e.state == "READY"]
+        return kv2.RepositoryIndexResponse(models=entries)
+
+    @answers_errors
+    async def RepositoryModelLoad(
+        self, request: kv2.RepositoryModelLoadRequest, context: Context
+    ) -> Any:
+        self._check_explicit("load")
+        if request.model_name not in self._repository.on_disk():
+            raise ModelNotFound(f"no model folder {request.model_name!r} in the repository")
+        await self._repository.sync(request.model_name)
+        model = self._repository.get(request.model_name)
+        model.version()  # answers UNAVAILABLE with the reasons when nothing loaded
+        return kv2.RepositoryModelLoadResponse()
+
+    @answers_errors
+    async def RepositoryModelUnload(
+        self, request: kv2.RepositoryModelUnloadRequest, context: Context
+    ) -> Any:
+        self._check_explicit("unload")
+        await self._repository.unload(request.model_name)
+        return kv2.RepositoryModelUnloadResponse()
+
+    def _check_explicit(self, action: str) -> None:
+        if self._model_control != "explicit":
+            raise NotAllowed(
+                f"explicit model {action} needs --model-control explicit "
+                f"(this server runs with {self._model_control!r})"
+            )
+
+
+def triton_config(config: pb.ModelConfig) -> kv2.ModelConfig:
+    """The model's config as Triton describes one: dims without the batch axis."""
+    return kv2.ModelConfig(
+        name=config.name,
+        platform=PLATFORM,
+        backend="onnxruntime",
+        max_batch_size=config.batching.max_batch_size,
+        input=[
+            kv2.ModelInput(
+                name=config.input.name,
+                data_type=_triton_type(config.input.dtype),
+                dims=list(config.input.dims[1:]),
+            )
+        ],
+        output=[
+            kv2.ModelOutput(
+                name=config.output.name,
+                data_type=_triton_type(config.output.dtype),
+                dims=list(config.output.dims[1:]),
+            )
+        ],
+        dynamic_batching=kv2.ModelDynamicBatching(
+            max_queue_delay_microseconds=config.batching.max_queue_delay_us
+        ),
+    )
+
+
+def _triton_type(dtype: int) -> str:
+    return f"TYPE_{DATATYPES[dtype]}"  # protobuf takes enum values by name
+
+
+def parse_version(text: str) -> int:
+    """KServe versions are strings; "" means the newest ready one (0)."""
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise InvalidInput(f"model version must be a positive integer or empty, got {text!r}")
+    return int(text)
+
+
+def model_metadata(model: Model) -> kv2.ModelMetadataResponse:
+    config = model.config
+    assert config is not None
+    metadata = kv2.ModelMetadataResponse.TensorMetadata
+    return kv2.ModelMetadataResponse(
+        name=model.name,
+        versions=[
+            str(v.version)
+            for v in sorted(model.versions.values(), key=lambda v: v.version)
+            if v.ready
+        ],
+        platform=PLATFORM,
+        inputs=[
+            metadata(
+                name=config.input.name,
+                datatype=DATATYPES[config.input.dtype],
+                shape=list(config.input.dims),
+            )
+        ],
+        outputs=[
+            metadata(
+                name=config.output.name,
+                datatype=DATATYPES[config.output.dtype],
+                shape=list(config.output.dims),
+            )
+        ],
+    )
+
+
+def repository_index(
+    models: Sequence[Model], on_disk: Sequence[str]
+) -> list[kv2.RepositoryIndexResponse.ModelIndex]:
+    """One entry per loaded model version, and one per model folder that is not loaded."""
+    entry = kv2.RepositoryIndexResponse.ModelIndex
+    entries = []
+    for model in models:
+        for v in sorted(model.versions.values(), key=lambda v: v.version):
+            state = _STATE_NAMES.get(int(v.state), "UNAVAILABLE")
+            entries.append(
+                entry(name=model.name, version=str(v.version), state=state, reason=v.reason)
+            )
+        if not model.versions:
+            entries.append(entry(name=model.name, state="UNAVAILABLE", reason=model.reason))
+    loaded = {m.name for m in models}
+    entries += [
+        entry(name=n, state="UNAVAILABLE", reason="not loaded") for n in on_disk if n not in loaded
+    ]
+    return entries

@@ -1,0 +1,180 @@
+"""KServe v2 tensors in and out: the model's input array from an InferInputTensor, and outputs.
+
+Inputs come as the model's own dtype (FP32, INT64, ...: `raw_input_contents` or typed
+`contents`, shape [n, ...] checked against the config) or as BYTES of shape [n] or [n, 1]
+(encoded images for image models, UTF-8 text for text models), decoded exactly like onyx.v1
+inputs. Outputs are the raw model tensor, or with the classification extension BYTES strings
+"score:index:label". Raw BYTES use KServe's layout: a 4-byte little-endian length, then the data.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from onyx.proto.kserve import grpc_service_pb2 as kv2
+from onyx.proto.v1 import classifier_pb2 as api
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.errors import InvalidInput, LimitExceeded
+from onyx.serve.inputs import InputLimits, decode_inputs
+from onyx.serve.scores import activate, top_k
+
+DATATYPES: dict[int, str] = {
+    pb.DATA_TYPE_FLOAT32: "FP32",
+    pb.DATA_TYPE_INT64: "INT64",
+    pb.DATA_TYPE_FLOAT16: "FP16",
+    pb.DATA_TYPE_INT32: "INT32",
+}
+NUMPY_OF: dict[str, np.dtype[Any]] = {
+    "FP32": np.dtype("<f4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "INT32": np.dtype("<i4"),
+    "FP64": np.dtype("<f8"),
+}
+_TYPED_FIELD = {"FP32": "fp32_contents", "INT64": "int64_contents", "INT32": "int_contents"}
+
+
+def raw_input(request: kv2.ModelInferRequest) -> bytes | None:
+    if not request.raw_input_contents:
+        return None
+    if len(request.raw_input_contents) != len(request.inputs):
+        raise InvalidInput(
+            f"raw_input_contents has {len(request.raw_input_contents)} entries for "
+            f"{len(request.inputs)} inputs"
+        )
+    return request.raw_input_contents[0]
+
+
+def decode_tensor(
+    tensor: kv2.ModelInferRequest.InferInputTensor,
+    raw: bytes | None,
+    config: pb.ModelConfig,
+    limits: InputLimits,
+) -> np.ndarray:
+    """The model's input array from one KServe input tensor (BYTES are decoded like onyx.v1)."""
+    shape = list(tensor.shape)
+    if not shape or shape[0] < 1:
+        raise InvalidInput(f"input {tensor.name!r} shape {shape} needs a batch axis of size >= 1")
+    if shape[0] > limits.max_inputs_per_request:
+        raise LimitExceeded(
+            f"request has {shape[0]} inputs, over the max_inputs_per_request limit of "
+            f"{limits.max_inputs_per_request}"
+        )
+    if tensor.datatype == "BYTES":
+        return _decode_bytes(tensor, raw, shape, config, limits)
+    return _decode_numeric(tensor, raw, shape, config)
+
+
+def _decode_numeric(
+    tensor: kv2.ModelInferRequest.InferInputTensor,
+    raw: bytes | None,
+    shape: list[int],
+    config: pb.ModelConfig,
+) -> np.ndarray:
+    spec = config.input
+    expected = DATATYPES[spec.dtype]
+    if tensor.name != spec.name:
+        raise InvalidInput(f"model {config.name!r} has input {spec.name!r}, not {tensor.name!r}")
+    if tensor.datatype != expected:
+        raise InvalidInput(
+            f"input {tensor.name!r} is {tensor.datatype}; the model takes {expected} "
+            "(or BYTES: encoded images / UTF-8 text)"
+        )
+    dims = list(spec.dims)
+    if len(shape) != len(dims) or any(
+        d not in (-1, s) for d, s in zip(dims[1:], shape[1:], strict=True)
+    ):
+        raise InvalidInput(f"input {tensor.name!r} shape {shape} does not match the model's {dims}")
+    dtype = NUMPY_OF[expected]
+    if raw is not None:
+        if len(raw) != int(np.prod(shape)) * dtype.itemsize:
+            raise InvalidInput(
+                f"input {tensor.name!r} has {len(raw)} bytes; shape {shape} of {expected} needs "
+                f"{int(np.prod(shape)) * dtype.itemsize}"
+            )
+        array = np.frombuffer(raw, dtype=dtype)
+    elif expected not in _TYPED_FIELD:
+        raise InvalidInput(f"send {expected} input {tensor.name!r} as raw_input_contents")
+    else:
+        array = np.asarray(getattr(tensor.contents, _TYPED_FIELD[expected]), dtype=dtype)
+        if array.size != int(np.prod(shape)):
+            raise InvalidInput(f"input {tensor.name!r} has {array.size} values for shape {shape}")
+    return array.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _decode_bytes(
+    tensor: kv2.ModelInferRequest.InferInputTensor,
+    raw: bytes | None,
+    shape: list[int],
+    config: pb.ModelConfig,
+    limits: InputLimits,
+) -> np.ndarray:
+    if len(shape) > 2 or int(np.prod(shape)) != shape[0]:
+        raise InvalidInput(f"BYTES input {tensor.name!r} needs shape [n] or [n, 1], got {shape}")
+    items = split_bytes(raw) if raw is not None else list(tensor.contents.bytes_contents)
+    if len(items) != shape[0]:
+        raise InvalidInput(f"BYTES input {tensor.name!r} has {len(items)} elements for {shape}")
+    if config.task == pb.TASK_TEXT:
+        inputs = [api.Input(text=item.decode("utf-8", errors="replace")) for item in items]
+    else:
+        inputs = [api.Input(image=item) for item in items]
+    return decode_inputs(inputs, config, limits)
+
+
+def split_bytes(raw: bytes) -> list[bytes]:
+    """KServe's raw BYTES layout: each element is a 4-byte little-endian length, then the data."""
+    items, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidInput("BYTES raw contents end inside an element's length prefix")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InvalidInput("BYTES raw contents end inside an element")
+        items.append(raw[offset : offset + length])
+        offset += length
+    return items
+
+
+def join_bytes(items: Sequence[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(item)) + item for item in items)
+
+
+def add_output(
+    response: kv2.ModelInferResponse,
+    wanted: kv2.ModelInferRequest.InferRequestedOutputTensor,
+    outputs: np.ndarray,
+    config: pb.ModelConfig,
+) -> None:
+    if wanted.name != config.output.name:
+        raise InvalidInput(
+            f"model {config.name!r} has output {config.output.name!r}, not {wanted.name!r}"
+        )
+    k = _classification_count(wanted)
+    tensor = response.outputs.add(name=wanted.name)
+    if k:
+        scores = activate(outputs, config.output_activation)
+        rows = [
+            [f"{r.score:f}:{r.index}:{r.label}".encode() for r in top_k(row, k, config.labels)]
+            for row in scores
+        ]
+        tensor.datatype, tensor.shape[:] = "BYTES", [len(rows), len(rows[0])]
+        response.raw_output_contents.append(join_bytes([item for row in rows for item in row]))
+        return
+    array = np.ascontiguousarray(outputs, dtype=NUMPY_OF[DATATYPES[config.output.dtype]])
+    tensor.datatype, tensor.shape[:] = DATATYPES[config.output.dtype], list(array.shape)
+    response.raw_output_contents.append(array.tobytes())
+
+
+def _classification_count(wanted: kv2.ModelInferRequest.InferRequestedOutputTensor) -> int:
+    if "classification" not in wanted.parameters:
+        return 0
+    parameter = wanted.parameters["classification"]
+    k = parameter.int64_param if parameter.HasField("int64_param") else parameter.uint64_param
+    if k < 1:
+        raise InvalidInput(f"classification must be a positive integer, got {k}")
+    return int(k)

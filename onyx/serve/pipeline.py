@@ -1,0 +1,93 @@
+"""One inference, whatever the front end: resolve the version, decode, batch, run.
+
+`onyx.v1` (Classify, ClassifyStream) and KServe's ModelInfer all come through `Pipeline.run`, so
+version choice, draining on reload and the thread hops are decided in one place:
+
+* the version is chosen and leased first, so a version being unloaded finishes this request;
+* `decode` turns the request into the model's input array: on the preprocessing pool when it
+  decodes images or text (blocking work stays off the event loop), inline when it only wraps raw
+  tensor bytes (a thread hop would cost more than the work);
+* the array goes through the version's dynamic batcher, which runs ONNX Runtime in its threads.
+
+    result = await pipeline.run("pets", 0, decode, deadline=None, offload=True)
+    scores = activate(result.outputs, result.config.output_activation)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.repository import Repository
+
+# Request -> the model's input array, given the config of the version that will run it.
+Decode = Callable[[pb.ModelConfig], np.ndarray]
+
+
+class RequestTracker(Protocol):
+    """Follows one request once its model version is known (metrics): `inputs` and
+    `preprocessed` are filled in; entering and leaving its context time the request."""
+
+    inputs: int
+
+    def preprocessed(self, seconds: float) -> None: ...
+
+
+# (model name, version) -> a context manager yielding a RequestTracker, e.g. `metrics.track`.
+Track = Callable[[str, int], contextlib.AbstractContextManager[Any]]
+
+
+@dataclass(frozen=True)
+class Inferred:
+    model: str
+    version: int
+    config: pb.ModelConfig
+    # Raw model outputs, (n, classes), one row per input in request order.
+    outputs: np.ndarray
+
+
+class Pipeline:
+    def __init__(
+        self, repository: Repository, preprocess: Executor, track: Track | None = None
+    ) -> None:
+        self.repository = repository
+        self._preprocess = preprocess
+        self._track = track
+
+    async def run(
+        self,
+        model_name: str,
+        version_number: int,
+        decode: Decode,
+        deadline: float | None,
+        offload: bool,
+    ) -> Inferred:
+        model = self.repository.get(model_name)
+        version = model.version(version_number)
+        config = model.config
+        assert config is not None  # a model with a ready version has a config
+        tracking = self._track(model.name, version.version) if self._track else _untracked()
+        with version.lease(), tracking as tracker:
+            started = time.perf_counter()
+            if offload:
+                loop = asyncio.get_running_loop()
+                batch = await loop.run_in_executor(self._preprocess, decode, config)
+            else:
+                batch = decode(config)
+            if tracker is not None:
+                tracker.preprocessed(time.perf_counter() - started)
+                tracker.inputs = len(batch)
+            outputs = await version.infer(batch, deadline)
+        return Inferred(model.name, version.version, config, outputs)
+
+
+def _untracked() -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()

@@ -1,0 +1,295 @@
+"""The dynamic batcher on its own: pure asyncio, a fake model, no gRPC and no ONNX Runtime.
+
+python -m pytest tests/serve/test_batching.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from onyx.serve.batching import BatchPolicy, DynamicBatcher
+from onyx.serve.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
+
+
+class FakeModel:
+    """Doubles its input; records every batch it ran; can be held shut or told to fail."""
+
+    def __init__(self) -> None:
+        self.batches: list[np.ndarray] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail_with: Exception | None = None
+        self.started = asyncio.Event()
+
+    async def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.batches.append(batch.copy())
+        self.started.set()
+        await self.gate.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        return batch * 2
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(b) for b in self.batches]
+
+
+class Recorder:
+    """A BatchObserver that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.finished: list[tuple[int, bool]] = []
+        self.queue: list[int] = []
+
+    def batch_started(self, size: int, queue_waits_s: Sequence[float]) -> None:
+        assert all(w >= 0 for w in queue_waits_s)
+        self.started.append(size)
+
+    def batch_finished(self, size: int, compute_s: float, ok: bool) -> None:
+        assert compute_s >= 0
+        self.finished.append((size, ok))
+
+    def queue_changed(self, queued_rows: int) -> None:
+        self.queue.append(queued_rows)
+
+
+def rows(start: int, count: int) -> np.ndarray:
+    return np.arange(start, start + count, dtype=np.float32).reshape(count, 1)
+
+
+def run(test: Callable[..., Awaitable[None]], **policy: Any) -> None:
+    """Run one async test against a started batcher over a fresh FakeModel."""
+
+    async def main() -> None:
+        model = FakeModel()
+        batcher = DynamicBatcher(model, BatchPolicy(**policy))
+        batcher.start()
+        try:
+            await asyncio.wait_for(test(batcher, model), timeout=10)
+        finally:
+            model.gate.set()
+            await asyncio.wait_for(batcher.close(), timeout=10)
+
+    asyncio.run(main())
+
+
+def test_full_batch_flushes_without_waiting_for_the_delay() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        started = time.monotonic()
+        results = await asyncio.gather(*(batcher.submit(rows(i, 1)) for i in range(4)))
+        # The delay is 60 s: only a size flush can have answered these.
+        assert time.monotonic() - started < 30
+        assert model.sizes == [4]
+        for i, result in enumerate(results):
+            np.testing.assert_array_equal(result, rows(i, 1) * 2)
+
+    run(test, max_batch_size=4, max_queue_delay_us=60_000_000)
+
+
+def test_partial_batch_flushes_after_the_delay() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        first = asyncio.ensure_future(batcher.submit(rows(0, 1)))
+        await asyncio.sleep(0.02)  # well inside the delay: the first request is still waiting
+        assert model.sizes == []
+        second = await batcher.submit(rows(1, 2))
+        await first
+        assert model.sizes == [3]  # both went together once the delay ran out, never full
+        np.testing.assert_array_equal(second, rows(1, 2) * 2)
+
+    run(test, max_batch_size=8, max_queue_delay_us=300_000)
+
+
+def test_queued_requests_form_the_next_batch_while_the_model_is_busy() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        model.gate.clear()
+        first = asyncio.ensure_future(batcher.submit(rows(0, 1)))
+        await model.started.wait()
+        later = [asyncio.ensure_future(batcher.submit(rows(10 + i, 1))) for i in range(5)]
+        await asyncio.sleep(0.05)
+        model.gate.set()
+        await first
+        results = await asyncio.gather(*later)
+        assert model.sizes == [1, 5]
+        assert [float(r[0, 0]) for r in results] == [2.0 * (10 + i) for i in range(5)]
+
+    run(test, max_batch_size=8, max_queue_delay_us=0)
+
+
+def test_results_come_back_in_order_for_each_caller() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        sizes = [1, 3, 2, 5, 1, 4]
+        starts = np.cumsum([0, *sizes[:-1]]) * 100
+        results = await asyncio.gather(
+            *(batcher.submit(rows(int(s), n)) for s, n in zip(starts, sizes, strict=True))
+        )
+        for s, n, result in zip(starts, sizes, results, strict=True):
+            np.testing.assert_array_equal(result, rows(int(s), n) * 2)
+        assert all(size <= 4 for size in model.sizes)
+        assert sum(model.sizes) == sum(sizes)
+
+    run(test, max_batch_size=4, max_queue_delay_us=1000)
+
+
+def test_a_large_request_is_split_across_batches_and_reassembled() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        result = await batcher.submit(rows(0, 10))
+        np.testing.assert_array_equal(result, rows(0, 10) * 2)
+        assert model.sizes == [4, 4, 2]
+
+    run(test, max_batch_size=4, max_queue_delay_us=1000)
+
+
+def test_a_failing_batch_fails_every_request_in_it() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        model.fail_with = RuntimeError("boom")
+        outcomes = await asyncio.gather(
+            *(batcher.submit(rows(i, 1)) for i in range(3)), return_exceptions=True
+        )
+        assert model.sizes == [3]
+        assert all(isinstance(o, InferenceFailed) and "boom" in str(o) for o in outcomes)
+        model.fail_with = None  # the batcher keeps serving after a failure
+        np.testing.assert_array_equal(await batcher.submit(rows(7, 1)), rows(7, 1) * 2)
+
+    run(test, max_batch_size=4, max_queue_delay_us=10_000)
+
+
+def test_a_model_returning_the_wrong_number_of_rows_fails_the_batch() -> None:
+    async def main() -> None:
+        async def short(batch: np.ndarray) -> np.ndarray:
+            return batch[:-1]
+
+        batcher = DynamicBatcher(short, BatchPolicy(max_batch_size=4, max_queue_delay_us=0))
+        batcher.start()
+        with pytest.raises(InferenceFailed, match="for a batch of 2 rows"):
+            await batcher.submit(rows(0, 2))
+        await batcher.close()
+
+    asyncio.run(main())
+
+
+def test_an_expired_deadline_is_dropped_before_compute() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        model.gate.clear()
+        busy = asyncio.ensure_future(batcher.submit(rows(0, 1)))
+        await model.started.wait()
+        late = asyncio.ensure_future(batcher.submit(rows(1, 1), deadline=time.monotonic() + 0.01))
+        fine = asyncio.ensure_future(batcher.submit(rows(2, 1)))
+        await asyncio.sleep(0.05)  # the deadline passes while the model is busy
+        model.gate.set()
+        with pytest.raises(DeadlineExpired, match="deadline passed"):
+            await late
+        await busy
+        np.testing.assert_array_equal(await fine, rows(2, 1) * 2)
+        assert [b[:, 0].tolist() for b in model.batches] == [[0.0], [2.0]]
+
+    run(test, max_batch_size=4, max_queue_delay_us=0)
+
+
+def test_a_cancelled_caller_is_dropped_before_compute() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        model.gate.clear()
+        busy = asyncio.ensure_future(batcher.submit(rows(0, 1)))
+        await model.started.wait()
+        gone = asyncio.ensure_future(batcher.submit(rows(1, 6)))  # two chunks, both queued
+        stays = asyncio.ensure_future(batcher.submit(rows(9, 1)))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        await busy
+        np.testing.assert_array_equal(await stays, rows(9, 1) * 2)
+        assert gone.cancelled()
+        assert [b[:, 0].tolist() for b in model.batches] == [[0.0], [9.0]]
+        assert batcher.queued_rows == 0
+
+    run(test, max_batch_size=4, max_queue_delay_us=0)
+
+
+def test_a_full_queue_answers_overloaded_at_once_and_recovers() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        model.gate.clear()
+        busy = asyncio.ensure_future(batcher.submit(rows(0, 2)))
+        await model.started.wait()
+        queued = [asyncio.ensure_future(batcher.submit(rows(10 + i, 1))) for i in range(3)]
+        await asyncio.sleep(0)
+        assert batcher.queued_rows == 3
+        with pytest.raises(Overloaded, match="max_queue_size is 4"):
+            await batcher.submit(rows(20, 2))
+        model.gate.set()
+        await asyncio.gather(busy, *queued)
+        np.testing.assert_array_equal(await batcher.submit(rows(30, 2)), rows(30, 2) * 2)
+
+    run(test, max_batch_size=2, max_queue_delay_us=0, max_queue_size=4)
+
+
+def test_close_finishes_queued_work_then_refuses_new_requests() -> None:
+    async def main() -> None:
+        model = FakeModel()
+        batcher = DynamicBatcher(model, BatchPolicy(max_batch_size=2, max_queue_delay_us=0))
+        batcher.start()
+        model.gate.clear()
+        pending = [asyncio.ensure_future(batcher.submit(rows(i, 1))) for i in range(5)]
+        await model.started.wait()
+        closing = asyncio.ensure_future(batcher.close())
+        await asyncio.sleep(0.01)
+        with pytest.raises(ModelNotReady):
+            await batcher.submit(rows(0, 1))
+        model.gate.set()
+        await asyncio.wait_for(closing, timeout=10)
+        assert [float(p.result()[0, 0]) for p in pending] == [0.0, 2.0, 4.0, 6.0, 8.0]
+
+    asyncio.run(main())
+
+
+def test_concurrent_batches_are_bounded_by_max_concurrent_batches() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        model.gate.clear()
+        pending = [asyncio.ensure_future(batcher.submit(rows(i, 1))) for i in range(6)]
+        await asyncio.sleep(0.05)
+        assert model.sizes == [1, 1]  # two instances busy, the rest wait in the queue
+        model.gate.set()
+        await asyncio.gather(*pending)
+        assert sum(model.sizes) == 6
+
+    run(test, max_batch_size=1, max_queue_delay_us=0, max_concurrent_batches=2)
+
+
+def test_the_observer_sees_batches_and_the_queue() -> None:
+    async def main() -> None:
+        model = FakeModel()
+        recorder = Recorder()
+        batcher = DynamicBatcher(
+            model, BatchPolicy(max_batch_size=3, max_queue_delay_us=1000), observer=recorder
+        )
+        batcher.start()
+        await batcher.submit(rows(0, 5))
+        model.fail_with = RuntimeError("boom")
+        with pytest.raises(InferenceFailed):
+            await batcher.submit(rows(0, 1))
+        await batcher.close()
+        assert recorder.started == [3, 2, 1]
+        assert recorder.finished == [(3, True), (2, True), (1, False)]
+        assert recorder.queue[-1] == 0 and max(recorder.queue) == 5
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_batch_size", 0),
+        ("max_queue_delay_us", -1),
+        ("max_queue_size", 0),
+        ("max_concurrent_batches", 0),
+    ],
+)
+def test_policy_refuses_nonsense(field: str, value: int) -> None:
+    with pytest.raises(ValueError, match=field):
+        BatchPolicy(**{field: value})

@@ -1,0 +1,98 @@
+"""Repository pieces without a server: version policy, warm-up sizes, input limits.
+
+python -m pytest tests/serve/test_repository.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from onyx.proto.v1 import classifier_pb2 as api
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.errors import LimitExceeded, ModelNotReady
+from onyx.serve.inputs import InputLimits, text_to_ids
+from onyx.serve.repository import (
+    Repository,
+    RepositoryOptions,
+    select_versions,
+    warmup_batch_sizes,
+)
+from tests.serve.tiny_models import image_config, write_corrupt_version, write_image_model
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (pb.VersionPolicy(), [5]),
+        (pb.VersionPolicy(latest=pb.VersionPolicy.Latest(num_versions=2)), [3, 5]),
+        (pb.VersionPolicy(all=pb.VersionPolicy.All()), [1, 3, 5]),
+        (pb.VersionPolicy(specific=pb.VersionPolicy.Specific(versions=[1, 4])), [1]),
+    ],
+)
+def test_version_policy(policy: pb.VersionPolicy, expected: list[int]) -> None:
+    assert select_versions([1, 3, 5], policy) == expected
+
+
+def test_warmup_covers_the_batch_sizes_the_batcher_forms() -> None:
+    assert warmup_batch_sizes(8, on_gpu=False) == [1, 8]
+    assert warmup_batch_sizes(1, on_gpu=False) == [1]
+    assert warmup_batch_sizes(4, on_gpu=True) == [1, 2, 3, 4]
+
+
+def test_text_length_limit_is_named() -> None:
+    with pytest.raises(LimitExceeded, match="max_text_chars limit of 5"):
+        text_to_ids("too long", image_config(), InputLimits(max_text_chars=5))
+
+
+def test_failed_versions_are_reported_not_raised(tmp_path: Path) -> None:
+    write_image_model(tmp_path, "tiny", 1)
+    write_corrupt_version(tmp_path, "tiny", 2)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.pbtxt").write_text("name: 'broken' nonsense: 1")
+
+    async def main() -> None:
+        repository = Repository(tmp_path, RepositoryOptions(instances=2))
+        await repository.load_all()
+        tiny = repository.get("tiny")
+        assert tiny.versions[2].state == api.VERSION_STATE_FAILED
+        with pytest.raises(ModelNotReady, match=r"v2: .*ONNX Runtime cannot load it"):
+            tiny.version()  # the policy wants only v2, which failed; v1 was never loaded
+        broken = repository.get("broken")
+        assert not broken.ready and "not a valid ModelConfig" in broken.reason
+        await repository.close()
+
+    asyncio.run(main())
+
+
+def test_the_instances_flag_overrides_the_config(tmp_path: Path) -> None:
+    write_image_model(tmp_path, "tiny", 1)
+
+    async def main() -> None:
+        repository = Repository(tmp_path, RepositoryOptions(instances=3))
+        await repository.load_all()
+        version = repository.get("tiny").version()
+        assert version.batcher is not None
+        assert version.batcher.policy.max_concurrent_batches == 3
+        await repository.close()
+
+    asyncio.run(main())
+
+
+def test_a_config_at_odds_with_the_graph_fails_that_version(tmp_path: Path) -> None:
+    config = image_config()
+    config.input.name = "pixels"  # the graph's input is "image"
+    write_image_model(tmp_path, "tiny", 1, config=config)
+
+    async def main() -> None:
+        repository = Repository(tmp_path)
+        await repository.load_all()
+        version = repository.get("tiny").versions[1]
+        assert version.state == api.VERSION_STATE_FAILED
+        assert "does not match its config" in version.reason
+        assert "'pixels' not in the graph" in version.reason
+        await repository.close()
+
+    asyncio.run(main())

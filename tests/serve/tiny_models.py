@@ -1,0 +1,157 @@
+"""Tiny ONNX models and their configs for serving tests, built with `onnx.helper` (no torch).
+
+    write_image_model(root, "tiny", version=1)   # root/tiny/config.pbtxt + root/tiny/1/model.onnx
+
+The "image" model is Flatten -> MatMul -> Add over a 3x8x8 RGB input with three labels; its
+weights depend only on the seed, so expected scores can be computed with numpy (`reference`).
+`hidden_layers` adds a chain of wide MatMuls to make a batch take measurable compute.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.model_config import CONFIG_FILE, save_config
+
+SIZE = 8
+LABELS = ["cat", "dog", "fox"]
+FEATURES = 3 * SIZE * SIZE
+# An ONNX Runtime of 2024 or later loads these; newer defaults of the `onnx` package may not.
+OPSET = 17
+IR_VERSION = 9
+
+
+def image_config(
+    name: str = "tiny",
+    max_batch_size: int = 8,
+    max_queue_delay_us: int = 2000,
+    max_queue_size: int = 0,
+    instances: int = 1,
+) -> pb.ModelConfig:
+    config = pb.ModelConfig(
+        name=name,
+        task=pb.TASK_IMAGE,
+        labels=LABELS,
+        input=pb.TensorSpec(name="image", dtype=pb.DATA_TYPE_FLOAT32, dims=[-1, 3, SIZE, SIZE]),
+        output=pb.TensorSpec(name="logits", dtype=pb.DATA_TYPE_FLOAT32, dims=[-1, len(LABELS)]),
+        output_activation=pb.ACTIVATION_SOFTMAX,
+        batching=pb.Batching(
+            max_batch_size=max_batch_size,
+            max_queue_delay_us=max_queue_delay_us,
+            max_queue_size=max_queue_size,
+        ),
+        instances=instances,
+    )
+    config.image.CopyFrom(
+        pb.ImagePreprocessing(
+            resize_shorter=0,
+            crop_height=SIZE,
+            crop_width=SIZE,
+            interpolation=pb.INTERPOLATION_BILINEAR,
+            color_mode=pb.COLOR_MODE_RGB,
+            channel_order=pb.CHANNEL_ORDER_RGB,
+            layout=pb.LAYOUT_NCHW,
+            mean=[0.5, 0.5, 0.5],
+            std=[0.5, 0.5, 0.5],
+        )
+    )
+    return config
+
+
+def weights(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(FEATURES, len(LABELS))).astype(np.float32) * 0.1
+    b = rng.normal(size=(len(LABELS),)).astype(np.float32)
+    return w, b
+
+
+def reference(batch: np.ndarray, seed: int) -> np.ndarray:
+    """The logits the model built with `seed` (and no hidden layers) gives for `batch`."""
+    w, b = weights(seed)
+    return np.asarray(batch.reshape(len(batch), -1) @ w + b)
+
+
+def image_graph(seed: int = 1, hidden_layers: int = 0, width: int = 1024) -> onnx.ModelProto:
+    w, b = weights(seed)
+    nodes = [helper.make_node("Flatten", ["image"], ["flat"], axis=1)]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
+    current = "flat"
+    if hidden_layers:
+        rng = np.random.default_rng(seed + 1000)
+        inits.append(numpy_helper.from_array(np.eye(FEATURES, width, dtype=np.float32), "up"))
+        inits.append(numpy_helper.from_array(np.eye(width, FEATURES, dtype=np.float32), "down"))
+        nodes.append(helper.make_node("MatMul", [current, "up"], ["h0"]))
+        for i in range(hidden_layers):
+            noise = (rng.normal(size=(width, width)) * 1e-4).astype(np.float32)
+            inits.append(numpy_helper.from_array(np.eye(width, dtype=np.float32) + noise, f"m{i}"))
+            nodes.append(helper.make_node("MatMul", [f"h{i}", f"m{i}"], [f"h{i + 1}"]))
+        nodes.append(helper.make_node("MatMul", [f"h{hidden_layers}", "down"], ["flat2"]))
+        current = "flat2"
+    nodes += [
+        helper.make_node("MatMul", [current, "w"], ["mm"]),
+        helper.make_node("Add", ["mm", "b"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_image",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(LABELS)])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def write_version(
+    root: Path, name: str, version: int, seed: int = 1, hidden_layers: int = 0
+) -> Path:
+    """Write `root/name/version/model.onnx` atomically (a polling server never sees half a file)."""
+    folder = root / name / str(version)
+    staging = root / name / f".staging-{version}"
+    staging.mkdir(parents=True, exist_ok=True)
+    onnx.save(image_graph(seed, hidden_layers), str(staging / "model.onnx"))
+    staging.rename(folder)
+    return folder / "model.onnx"
+
+
+def write_corrupt_version(root: Path, name: str, version: int) -> Path:
+    folder = root / name / f".staging-{version}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(b"this is not an onnx file")
+    folder.rename(root / name / str(version))
+    return root / name / str(version) / "model.onnx"
+
+
+def write_image_model(
+    root: Path,
+    name: str = "tiny",
+    version: int = 1,
+    config: pb.ModelConfig | None = None,
+    seed: int = 1,
+    hidden_layers: int = 0,
+) -> Path:
+    """A whole model: config.pbtxt plus one version; returns the model folder."""
+    (root / name).mkdir(parents=True, exist_ok=True)
+    save_config(config or image_config(name), root / name / CONFIG_FILE)
+    write_version(root, name, version, seed, hidden_layers)
+    return root / name
+
+
+def random_batch(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(count, 3, SIZE, SIZE)).astype(np.float32)
+
+
+def png_bytes(seed: int = 0, size: int = SIZE) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
