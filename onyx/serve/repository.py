@@ -23,6 +23,7 @@ from onyx.serve.batching import BatchPolicy, Collate, DynamicBatcher, RunBatch, 
 from onyx.serve.errors import ConfigError, ModelNotFound, ModelNotReady
 from onyx.serve.model_config import CONFIG_FILE, load_config
 from onyx.serve.runtime import NUMPY_DTYPES, RuntimeOptions, Session
+from onyx.serve.text import TextEncoder, load_encoder
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class ModelVersion:
     provider_reason: str = ""
     batcher: DynamicBatcher | None = None
     executor: ThreadPoolExecutor | None = None
+    # Text models: this version's tokenizer + vocabulary (each training builds its own).
+    text_encoder: TextEncoder | None = None
 
     @property
     def ready(self) -> bool:
@@ -167,6 +170,8 @@ class Repository:
         version = ModelVersion(number, model.directory / str(number) / MODEL_FILE)
         started = time.monotonic()
         try:
+            if model.config.task == pb.TASK_TEXT:
+                version.text_encoder = load_encoder(model.config.text, version.path.parent)
             await _start_version(version, model.config, self.options, collate_for(model.config))
         except Exception as exc:
             version.state, version.reason = api.VERSION_STATE_FAILED, str(exc)

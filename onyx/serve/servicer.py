@@ -75,7 +75,8 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
         assert config is not None
         loop = asyncio.get_running_loop()
         batch = await loop.run_in_executor(
-            self._preprocess, decode_inputs, request.inputs, config, self._limits
+            self._preprocess, decode_inputs, request.inputs, config, self._limits,
+            version.text_encoder,
         )
         outputs = await version.infer(batch, deadline)
         scores = activate(outputs, config.output_activation)
