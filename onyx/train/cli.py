@@ -1,4 +1,4 @@
-"""Training-side commands: `onyx train image`, `onyx export`, `onyx demo`.
+"""Training-side commands: `onyx train image|text`, `onyx export`, `onyx demo`.
 
 torch is imported only when one of these runs, so the serving install (no torch) can still list
 them and says how to get the `train` extra when one is used.
@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 
 import click
+
+from onyx.train.text_cli import train_text_command
 
 TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'onyx[train]'"
 
@@ -66,6 +68,9 @@ def train_image_command(
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"best val accuracy {result.best_accuracy:.4f}; checkpoint {result.best_checkpoint}")
+
+
+train_group.add_command(train_text_command)
 
 
 @click.command("export")

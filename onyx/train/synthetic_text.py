@@ -26,21 +26,58 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LABELS = ("negative", "positive")
-_POSITIVE = ("good", "great", "excellent", "wonderful", "brilliant", "enjoyable", "superb",
-             "charming", "moving", "clever")
-_NEGATIVE = ("bad", "awful", "terrible", "boring", "dull", "weak", "poor", "horrible",
-             "mediocre", "clumsy")
-_SUBJECTS = ("the movie", "this film", "the plot", "the acting", "the story", "the soundtrack",
-             "the ending", "the cast", "the script", "the direction", "the dialogue")
+_POSITIVE = (
+    "good",
+    "great",
+    "excellent",
+    "wonderful",
+    "brilliant",
+    "enjoyable",
+    "superb",
+    "charming",
+    "moving",
+    "clever",
+)
+_NEGATIVE = (
+    "bad",
+    "awful",
+    "terrible",
+    "boring",
+    "dull",
+    "weak",
+    "poor",
+    "horrible",
+    "mediocre",
+    "clumsy",
+)
+_SUBJECTS = (
+    "the movie",
+    "this film",
+    "the plot",
+    "the acting",
+    "the story",
+    "the soundtrack",
+    "the ending",
+    "the cast",
+    "the script",
+    "the direction",
+    "the dialogue",
+)
 _VERBS = ("was", "is", "seemed", "felt")
 # Both spellings tokenize to "<verb> not" (see onyx.serve.text), so the corpus exercises that.
 _NEGATIONS = ("not", "never", "n't")
 _CONTRACTED = {"was": "wasn't", "is": "isn't", "seemed": "didn't seem", "felt": "didn't feel"}
 _INTENSIFIERS = ("", "", "really ", "very ", "quite ", "truly ")
-_FILLERS = ("i watched it on sunday .", "my friend recommended it to me .",
-            "it runs for about two hours .", "we saw it in a small cinema .",
-            "the trailer gave away a lot .", "i had read the book first .",
-            "it was released last year .", "the popcorn was cold .")
+_FILLERS = (
+    "i watched it on sunday .",
+    "my friend recommended it to me .",
+    "it runs for about two hours .",
+    "we saw it in a small cinema .",
+    "the trailer gave away a lot .",
+    "i had read the book first .",
+    "it was released last year .",
+    "the popcorn was cold .",
+)
 
 
 @dataclass(frozen=True)

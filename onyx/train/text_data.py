@@ -61,7 +61,7 @@ def read_text_file(path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError(
-            f"{path}:{line}: bytes {raw[exc.start:exc.end]!r} are not UTF-8 (save the file as UTF-8)"
+            f"{path}:{line}: bytes {raw[exc.start : exc.end]!r} are not UTF-8 (save it as UTF-8)"
         ) from exc
 
 
@@ -83,8 +83,7 @@ def read_table(path: Path, text_column: str, label_column: str) -> list[Example]
             f"(choose with --text-column / --label-column)"
         )
     return [
-        _example(row[text_column], row[label_column], f"{path}:{reader.line_num}")
-        for row in reader
+        _example(row[text_column], row[label_column], f"{path}:{reader.line_num}") for row in reader
     ]
 
 
@@ -98,7 +97,9 @@ def read_jsonl(path: Path, text_column: str, label_column: str) -> list[Example]
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{number}: not valid JSON: {exc.msg}") from exc
         if not isinstance(record, dict) or text_column not in record or label_column not in record:
-            raise DataError(f"{path}:{number}: need an object with {text_column!r} and {label_column!r}")
+            raise DataError(
+                f"{path}:{number}: need an object with {text_column!r} and {label_column!r}"
+            )
         examples.append(_example(record[text_column], record[label_column], f"{path}:{number}"))
     return examples
 
@@ -117,7 +118,9 @@ def read_folder(root: Path) -> list[Example]:
     ]
 
 
-def read_examples(path: Path, text_column: str = "text", label_column: str = "label") -> list[Example]:
+def read_examples(
+    path: Path, text_column: str = "text", label_column: str = "label"
+) -> list[Example]:
     """One data file (by suffix) or a folder of label folders."""
     if path.is_dir():
         return read_folder(path)
@@ -151,12 +154,19 @@ def check_labels(examples: Sequence[Example], labels: Sequence[str]) -> None:
     known = set(labels)
     for example in examples:
         if example.label not in known:
-            raise DataError(f"{example.source}: unknown label {example.label!r}; labels are {list(labels)}")
+            raise DataError(
+                f"{example.source}: unknown label {example.label!r}; labels are {list(labels)}"
+            )
 
 
 def load_text_split(
-    data: Path, val_data: Path | None, labels: Sequence[str], val_fraction: float, seed: int,
-    text_column: str = "text", label_column: str = "label",
+    data: Path,
+    val_data: Path | None,
+    labels: Sequence[str],
+    val_fraction: float,
+    seed: int,
+    text_column: str = "text",
+    label_column: str = "label",
 ) -> TextSplit:
     """Train/validation(/test) examples and the label set (given, or sorted from training)."""
     test: list[Example] = []
@@ -181,7 +191,9 @@ def load_text_split(
 class EncodedTexts(Dataset[tuple[np.ndarray, int]]):
     """Examples tokenized once up front with the serving encoder."""
 
-    def __init__(self, examples: Sequence[Example], labels: Sequence[str], encoder: TextEncoder) -> None:
+    def __init__(
+        self, examples: Sequence[Example], labels: Sequence[str], encoder: TextEncoder
+    ) -> None:
         index = {label: i for i, label in enumerate(labels)}
         self.ids = [encoder.encode(e.text) for e in examples]
         self.targets = [index[e.label] for e in examples]

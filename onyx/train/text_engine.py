@@ -5,7 +5,7 @@
 AdamW with linear warm-up then cosine decay (stepped per batch), gradient clipping, early stopping
 on validation accuracy with the best weights restored at the end. In `out_dir`:
 
-    best.pt        best epoch: {model, labels, vocabulary, model_config, ...}; `onyx export` reads it
+    best.pt        the best epoch: {model, labels, vocabulary, model_config, ...} for `onyx export`
     last.pt        latest epoch plus optimizer, scheduler and history; `--resume` continues from it
     config.json    the resolved TextTrainConfig
     metrics.json   per-epoch history and the best weights' validation (and test) report
@@ -58,7 +58,9 @@ class _State:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float) -> Any:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float
+) -> Any:
     """Linear warm-up from ~0 over `warmup_fraction` of the steps, then cosine decay to 0."""
     warmup = max(1, round(total_steps * warmup_fraction))
 
@@ -72,8 +74,13 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fra
 
 
 def train_epoch(
-    model: nn.Module, loader: DataLoader[Any], optimizer: torch.optim.Optimizer, scheduler: Any,
-    device: torch.device, grad_clip: float, description: str,
+    model: nn.Module,
+    loader: DataLoader[Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    device: torch.device,
+    grad_clip: float,
+    description: str,
 ) -> tuple[float, float]:
     """One pass over the training data; returns (mean loss, accuracy)."""
     model.train()
@@ -84,7 +91,7 @@ def train_epoch(
         logits = model(ids)  # (B, classes)
         loss = nn.functional.cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         if grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
@@ -97,7 +104,9 @@ def train_epoch(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader[Any], device: torch.device) -> tuple[np.ndarray, np.ndarray, float]:
+def predict(
+    model: nn.Module, loader: DataLoader[Any], device: torch.device
+) -> tuple[np.ndarray, np.ndarray, float]:
     """(targets, class probabilities, mean loss) over a loader, in eval mode."""
     model.eval()
     targets, probabilities, total_loss = [], [], 0.0
@@ -122,30 +131,50 @@ def build_vocabulary(train: list[Example], config: TextTrainConfig) -> Vocabular
     return Vocabulary.build((tokenize(e.text) for e in train), config.min_freq, config.max_vocab)
 
 
-def build_model(config: TextTrainConfig, vocabulary: Vocabulary, num_classes: int) -> TextClassifier:
+def build_model(
+    config: TextTrainConfig, vocabulary: Vocabulary, num_classes: int
+) -> TextClassifier:
     model_config = TextModelConfig(
-        vocab_size=len(vocabulary), num_classes=num_classes, cell=config.cell,  # type: ignore[arg-type]
-        embed_dim=config.embed_dim, hidden=config.hidden, layers=config.layers,
-        bidirectional=config.bidirectional, dropout=config.dropout, pooling=config.pooling,  # type: ignore[arg-type]
+        vocab_size=len(vocabulary),
+        num_classes=num_classes,
+        cell=config.cell,  # type: ignore[arg-type]
+        embed_dim=config.embed_dim,
+        hidden=config.hidden,
+        layers=config.layers,
+        bidirectional=config.bidirectional,
+        dropout=config.dropout,
+        pooling=config.pooling,  # type: ignore[arg-type]
     )
     model = TextClassifier(model_config)
     if config.vectors:
-        matrix, found = load_word_vectors(Path(config.vectors), vocabulary, config.embed_dim, config.seed)
+        matrix, found = load_word_vectors(
+            Path(config.vectors), vocabulary, config.embed_dim, config.seed
+        )
         model.embedding.weight.data.copy_(matrix)
         model.embedding.weight.requires_grad_(not config.freeze_vectors)
-        log.info("word vectors: %d of %d vocabulary words found in %s (%s)", found, len(vocabulary),
-                 config.vectors, "frozen" if config.freeze_vectors else "trainable")
+        log.info(
+            "word vectors: %d of %d vocabulary words found in %s (%s)",
+            found,
+            len(vocabulary),
+            config.vectors,
+            "frozen" if config.freeze_vectors else "trainable",
+        )
     return model
 
 
-def _loaders(split: TextSplit, encoder: TextEncoder, config: TextTrainConfig) -> dict[str, DataLoader[Any]]:
+def _loaders(
+    split: TextSplit, encoder: TextEncoder, config: TextTrainConfig
+) -> dict[str, DataLoader[Any]]:
     generator = torch.Generator().manual_seed(config.seed)
     loaders = {}
     for name, examples in (("train", split.train), ("val", split.val), ("test", split.test)):
         if examples:
             loaders[name] = DataLoader(
-                EncodedTexts(examples, split.labels, encoder), batch_size=config.batch_size,
-                shuffle=name == "train", collate_fn=collate_padded, generator=generator,
+                EncodedTexts(examples, split.labels, encoder),
+                batch_size=config.batch_size,
+                shuffle=name == "train",
+                collate_fn=collate_padded,
+                generator=generator,
             )
     return loaders
 
@@ -155,31 +184,56 @@ def fit_text(config: TextTrainConfig) -> TextFitResult:
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
     split = load_text_split(
-        Path(config.data), Path(config.val_data) if config.val_data else None, config.labels,
-        config.val_fraction, config.seed, config.text_column, config.label_column,
+        Path(config.data),
+        Path(config.val_data) if config.val_data else None,
+        config.labels,
+        config.val_fraction,
+        config.seed,
+        config.text_column,
+        config.label_column,
     )
     config.labels = split.labels
-    resumed = torch.load(config.resume, map_location="cpu", weights_only=True) if config.resume else None
-    vocabulary = Vocabulary(resumed["vocabulary"]) if resumed else build_vocabulary(split.train, config)
+    resumed = (
+        torch.load(config.resume, map_location="cpu", weights_only=True) if config.resume else None
+    )
+    vocabulary = (
+        Vocabulary(resumed["vocabulary"]) if resumed else build_vocabulary(split.train, config)
+    )
     encoder = TextEncoder(vocabulary, config.max_length)
     loaders = _loaders(split, encoder, config)
     model = build_model(config, vocabulary, len(split.labels)).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = warmup_cosine(optimizer, config.epochs * len(loaders["train"]), config.warmup_fraction)
+    scheduler = warmup_cosine(
+        optimizer, config.epochs * len(loaders["train"]), config.warmup_fraction
+    )
     state = _restore(resumed, model, optimizer, scheduler) if resumed else _State()
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_json(config.to_json(), out_dir / "config.json")
-    log.info("training a %s on %s: labels %s, %d train / %d val texts, vocabulary %d, device %s",
-             config.cell, config.data, split.labels, len(split.train), len(split.val), len(vocabulary), device)
+    log.info(
+        "training a %s on %s: labels %s, %d train / %d val texts, vocabulary %d, device %s",
+        config.cell,
+        config.data,
+        split.labels,
+        len(split.train),
+        len(split.val),
+        len(vocabulary),
+        device,
+    )
     _train_epochs(config, model, optimizer, scheduler, loaders, vocabulary, state, device)
     return _finish(config, model, loaders, state, device)
 
 
 def _train_epochs(
-    config: TextTrainConfig, model: TextClassifier, optimizer: torch.optim.Optimizer, scheduler: Any,
-    loaders: dict[str, DataLoader[Any]], vocabulary: Vocabulary, state: _State, device: torch.device,
+    config: TextTrainConfig,
+    model: TextClassifier,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    loaders: dict[str, DataLoader[Any]],
+    vocabulary: Vocabulary,
+    state: _State,
+    device: torch.device,
 ) -> None:
     out_dir = Path(config.out_dir)
     while state.epoch < config.epochs:
@@ -188,25 +242,51 @@ def _train_epochs(
             break
         state.epoch += 1
         started = time.monotonic()
-        train_loss, train_acc = train_epoch(model, loaders["train"], optimizer, scheduler, device,
-                                            config.grad_clip, f"epoch {state.epoch}/{config.epochs}")
+        train_loss, train_acc = train_epoch(
+            model,
+            loaders["train"],
+            optimizer,
+            scheduler,
+            device,
+            config.grad_clip,
+            f"epoch {state.epoch}/{config.epochs}",
+        )
         val_loss, report = evaluate_report(model, loaders["val"], config.labels, device)
-        record = {"epoch": state.epoch, "train_loss": train_loss, "train_accuracy": train_acc,
-                  "val_loss": val_loss, "val_accuracy": report["accuracy"], "val_f1_macro": report["f1_macro"],
-                  "lr": scheduler.get_last_lr()[0]}
+        record = {
+            "epoch": state.epoch,
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "val_loss": val_loss,
+            "val_accuracy": report["accuracy"],
+            "val_f1_macro": report["f1_macro"],
+            "lr": scheduler.get_last_lr()[0],
+        }
         state.history.append(record)
-        log.info("epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  (%.1fs)", state.epoch,
-                 config.epochs, train_loss, train_acc, val_loss, report["accuracy"], time.monotonic() - started)
+        log.info(
+            "epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  (%.1fs)",
+            state.epoch,
+            config.epochs,
+            train_loss,
+            train_acc,
+            val_loss,
+            report["accuracy"],
+            time.monotonic() - started,
+        )
         improved = report["accuracy"] > state.best_accuracy
         state.best_accuracy = max(state.best_accuracy, report["accuracy"])
         state.stale_epochs = 0 if improved else state.stale_epochs + 1
         if improved:
             save_checkpoint(out_dir / "best.pt", model, config, vocabulary, state, record)
-        save_checkpoint(out_dir / "last.pt", model, config, vocabulary, state, record, optimizer, scheduler)
+        save_checkpoint(
+            out_dir / "last.pt", model, config, vocabulary, state, record, optimizer, scheduler
+        )
 
 
 def _finish(
-    config: TextTrainConfig, model: TextClassifier, loaders: dict[str, DataLoader[Any]], state: _State,
+    config: TextTrainConfig,
+    model: TextClassifier,
+    loaders: dict[str, DataLoader[Any]],
+    state: _State,
     device: torch.device,
 ) -> TextFitResult:
     """Restore the best weights, then report on validation (and test) and draw the plots."""
@@ -214,20 +294,42 @@ def _finish(
     best = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(best["model"])
     _, report = evaluate_report(model, loaders["val"], config.labels, device)
-    test_report = evaluate_report(model, loaders["test"], config.labels, device)[1] if "test" in loaders else None
-    metrics = {"history": state.history, "best_epoch": best["epoch"], "val": report, "test": test_report}
+    test_report = (
+        evaluate_report(model, loaders["test"], config.labels, device)[1]
+        if "test" in loaders
+        else None
+    )
+    metrics = {
+        "history": state.history,
+        "best_epoch": best["epoch"],
+        "val": report,
+        "test": test_report,
+    }
     save_json(metrics, out_dir / "metrics.json")
     if config.plots:
         plot_history(state.history, out_dir / "curves.png")
         plot_confusion(report["confusion_matrix"], config.labels, out_dir / "confusion.png")
-    log.info("best epoch %d: val accuracy %.4f, macro F1 %.4f%s", best["epoch"], report["accuracy"],
-             report["f1_macro"], f", ROC-AUC {report['roc_auc']:.4f}" if "roc_auc" in report else "")
-    return TextFitResult(out_dir / "best.pt", report["accuracy"], report, state.history, test_report)
+    log.info(
+        "best epoch %d: val accuracy %.4f, macro F1 %.4f%s",
+        best["epoch"],
+        report["accuracy"],
+        report["f1_macro"],
+        f", ROC-AUC {report['roc_auc']:.4f}" if "roc_auc" in report else "",
+    )
+    return TextFitResult(
+        out_dir / "best.pt", report["accuracy"], report, state.history, test_report
+    )
 
 
 def save_checkpoint(
-    path: Path, model: TextClassifier, config: TextTrainConfig, vocabulary: Vocabulary, state: _State,
-    metrics: dict[str, float], optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
+    path: Path,
+    model: TextClassifier,
+    config: TextTrainConfig,
+    vocabulary: Vocabulary,
+    state: _State,
+    metrics: dict[str, float],
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
 ) -> None:
     """Everything export needs travels in the checkpoint: labels, vocabulary, tokenizer, sizes."""
     torch.save(
@@ -238,8 +340,11 @@ def save_checkpoint(
             "optimizer": optimizer.state_dict() if optimizer else None,
             "scheduler": scheduler.state_dict() if scheduler else None,
             "epoch": state.epoch,
-            "state": {"best_accuracy": state.best_accuracy, "stale_epochs": state.stale_epochs,
-                      "history": state.history},
+            "state": {
+                "best_accuracy": state.best_accuracy,
+                "stale_epochs": state.stale_epochs,
+                "history": state.history,
+            },
             "config": config.to_json(),
             "metrics": metrics,
             "labels": list(config.labels),
@@ -251,7 +356,9 @@ def save_checkpoint(
     )
 
 
-def _restore(checkpoint: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> _State:
+def _restore(
+    checkpoint: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> _State:
     if checkpoint.get("optimizer") is None:
         raise ValueError("--resume needs last.pt (best.pt holds no optimizer state)")
     model.load_state_dict(checkpoint["model"])
@@ -259,4 +366,6 @@ def _restore(checkpoint: dict[str, Any], model: nn.Module, optimizer: torch.opti
     scheduler.load_state_dict(checkpoint["scheduler"])
     saved = checkpoint["state"]
     log.info("resuming after epoch %d", checkpoint["epoch"])
-    return _State(checkpoint["epoch"], saved["best_accuracy"], saved["stale_epochs"], list(saved["history"]))
+    return _State(
+        checkpoint["epoch"], saved["best_accuracy"], saved["stale_epochs"], list(saved["history"])
+    )

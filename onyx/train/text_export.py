@@ -77,13 +77,31 @@ def export_text_onnx(model: TextClassifier, path: Path, opset: int, exporter: st
     example = torch.randint(2, max(model.config.vocab_size, 3), (2, 8))
     with _quiet():
         if exporter == "dynamo":
-            batch, time = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("time", min=1, max=65536)
-            torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_shapes=({0: batch, 1: time},), dynamo=True, opset_version=opset)
+            batch, time = (
+                torch.export.Dim("batch", min=1, max=4096),
+                torch.export.Dim("time", min=1, max=65536),
+            )
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: batch, 1: time},),
+                dynamo=True,
+                opset_version=opset,
+            )
         else:
-            torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch", 1: "time"}, OUTPUT_NAME: {0: "batch"}},
-                              dynamo=False, opset_version=opset)
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch", 1: "time"}, OUTPUT_NAME: {0: "batch"}},
+                dynamo=False,
+                opset_version=opset,
+            )
     onnx.checker.check_model(str(path), full_check=True)
 
 
@@ -98,17 +116,27 @@ def check_text_parity(
             expected = model(ids).numpy()
         (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: ids.numpy()})
         if actual.shape != expected.shape:
-            raise ParityError(f"ONNX Runtime gave shape {actual.shape} for input {tuple(ids.shape)}")
+            raise ParityError(
+                f"ONNX Runtime gave shape {actual.shape} for input {tuple(ids.shape)}"
+            )
         diff = float(np.abs(actual - expected).max())
         worst = max(worst, diff)
         if not np.allclose(actual, expected, atol=atol, rtol=rtol):
-            raise ParityError(f"ONNX Runtime disagrees with torch on input {tuple(ids.shape)}: "
-                              f"max |diff| {diff:.3g} > atol {atol} + rtol {rtol} * |torch|")
+            raise ParityError(
+                f"ONNX Runtime disagrees with torch on input {tuple(ids.shape)}: "
+                f"max |diff| {diff:.3g} > atol {atol} + rtol {rtol} * |torch|"
+            )
     return worst
 
 
-def export_verified(model: TextClassifier, path: Path, opset: int, inputs: list[torch.Tensor],
-                    atol: float, rtol: float) -> tuple[str, float]:
+def export_verified(
+    model: TextClassifier,
+    path: Path,
+    opset: int,
+    inputs: list[torch.Tensor],
+    atol: float,
+    rtol: float,
+) -> tuple[str, float]:
     """Try each exporter until one passes parity; (exporter, max diff). Raises ParityError."""
     failures = []
     for exporter in EXPORTERS:
@@ -120,24 +148,43 @@ def export_verified(model: TextClassifier, path: Path, opset: int, inputs: list[
         except Exception as exc:  # an exporter crash: try the next one
             failures.append(f"{exporter} export failed: {exc}")
         log.warning("%s", failures[-1])
-    raise ParityError("no exporter produced a model that agrees with torch; not published: "
-                      + " | ".join(failures))
+    raise ParityError(
+        "no exporter produced a model that agrees with torch; not published: "
+        + " | ".join(failures)
+    )
 
 
-def build_text_config(export: ExportConfig, checkpoint: dict[str, Any], exporter: str, diff: float,
-                      ir_version: int) -> pb.ModelConfig:
+def build_text_config(
+    export: ExportConfig, checkpoint: dict[str, Any], exporter: str, diff: float, ir_version: int
+) -> pb.ModelConfig:
     labels = list(checkpoint["labels"])
+    cell = checkpoint["model_config"]["cell"]
     return pb.ModelConfig(
-        name=export.name, task=pb.TASK_TEXT, labels=labels,
+        name=export.name,
+        task=pb.TASK_TEXT,
+        labels=labels,
         input=pb.TensorSpec(name=INPUT_NAME, dtype=pb.DATA_TYPE_INT64, dims=[-1, -1]),
         output=pb.TensorSpec(name=OUTPUT_NAME, dtype=pb.DATA_TYPE_FLOAT32, dims=[-1, len(labels)]),
         output_activation=pb.ACTIVATION_SOFTMAX,
-        text=pb.TextPreprocessing(vocabulary_file=VOCABULARY_FILE, max_length=checkpoint["max_length"],
-                                  pad_id=PAD_ID, unk_id=UNK_ID, tokenizer=checkpoint["tokenizer"]),
-        batching=pb.Batching(max_batch_size=export.max_batch_size, max_queue_delay_us=export.max_queue_delay_us),
-        export=pb.ExportInfo(opset=export.opset, ir_version=ir_version, onnxruntime_version=ort.__version__,
-                             torch_version=torch.__version__, exporter=exporter, parity_max_abs_diff=diff),
-        description=f"{checkpoint['model_config']['cell']} sentiment model trained on {checkpoint['config']['data']}",
+        text=pb.TextPreprocessing(
+            vocabulary_file=VOCABULARY_FILE,
+            max_length=checkpoint["max_length"],
+            pad_id=PAD_ID,
+            unk_id=UNK_ID,
+            tokenizer=checkpoint["tokenizer"],
+        ),
+        batching=pb.Batching(
+            max_batch_size=export.max_batch_size, max_queue_delay_us=export.max_queue_delay_us
+        ),
+        export=pb.ExportInfo(
+            opset=export.opset,
+            ir_version=ir_version,
+            onnxruntime_version=ort.__version__,
+            torch_version=torch.__version__,
+            exporter=exporter,
+            parity_max_abs_diff=diff,
+        ),
+        description=f"{cell} sentiment model trained on {checkpoint['config']['data']}",
     )
 
 
@@ -146,12 +193,20 @@ def export_text_checkpoint(export: ExportConfig, work_dir: Path) -> ExportResult
     model, checkpoint = load_text_checkpoint(export.checkpoint)
     onnx_path = work_dir / "model.onnx"
     inputs = parity_inputs(model.config.vocab_size, checkpoint["max_length"])
-    exporter, diff = export_verified(model, onnx_path, export.opset, inputs, export.atol, export.rtol)
+    exporter, diff = export_verified(
+        model, onnx_path, export.opset, inputs, export.atol, export.rtol
+    )
     Vocabulary(checkpoint["vocabulary"]).save(work_dir / VOCABULARY_FILE)
     ir_version = onnx.load(str(onnx_path), load_external_data=False).ir_version
     config = build_text_config(export, checkpoint, exporter, diff, ir_version)
     log.info("exported with the %s exporter; ONNX Runtime vs torch max |diff| %.2g", exporter, diff)
-    save_json({"export": {k: str(v) for k, v in asdict(export).items()}, "train": checkpoint["config"],
-               "train_metrics": checkpoint.get("metrics", {})}, work_dir / "export.json")
+    save_json(
+        {
+            "export": {k: str(v) for k, v in asdict(export).items()},
+            "train": checkpoint["config"],
+            "train_metrics": checkpoint.get("metrics", {}),
+        },
+        work_dir / "export.json",
+    )
     version, model_path = publish(export.repository, config, work_dir)
     return ExportResult(version, model_path, config, diff)

@@ -73,7 +73,9 @@ class TextClassifier(nn.Module):
         if config.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {config.pooling!r}; choose one of: {POOLINGS}")
         self.config = config
-        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_id)
+        self.embedding = nn.Embedding(
+            config.vocab_size, config.embed_dim, padding_idx=config.pad_id
+        )
         self.dropout = nn.Dropout(config.dropout)
         directions = 2 if config.bidirectional else 1
         sizes = [config.embed_dim] + [config.hidden * directions] * (config.layers - 1)
@@ -92,7 +94,8 @@ class TextClassifier(nn.Module):
             if layer:
                 x = self.dropout(x)
             x = self._layer(layer, x, lengths)  # (B, T, H * directions)
-        return self.classifier(self.dropout(self._pool(x, mask, lengths)))
+        logits: torch.Tensor = self.classifier(self.dropout(self._pool(x, mask, lengths)))
+        return logits
 
     def _layer(self, layer: int, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         forward, _ = self.forward_rnns[layer](x)  # (B, T, H)

@@ -1,7 +1,7 @@
 """Training plots as PNG files (matplotlib's Agg backend: no display needed).
 
-    plot_history(history, Path("runs/text/curves.png"))
-    plot_confusion(matrix, labels, Path("runs/text/confusion.png"))
+plot_history(history, Path("runs/text/curves.png"))
+plot_confusion(matrix, labels, Path("runs/text/confusion.png"))
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.pyplot as plt
 
 
 def plot_history(history: Sequence[dict[str, Any]], path: Path) -> Path:
