@@ -89,6 +89,7 @@ def export_text_onnx(model: TextClassifier, path: Path, opset: int, exporter: st
                 output_names=[OUTPUT_NAME],
                 dynamic_shapes=({0: batch, 1: time},),
                 dynamo=True,
+                external_data=False,  # one self-contained file; RNNs are small
                 opset_version=opset,
             )
         else:
