@@ -112,8 +112,9 @@ def export_command(
 def demo_command(repository: Path, epochs: int) -> None:
     """Run the whole path on bundled data: train, export, serve, classify.
 
-    Trains a small CNN on scikit-learn's handwritten digits, publishes it as `digits`, serves it
-    over gRPC and classifies held-out digits. Afterwards `onyx serve` serves it again.
+    Trains a small CNN on scikit-learn's handwritten digits, publishes it as `digits`, trains a
+    sentiment LSTM on generated reviews, publishes it as `sentiment`, serves both over gRPC and
+    classifies held-out digits and a few sentences. Afterwards `onyx serve` serves them again.
     """
     _require_torch()
     from onyx.logs import configure_logging
@@ -125,4 +126,6 @@ def demo_command(repository: Path, epochs: int) -> None:
         f"\ndigits v{result.version}: validation accuracy {result.val_accuracy:.3f}, "
         f"held-out accuracy over gRPC {result.heldout_accuracy:.3f} ({result.heldout} images)"
     )
+    click.echo(f"sentiment v{result.sentiment_version}: validation accuracy "
+               f"{result.sentiment_val_accuracy:.3f}")
     click.echo(f"serve it again with: onyx serve --repository {repository}")
