@@ -3,6 +3,8 @@
 
     version, accuracy = publish_sentiment(Path("models"), Path("/tmp/work"))
     rows = classify_sentences(client)      # with a server running on the repository
+
+The sentences and their expected labels are in EXPECTED; tests check the served model agrees.
 """
 
 from __future__ import annotations
@@ -13,36 +15,55 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onyx.serve.client import Client
-from onyx.train.export import ExportConfig, export_checkpoint
+from onyx.train.export import ExportConfig, ExportResult, export_checkpoint
 from onyx.train.synthetic_text import generate_reviews, write_jsonl
 from onyx.train.text_config import TextTrainConfig
-from onyx.train.text_engine import fit_text
+from onyx.train.text_engine import TextFitResult, fit_text
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "sentiment"
-SENTENCES = (
-    "The movie was not bad at all.",
-    "The acting was good, but the plot was terrible.",
-    "Although the plot was boring, the ending was wonderful.",
-    "The film was bad, not good.",
-    "The soundtrack wasn't great.",
-    "The story was never dull.",
-)
+EXPECTED = {
+    "The movie was not bad at all.": "positive",
+    "The acting was good, but the plot was terrible.": "negative",
+    "Although the plot was boring, the ending was wonderful.": "positive",
+    "The film was bad, not good.": "negative",
+    "The soundtrack wasn't great.": "negative",
+    "The story was never dull.": "positive",
+}
+SENTENCES = tuple(EXPECTED)
 
 
 @dataclass(frozen=True)
 class SentimentDemo:
-    version: int
-    val_accuracy: float
+    data: Path
+    fit: TextFitResult
+    exported: ExportResult
+
+    @property
+    def version(self) -> int:
+        return self.exported.version
+
+    @property
+    def val_accuracy(self) -> float:
+        return self.fit.best_accuracy
 
 
-def publish_sentiment(repository: Path, work: Path, epochs: int = 6) -> SentimentDemo:
+def publish_sentiment(
+    repository: Path, work: Path, epochs: int = 6, device: str = "auto"
+) -> SentimentDemo:
     """Generate 3000 reviews, train (a few seconds on 2 cores), export and publish."""
     data = write_jsonl(generate_reviews(3000, seed=0), work / "reviews.jsonl")
     config = TextTrainConfig(
-        data=str(data), out_dir=str(work / "run"), max_length=64, embed_dim=32, hidden=64,
-        epochs=epochs, batch_size=32, lr=5e-3, plots=True,
+        data=str(data),
+        out_dir=str(work / "run"),
+        max_length=64,
+        embed_dim=32,
+        hidden=64,
+        epochs=epochs,
+        batch_size=32,
+        lr=5e-3,
+        device=device,
     )
     fitted = fit_text(config)
     export_dir = work / "export"
@@ -51,7 +72,7 @@ def publish_sentiment(repository: Path, work: Path, epochs: int = 6) -> Sentimen
         ExportConfig(checkpoint=fitted.best_checkpoint, name=MODEL_NAME, repository=repository),
         export_dir,
     )
-    return SentimentDemo(exported.version, fitted.best_accuracy)
+    return SentimentDemo(data, fitted, exported)
 
 
 def classify_sentences(

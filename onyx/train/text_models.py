@@ -144,7 +144,10 @@ def load_word_vectors(
                 )
             index = wanted.get(parts[0])
             if index is not None and index != PAD_ID:
-                matrix[index] = torch.tensor([float(v) for v in parts[1:]])
+                try:
+                    matrix[index] = torch.tensor([float(v) for v in parts[1:]])
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{number}: {exc}") from exc
                 found += 1
     matrix[PAD_ID] = 0
     return matrix, found

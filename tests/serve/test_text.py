@@ -124,3 +124,9 @@ def test_load_encoder_errors_name_the_problem(tmp_path: Path) -> None:
         load_encoder(_spec(), tmp_path)
     with pytest.raises(ConfigError, match="pad_id"):
         load_encoder(_spec(pad_id=5), tmp_path)
+
+
+def test_a_model_needing_another_tokenizer_fails_to_load(tmp_path: Path) -> None:
+    Vocabulary([PAD, UNK]).save(tmp_path / "vocab.txt")
+    with pytest.raises(ConfigError, match="unknown tokenizer 'onyx-words-v99'"):
+        load_encoder(_spec(tokenizer="onyx-words-v99"), tmp_path)

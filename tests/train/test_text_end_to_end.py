@@ -27,13 +27,14 @@ from onyx.serve.config import ServerConfig
 from onyx.serve.inputs import InputLimits, decode_inputs
 from onyx.serve.repository import Repository
 from onyx.serve.text import TextEncoder, Vocabulary, tokenize
-from onyx.train.export import ExportConfig, ExportResult, export_checkpoint
+from onyx.train.export import ExportResult
 from onyx.train.synthetic_text import generate_reviews, write_jsonl
 from onyx.train.text_config import TextTrainConfig
 from onyx.train.text_data import EncodedTexts, Example, TextSplit, load_text_split
+from onyx.train.text_demo import EXPECTED, classify_sentences, publish_sentiment
 from onyx.train.text_engine import TextFitResult, fit_text
 
-MAX_LENGTH = 64
+MAX_LENGTH = 64  # the demo model's
 TRICKY = [
     "Caf\u00e9 cr\u00e8me, na\u00efve r\u00e9sum\u00e9 \u2014 Cafe\u0301 with a combining accent",
     "\U0001f600\U0001f44d\U0001f3fd \u2764\ufe0f the movie wasn\u2019t bad at all \U0001f3ac",
@@ -55,29 +56,12 @@ class Trained:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """The demo's sentiment model: 3000 generated reviews, a small LSTM, 6 epochs, published."""
     root = tmp_path_factory.mktemp("sentiment")
-    data = write_jsonl(generate_reviews(3000, seed=0), root / "reviews.jsonl")
-    config = TextTrainConfig(
-        data=str(data),
-        out_dir=str(root / "run"),
-        max_length=MAX_LENGTH,
-        embed_dim=32,
-        hidden=64,
-        epochs=6,
-        batch_size=32,
-        lr=5e-3,
-        seed=0,
-        device="cpu",
-    )
-    fit = fit_text(config)
-    split = load_text_split(data, None, [], config.val_fraction, config.seed)
-    repository = root / "models"
-    (root / "export").mkdir()
-    exported = export_checkpoint(
-        ExportConfig(checkpoint=fit.best_checkpoint, name="sentiment", repository=repository),
-        root / "export",
-    )
-    return Trained(fit, split, exported, repository)
+    demo = publish_sentiment(root / "models", root / "work", device="cpu")
+    config = TextTrainConfig(data=str(demo.data))
+    split = load_text_split(demo.data, None, [], config.val_fraction, config.seed)
+    return Trained(demo.fit, split, demo.exported, root / "models")
 
 
 def bag_of_words_accuracy(train: list[Example], val: list[Example]) -> float:
@@ -166,6 +150,7 @@ def test_scores_over_grpc_equal_onnx_runtime_in_process(trained: Trained) -> Non
         for result, scores in zip(response.results, expected, strict=True):
             served = {c.label: c.score for c in result.classes}
             np.testing.assert_allclose([served[label] for label in labels], scores, atol=1e-5)
+        assert {s: label for s, label, _ in classify_sentences(client)} == EXPECTED
         with pytest.raises(grpc.RpcError) as error:
             client.classify("sentiment", [api.Input(image=b"\x89PNG\r\n")])
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
