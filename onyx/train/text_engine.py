@@ -179,13 +179,45 @@ def _loaders(
     return loaders
 
 
+@dataclass
+class _Run:
+    """Everything one training run works with, built by `_prepare`."""
+
+    config: TextTrainConfig
+    model: TextClassifier
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loaders: dict[str, DataLoader[Any]]
+    vocabulary: Vocabulary
+    state: _State
+    device: torch.device
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.config.out_dir)
+
+
 def fit_text(config: TextTrainConfig) -> TextFitResult:
     """Train per `config`; the best epoch's weights end up in best.pt (and in the model)."""
+    run = _prepare(config)
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    save_json(config.to_json(), run.out_dir / "config.json")
+    while run.state.epoch < config.epochs:
+        if config.patience and run.state.stale_epochs >= config.patience:
+            log.info("early stop: no better validation accuracy for %d epochs", config.patience)
+            break
+        _run_epoch(run)
+    return _finish(run)
+
+
+def _prepare(config: TextTrainConfig) -> _Run:
+    """Data, vocabulary (rebuilt, or the resumed run's), model, optimizer, schedule, state."""
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
+    val_data = Path(config.val_data) if config.val_data else None
     split = load_text_split(
         Path(config.data),
-        Path(config.val_data) if config.val_data else None,
+        val_data,
         config.labels,
         config.val_fraction,
         config.seed,
@@ -199,18 +231,13 @@ def fit_text(config: TextTrainConfig) -> TextFitResult:
     vocabulary = (
         Vocabulary(resumed["vocabulary"]) if resumed else build_vocabulary(split.train, config)
     )
-    encoder = TextEncoder(vocabulary, config.max_length)
-    loaders = _loaders(split, encoder, config)
+    loaders = _loaders(split, TextEncoder(vocabulary, config.max_length), config)
     model = build_model(config, vocabulary, len(split.labels)).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = warmup_cosine(
-        optimizer, config.epochs * len(loaders["train"]), config.warmup_fraction
-    )
+    steps = config.epochs * len(loaders["train"])
+    scheduler = warmup_cosine(optimizer, steps, config.warmup_fraction)
     state = _restore(resumed, model, optimizer, scheduler) if resumed else _State()
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_json(config.to_json(), out_dir / "config.json")
     log.info(
         "training a %s on %s: labels %s, %d train / %d val texts, vocabulary %d, device %s",
         config.cell,
@@ -221,103 +248,90 @@ def fit_text(config: TextTrainConfig) -> TextFitResult:
         len(vocabulary),
         device,
     )
-    _train_epochs(config, model, optimizer, scheduler, loaders, vocabulary, state, device)
-    return _finish(config, model, loaders, state, device)
+    return _Run(config, model, optimizer, scheduler, loaders, vocabulary, state, device)
 
 
-def _train_epochs(
-    config: TextTrainConfig,
-    model: TextClassifier,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    loaders: dict[str, DataLoader[Any]],
-    vocabulary: Vocabulary,
-    state: _State,
-    device: torch.device,
-) -> None:
-    out_dir = Path(config.out_dir)
-    while state.epoch < config.epochs:
-        if config.patience and state.stale_epochs >= config.patience:
-            log.info("early stop: no better validation accuracy for %d epochs", config.patience)
-            break
-        state.epoch += 1
-        started = time.monotonic()
-        train_loss, train_acc = train_epoch(
-            model,
-            loaders["train"],
-            optimizer,
-            scheduler,
-            device,
-            config.grad_clip,
-            f"epoch {state.epoch}/{config.epochs}",
-        )
-        val_loss, report = evaluate_report(model, loaders["val"], config.labels, device)
-        record = {
-            "epoch": state.epoch,
-            "train_loss": train_loss,
-            "train_accuracy": train_acc,
-            "val_loss": val_loss,
-            "val_accuracy": report["accuracy"],
-            "val_f1_macro": report["f1_macro"],
-            "lr": scheduler.get_last_lr()[0],
-        }
-        state.history.append(record)
-        log.info(
-            "epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  (%.1fs)",
-            state.epoch,
-            config.epochs,
-            train_loss,
-            train_acc,
-            val_loss,
-            report["accuracy"],
-            time.monotonic() - started,
-        )
-        improved = report["accuracy"] > state.best_accuracy
-        state.best_accuracy = max(state.best_accuracy, report["accuracy"])
-        state.stale_epochs = 0 if improved else state.stale_epochs + 1
-        if improved:
-            save_checkpoint(out_dir / "best.pt", model, config, vocabulary, state, record)
-        save_checkpoint(
-            out_dir / "last.pt", model, config, vocabulary, state, record, optimizer, scheduler
-        )
-
-
-def _finish(
-    config: TextTrainConfig,
-    model: TextClassifier,
-    loaders: dict[str, DataLoader[Any]],
-    state: _State,
-    device: torch.device,
-) -> TextFitResult:
-    """Restore the best weights, then report on validation (and test) and draw the plots."""
-    out_dir = Path(config.out_dir)
-    best = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(best["model"])
-    _, report = evaluate_report(model, loaders["val"], config.labels, device)
-    test_report = (
-        evaluate_report(model, loaders["test"], config.labels, device)[1]
-        if "test" in loaders
-        else None
+def _run_epoch(run: _Run) -> None:
+    """Train one epoch, validate, log, checkpoint."""
+    config, state = run.config, run.state
+    state.epoch += 1
+    started = time.monotonic()
+    description = f"epoch {state.epoch}/{config.epochs}"
+    train_loss, train_acc = train_epoch(
+        run.model,
+        run.loaders["train"],
+        run.optimizer,
+        run.scheduler,
+        run.device,
+        config.grad_clip,
+        description,
     )
+    val_loss, report = evaluate_report(run.model, run.loaders["val"], config.labels, run.device)
+    record = {
+        "epoch": state.epoch,
+        "train_loss": train_loss,
+        "train_accuracy": train_acc,
+        "val_loss": val_loss,
+        "val_accuracy": report["accuracy"],
+        "val_f1_macro": report["f1_macro"],
+        "lr": run.scheduler.get_last_lr()[0],
+    }
+    state.history.append(record)
+    log.info(
+        "%s  train loss %.4f acc %.3f  val loss %.4f acc %.3f  (%.1fs)",
+        description,
+        train_loss,
+        train_acc,
+        val_loss,
+        report["accuracy"],
+        time.monotonic() - started,
+    )
+    _checkpoint(run, record)
+
+
+def _checkpoint(run: _Run, record: dict[str, float]) -> None:
+    """last.pt every epoch (for --resume); best.pt when validation accuracy improved."""
+    state = run.state
+    improved = record["val_accuracy"] > state.best_accuracy
+    state.best_accuracy = max(state.best_accuracy, record["val_accuracy"])
+    state.stale_epochs = 0 if improved else state.stale_epochs + 1
+    args = (run.model, run.config, run.vocabulary, state, record)
+    if improved:
+        save_checkpoint(run.out_dir / "best.pt", *args)
+    save_checkpoint(run.out_dir / "last.pt", *args, run.optimizer, run.scheduler)
+
+
+def _finish(run: _Run) -> TextFitResult:
+    """Restore the best weights, then report on validation (and test) and draw the plots."""
+    config, out_dir = run.config, run.out_dir
+    best = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True)
+    run.model.load_state_dict(best["model"])
+    reports = {
+        name: evaluate_report(run.model, loader, config.labels, run.device)[1]
+        for name, loader in run.loaders.items()
+        if name != "train"
+    }
+    report, test_report = reports["val"], reports.get("test")
     metrics = {
-        "history": state.history,
+        "history": run.state.history,
         "best_epoch": best["epoch"],
         "val": report,
         "test": test_report,
     }
     save_json(metrics, out_dir / "metrics.json")
     if config.plots:
-        plot_history(state.history, out_dir / "curves.png")
+        plot_history(run.state.history, out_dir / "curves.png")
         plot_confusion(report["confusion_matrix"], config.labels, out_dir / "confusion.png")
+    auc = f", ROC-AUC {report['roc_auc']:.4f}" if "roc_auc" in report else ""
     log.info(
         "best epoch %d: val accuracy %.4f, macro F1 %.4f%s",
         best["epoch"],
         report["accuracy"],
         report["f1_macro"],
-        f", ROC-AUC {report['roc_auc']:.4f}" if "roc_auc" in report else "",
+        auc,
     )
     return TextFitResult(
-        out_dir / "best.pt", report["accuracy"], report, state.history, test_report
+        out_dir / "best.pt", report["accuracy"], report, run.state.history, test_report
     )
 
 
