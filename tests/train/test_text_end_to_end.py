@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,22 +135,38 @@ def test_train_time_and_serve_time_ids_are_identical(trained: Trained) -> None:
     assert expected[5].tolist() == [1]  # empty text: a single <unk>
 
 
+def expected_scores(trained: Trained, texts: list[str]) -> np.ndarray:
+    """Softmax of in-process ONNX Runtime on the training-time ids, one text at a time (no
+    padding at all)."""
+    path = str(trained.exported.model_path)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    rows = []
+    for ids in training_ids(trained, texts):
+        (logits,) = session.run(None, {"input": ids[np.newaxis]})
+        rows.append(torch.softmax(torch.from_numpy(logits[0]), 0).numpy())
+    return np.stack(rows)
+
+
+def served_scores(response: api.ClassifyResponse) -> np.ndarray:
+    labels = ["negative", "positive"]
+    return np.array(
+        [[{c.label: c.score for c in r.classes}[k] for k in labels] for r in response.results]
+    )
+
+
 def test_scores_over_grpc_equal_onnx_runtime_in_process(trained: Trained) -> None:
     texts = [*TRICKY, "not bad at all", "the acting was good , not awful ."]
-    session = ort.InferenceSession(
-        str(trained.exported.model_path), providers=["CPUExecutionProvider"]
-    )
-    expected = []
-    for ids in training_ids(trained, texts):  # each alone: no padding at all
-        (logits,) = session.run(None, {"input": ids[np.newaxis]})
-        expected.append(torch.softmax(torch.from_numpy(logits[0]), 0).numpy())
+    expected = expected_scores(trained, texts)
     config = ServerConfig(repository=trained.repository, host="127.0.0.1", port=0, device="cpu")
     with ServerThread(config) as server, Client(server.address) as client:
-        response = client.classify_texts("sentiment", texts, top_k=2)  # one padded batch
-        labels = ["negative", "positive"]
-        for result, scores in zip(response.results, expected, strict=True):
-            served = {c.label: c.score for c in result.classes}
-            np.testing.assert_allclose([served[label] for label in labels], scores, atol=1e-5)
+        # All texts in one request: padded to the longest of the request.
+        response = client.classify_texts("sentiment", texts, top_k=2)
+        np.testing.assert_allclose(served_scores(response), expected, atol=1e-5)
+        # One text per request, all in flight at once: the batcher pads across requests.
+        with ThreadPoolExecutor(len(texts)) as pool:
+            responses = list(pool.map(lambda t: client.classify_texts("sentiment", [t], 2), texts))
+        concurrent = np.concatenate([served_scores(r) for r in responses])
+        np.testing.assert_allclose(concurrent, expected, atol=1e-5)
         assert {s: label for s, label, _ in classify_sentences(client)} == EXPECTED
         with pytest.raises(grpc.RpcError) as error:
             client.classify("sentiment", [api.Input(image=b"\x89PNG\r\n")])
