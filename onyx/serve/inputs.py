@@ -16,6 +16,7 @@ from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.errors import InvalidInput, LimitExceeded, ServeError
 from onyx.serve.preprocess import DEFAULT_MAX_IMAGE_PIXELS, image_bytes_to_array
 from onyx.serve.runtime import NUMPY_DTYPES
+from onyx.serve.text import TextEncoder
 
 _KIND_FOR_TASK = {pb.TASK_IMAGE: "image", pb.TASK_TEXT: "text"}
 
@@ -28,9 +29,13 @@ class InputLimits:
 
 
 def decode_inputs(
-    inputs: Sequence[api.Input], config: pb.ModelConfig, limits: InputLimits
+    inputs: Sequence[api.Input],
+    config: pb.ModelConfig,
+    limits: InputLimits,
+    encoder: TextEncoder | None = None,
 ) -> np.ndarray:
-    """All inputs of one request as one (n, ...) array in the model's input layout."""
+    """All inputs of one request as one (n, ...) array in the model's input layout; text models
+    need the `encoder` of the version that will run them."""
     if not inputs:
         raise InvalidInput("request has no inputs")
     if len(inputs) > limits.max_inputs_per_request:
@@ -38,7 +43,7 @@ def decode_inputs(
             f"request has {len(inputs)} inputs, over the max_inputs_per_request limit of "
             f"{limits.max_inputs_per_request}"
         )
-    arrays = [_decode_one(i, item, config, limits) for i, item in enumerate(inputs)]
+    arrays = [_decode_one(i, item, config, limits, encoder) for i, item in enumerate(inputs)]
     return stack(arrays, config)
 
 
@@ -54,12 +59,19 @@ def stack(arrays: Sequence[np.ndarray], config: pb.ModelConfig) -> np.ndarray:
 
 
 def _decode_one(
-    index: int, item: api.Input, config: pb.ModelConfig, limits: InputLimits
+    index: int,
+    item: api.Input,
+    config: pb.ModelConfig,
+    limits: InputLimits,
+    encoder: TextEncoder | None,
 ) -> np.ndarray:
     kind = item.WhichOneof("kind")
     try:
         if kind == "tensor":
-            return tensor_to_array(item.tensor, config.input)
+            array = tensor_to_array(item.tensor, config.input)
+            if encoder is not None:
+                encoder.check_ids(array)
+            return array
         if kind is None:
             raise InvalidInput("has no content (set image, text or tensor)")
         expected = _KIND_FOR_TASK[config.task]
@@ -70,18 +82,23 @@ def _decode_one(
             )
         if kind == "image":
             return image_bytes_to_array(item.image, config.image, limits.max_image_pixels)
-        return text_to_ids(item.text, config, limits)
+        return text_to_ids(item.text, config, limits, encoder)
     except ServeError as exc:
         raise type(exc)(f"input {index}: {exc}") from exc
 
 
-def text_to_ids(text: str, config: pb.ModelConfig, limits: InputLimits) -> np.ndarray:
+def text_to_ids(
+    text: str, config: pb.ModelConfig, limits: InputLimits, encoder: TextEncoder | None
+) -> np.ndarray:
+    """(time,) int64 ids: tokenized with the version's vocabulary, truncated to max_length."""
     if len(text) > limits.max_text_chars:
         raise LimitExceeded(
             f"text has {len(text)} characters, over the max_text_chars limit of "
             f"{limits.max_text_chars}"
         )
-    raise InvalidInput(f"text models are not supported yet by model {config.name!r}")
+    if encoder is None:  # the repository builds one for every text version; never expected
+        raise ServeError(f"model {config.name!r} has no text encoder loaded")
+    return encoder.encode(text)
 
 
 def tensor_to_array(tensor: api.Tensor, spec: pb.TensorSpec) -> np.ndarray:

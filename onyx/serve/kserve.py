@@ -131,7 +131,7 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
         result = await self._pipeline.run(
             request.model_name,
             parse_version(request.model_version),
-            lambda config: decode_tensor(tensor, raw, config, limits),
+            lambda config, encoder: decode_tensor(tensor, raw, config, limits, encoder),
             deadline,
             offload=tensor.datatype == "BYTES",
         )

@@ -21,6 +21,7 @@ from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.errors import InvalidInput, LimitExceeded
 from onyx.serve.inputs import InputLimits, decode_inputs
 from onyx.serve.scores import activate, top_k
+from onyx.serve.text import TextEncoder
 
 DATATYPES: dict[int, str] = {
     pb.DATA_TYPE_FLOAT32: "FP32",
@@ -54,8 +55,10 @@ def decode_tensor(
     raw: bytes | None,
     config: pb.ModelConfig,
     limits: InputLimits,
+    encoder: TextEncoder | None = None,
 ) -> np.ndarray:
-    """The model's input array from one KServe input tensor (BYTES are decoded like onyx.v1)."""
+    """The model's input array from one KServe input tensor (BYTES are decoded like onyx.v1;
+    text models need the `encoder` of the version that will run them)."""
     shape = list(tensor.shape)
     if not shape or shape[0] < 1:
         raise InvalidInput(f"input {tensor.name!r} shape {shape} needs a batch axis of size >= 1")
@@ -65,8 +68,11 @@ def decode_tensor(
             f"{limits.max_inputs_per_request}"
         )
     if tensor.datatype == "BYTES":
-        return _decode_bytes(tensor, raw, shape, config, limits)
-    return _decode_numeric(tensor, raw, shape, config)
+        return _decode_bytes(tensor, raw, shape, config, limits, encoder)
+    array = _decode_numeric(tensor, raw, shape, config)
+    if encoder is not None:  # token ids outside the vocabulary would fail the whole batch
+        encoder.check_ids(array)
+    return array
 
 
 def _decode_numeric(
@@ -112,6 +118,7 @@ def _decode_bytes(
     shape: list[int],
     config: pb.ModelConfig,
     limits: InputLimits,
+    encoder: TextEncoder | None,
 ) -> np.ndarray:
     if len(shape) > 2 or int(np.prod(shape)) != shape[0]:
         raise InvalidInput(f"BYTES input {tensor.name!r} needs shape [n] or [n, 1], got {shape}")
@@ -122,7 +129,7 @@ def _decode_bytes(
         inputs = [api.Input(text=item.decode("utf-8", errors="replace")) for item in items]
     else:
         inputs = [api.Input(image=item) for item in items]
-    return decode_inputs(inputs, config, limits)
+    return decode_inputs(inputs, config, limits, encoder)
 
 
 def split_bytes(raw: bytes) -> list[bytes]:

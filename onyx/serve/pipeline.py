@@ -27,9 +27,11 @@ import numpy as np
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.repository import Repository
+from onyx.serve.text import TextEncoder
 
-# Request -> the model's input array, given the config of the version that will run it.
-Decode = Callable[[pb.ModelConfig], np.ndarray]
+# Request -> the model's input array, given the config and (text models) the tokenizer of the
+# version that will run it.
+Decode = Callable[[pb.ModelConfig, TextEncoder | None], np.ndarray]
 
 
 class RequestTracker(Protocol):
@@ -79,9 +81,11 @@ class Pipeline:
             started = time.perf_counter()
             if offload:
                 loop = asyncio.get_running_loop()
-                batch = await loop.run_in_executor(self._preprocess, decode, config)
+                batch = await loop.run_in_executor(
+                    self._preprocess, decode, config, version.text_encoder
+                )
             else:
-                batch = decode(config)
+                batch = decode(config, version.text_encoder)
             if tracker is not None:
                 tracker.preprocessed(time.perf_counter() - started)
                 tracker.inputs = len(batch)

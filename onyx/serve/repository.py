@@ -46,6 +46,7 @@ from onyx.serve.errors import ConfigError, ModelNotFound, ModelNotReady
 from onyx.serve.metrics import ServerMetrics
 from onyx.serve.model_config import CONFIG_FILE, load_config
 from onyx.serve.runtime import CUDA, NUMPY_DTYPES, RuntimeOptions, Session
+from onyx.serve.text import TextEncoder, load_encoder
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class ModelVersion:
     load_seconds: float = 0.0
     batcher: DynamicBatcher | None = None
     executor: ThreadPoolExecutor | None = None
+    # Text models: this version's tokenizer + vocabulary (each training builds its own).
+    text_encoder: TextEncoder | None = None
     # The model file as it was when loaded; a different stamp on disk means "load it again".
     stamp: tuple[int, int, int] | None = None
     _leases: int = 0
@@ -363,6 +366,8 @@ class Repository:
             metrics.model_seen(model.name)
         started = time.monotonic()
         try:
+            if model.config.task == pb.TASK_TEXT:
+                version.text_encoder = load_encoder(model.config.text, version.path.parent)
             await self._start_version(version, model)
         except Exception as exc:
             version.state, version.reason = api.VERSION_STATE_FAILED, str(exc)

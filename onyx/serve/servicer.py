@@ -86,7 +86,7 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
         result = await self._pipeline.run(
             request.model,
             request.version,
-            lambda config: decode_inputs(inputs, config, limits),
+            lambda config, encoder: decode_inputs(inputs, config, limits, encoder),
             deadline,
             offload,
         )

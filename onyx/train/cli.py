@@ -1,4 +1,4 @@
-"""Training-side commands: `onyx train image`, `onyx export`, `onyx demo`.
+"""Training-side commands: `onyx train image|text`, `onyx export`, `onyx demo`.
 
 torch is imported only when one of these runs, so the serving install (no torch) can still list
 them and says how to get the `train` extra when one is used.
@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 
 import click
+
+from onyx.train.text_cli import train_text_command
 
 TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'onyx[train]'"
 
@@ -121,6 +123,9 @@ def train_image_command(
     click.echo(f"best val accuracy {result.best_accuracy:.4f}; checkpoint {result.best_checkpoint}")
 
 
+train_group.add_command(train_text_command)
+
+
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", "-n", required=True, help="Model name in the repository.")
@@ -202,8 +207,9 @@ def export_command(
 def demo_command(repository: Path, epochs: int) -> None:
     """Run the whole path on bundled data: train, export, serve, classify.
 
-    Trains a small CNN on scikit-learn's handwritten digits, publishes it as `digits`, serves it
-    over gRPC and classifies held-out digits. Afterwards `onyx serve` serves it again.
+    Trains a small CNN on scikit-learn's handwritten digits, publishes it as `digits`, trains a
+    sentiment LSTM on generated reviews, publishes it as `sentiment`, serves both over gRPC and
+    classifies held-out digits and a few sentences. Afterwards `onyx serve` serves them again.
     """
     _require_torch()
     from onyx.logs import configure_logging
@@ -214,5 +220,9 @@ def demo_command(repository: Path, epochs: int) -> None:
     click.echo(
         f"\ndigits v{result.version}: validation accuracy {result.val_accuracy:.3f}, "
         f"held-out accuracy over gRPC {result.heldout_accuracy:.3f} ({result.heldout} images)"
+    )
+    click.echo(
+        f"sentiment v{result.sentiment_version}: validation accuracy "
+        f"{result.sentiment_val_accuracy:.3f}"
     )
     click.echo(f"serve it again with: onyx serve --repository {repository}")

@@ -5,6 +5,8 @@
 Builds an image-folder dataset from scikit-learn's handwritten digits (real scans, shipped with
 the package), trains a small CNN, exports it to ONNX with a parity check, publishes it into the
 repository, starts the gRPC server on it, and classifies held-out digits over a real channel.
+It also trains a small sentiment LSTM on generated reviews (`onyx.train.text_demo`), publishes it
+as `sentiment` and classifies a few sentences with the same server.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from onyx.serve.config import ServerConfig
 from onyx.train.config import ImageTrainConfig
 from onyx.train.engine import fit
 from onyx.train.export import ExportConfig, export_checkpoint
+from onyx.train.text_demo import classify_sentences, format_sentences, publish_sentiment
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,10 @@ class DemoResult:
     val_accuracy: float
     heldout_accuracy: float
     heldout: int
+    sentiment_version: int = 0
+    sentiment_val_accuracy: float = 0.0
+    # (sentence, label, score) as the server classified them.
+    sentences: list[tuple[str, str, float]] = field(default_factory=list)
 
 
 def write_digits(out: Path, heldout_fraction: float = 0.1, seed: int = 0) -> tuple[Path, Path]:
@@ -86,17 +93,29 @@ def run_demo(
             ExportConfig(checkpoint=fitted.best_checkpoint, name="digits", repository=repository),
             export_dir,
         )
-        log.info("4/4 serving %s and classifying held-out digits over gRPC", repository)
-        accuracy, count = _classify_heldout(repository, heldout_dir, shown)
-    return DemoResult(exported.version, fitted.best_accuracy, accuracy, count)
+        log.info("4/4 training a sentiment LSTM on generated reviews and publishing it")
+        sentiment = publish_sentiment(repository, work / "sentiment")
+        log.info("serving %s: classifying held-out digits and sentences over gRPC", repository)
+        server_config = ServerConfig(repository=repository, host="127.0.0.1", port=0)
+        with ServerThread(server_config) as server, Client(server.address) as client:
+            accuracy, count = _classify_heldout(client, heldout_dir, shown)
+            sentences = classify_sentences(client)
+        print(format_sentences(sentences))
+    return DemoResult(
+        exported.version,
+        fitted.best_accuracy,
+        accuracy,
+        count,
+        sentiment.version,
+        sentiment.val_accuracy,
+        sentences,
+    )
 
 
-def _classify_heldout(repository: Path, heldout_dir: Path, shown: int) -> tuple[float, int]:
+def _classify_heldout(client: Client, heldout_dir: Path, shown: int) -> tuple[float, int]:
     files = sorted(heldout_dir.rglob("*.png"))
     truth = [f.parent.name for f in files]
-    server_config = ServerConfig(repository=repository, host="127.0.0.1", port=0)
-    with ServerThread(server_config) as server, Client(server.address) as client:
-        response = client.classify_images("digits", files, top_k=3)
+    response = client.classify_images("digits", files, top_k=3)
     sample = random.Random(0).sample(range(len(files)), min(shown, len(files)))
     names = [f"{files[i].name} (true {truth[i]})" for i in sample]
     picked = type(response)(

@@ -75,6 +75,12 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), checkpoint
 
 
+def checkpoint_task(path: Path) -> str:
+    """The task of a checkpoint written by `onyx train` ("image" or "text"): picks the exporter."""
+    task: str = torch.load(path, map_location="cpu", weights_only=True).get("task", "image")
+    return task
+
+
 def example_input(spec: pb.ImagePreprocessing, batch: int, seed: int = 0) -> torch.Tensor:
     channels = 1 if spec.color_mode == pb.COLOR_MODE_GRAYSCALE else 3
     generator = torch.Generator().manual_seed(seed)
@@ -185,6 +191,10 @@ def build_model_config(
 
 def export_checkpoint(export: ExportConfig, work_dir: Path) -> ExportResult:
     """Export, verify and publish; `work_dir` holds the file until it is published."""
+    if checkpoint_task(export.checkpoint) == "text":
+        from onyx.train.text_export import export_text_checkpoint
+
+        return export_text_checkpoint(export, work_dir)
     model, checkpoint = load_checkpoint(export.checkpoint)
     spec = text_format.Parse(checkpoint["preprocessing"], pb.ImagePreprocessing())
     onnx_path = work_dir / "model.onnx"

@@ -44,7 +44,7 @@ def test_warmup_covers_the_batch_sizes_the_batcher_forms() -> None:
 
 def test_text_length_limit_is_named() -> None:
     with pytest.raises(LimitExceeded, match="max_text_chars limit of 5"):
-        text_to_ids("too long", image_config(), InputLimits(max_text_chars=5))
+        text_to_ids("too long", image_config(), InputLimits(max_text_chars=5), None)
 
 
 def test_failed_versions_are_reported_not_raised(tmp_path: Path) -> None:
