@@ -21,7 +21,7 @@ from PIL import Image
 from onyx.serve.background import ServerThread
 from onyx.serve.client import Client, format_table
 from onyx.serve.config import ServerConfig
-from onyx.train.config import ImageTrainConfig
+from onyx.train.config import AugmentConfig, ImageTrainConfig
 from onyx.train.engine import fit
 from onyx.train.export import ExportConfig, export_checkpoint
 
@@ -66,6 +66,9 @@ def run_demo(repository: Path, work_dir: Path | None = None, epochs: int = 8, sh
             data_dir=str(train_dir), out_dir=str(work / "run"), model="small_cnn",
             image_size=DIGITS_SIZE, color_mode="grayscale", epochs=epochs, batch_size=64,
             lr=3e-3, mean=(0.5,), std=(0.5,),
+            # Digits: no flips or rotations (6 vs 9), no colour; small shifts only.
+            augment=AugmentConfig(crop_scale_min=0.0, hflip=False, rotation_degrees=0.0,
+                                  translate_fraction=0.05, color_jitter=0.0),
         )
         fitted = fit(config)
         log.info("3/4 exporting to ONNX and publishing into %s", repository)

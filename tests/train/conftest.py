@@ -1,0 +1,49 @@
+"""Shared fixtures for the training tests: small real image folders written on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHAPES = ("circle", "square", "triangle")
+
+
+def draw_shape(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
+    """A coloured shape at a random place and size on a noisy background."""
+    from PIL import ImageDraw
+
+    background = tuple(int(v) for v in rng.integers(0, 90, 3))
+    image = Image.new("RGB", (size, size), background)
+    draw = ImageDraw.Draw(image)
+    radius = int(rng.integers(size // 5, size // 3))
+    cx, cy = (int(v) for v in rng.integers(radius, size - radius, 2))
+    colour = tuple(int(v) for v in rng.integers(150, 256, 3))
+    box = (cx - radius, cy - radius, cx + radius, cy + radius)
+    if kind == "circle":
+        draw.ellipse(box, fill=colour)
+    elif kind == "square":
+        draw.rectangle(box, fill=colour)
+    else:
+        draw.polygon([(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)],
+                     fill=colour)
+    noise = rng.integers(-20, 20, (size, size, 3))
+    return Image.fromarray(np.clip(np.asarray(image, np.int64) + noise, 0, 255).astype(np.uint8))
+
+
+def write_shapes(root: Path, per_class: int, size: int = 32, seed: int = 0,
+                 classes: tuple[str, ...] = SHAPES, suffix: str = ".png") -> Path:
+    rng = np.random.default_rng(seed)
+    for kind in classes:
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            draw_shape(kind, size, rng).save(root / kind / f"{kind}_{i:03d}{suffix}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 classes x 60 images of 32 px shapes (a learnable synthetic task)."""
+    return write_shapes(tmp_path_factory.mktemp("shapes"), per_class=60)
