@@ -205,6 +205,10 @@ def fit(config: ImageTrainConfig) -> FitResult:
 
 def prepare(config: ImageTrainConfig, context: DistContext) -> Run:
     seed_everything(config.seed)
+    if context.device.type == "cpu":
+        # Denormal floats (common in frozen or freshly initialised nets) cost x3-10 on x86 CPUs;
+        # flushing them to zero changes no result that matters.
+        torch.set_flush_denormal(True)
     out_dir = Path(config.out_dir)
     resume = ckpt.load_raw(Path(config.resume)) if config.resume else None
     split = _split(config, out_dir, context, resume is not None)
