@@ -11,8 +11,12 @@ from PIL import Image
 SHAPES = ("circle", "square", "triangle")
 
 
-def draw_shape(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
-    """A coloured shape at a random place and size on a noisy background."""
+CLASS_COLOURS = {"circle": (230, 60, 60), "square": (60, 220, 60), "triangle": (70, 90, 240)}
+
+
+def draw_shape(kind: str, size: int, rng: np.random.Generator, coloured: bool = True) -> Image.Image:
+    """A shape at a random place and size on a noisy background; with `coloured`, each class
+    also has its own (jittered) colour."""
     from PIL import ImageDraw
 
     background = tuple(int(v) for v in rng.integers(0, 90, 3))
@@ -21,6 +25,9 @@ def draw_shape(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
     radius = int(rng.integers(size // 5, size // 3))
     cx, cy = (int(v) for v in rng.integers(radius, size - radius, 2))
     colour = tuple(int(v) for v in rng.integers(150, 256, 3))
+    if coloured:
+        base = np.array(CLASS_COLOURS[kind])
+        colour = tuple(int(v) for v in np.clip(base + rng.integers(-25, 25, 3), 0, 255))
     box = (cx - radius, cy - radius, cx + radius, cy + radius)
     if kind == "circle":
         draw.ellipse(box, fill=colour)
@@ -34,16 +41,26 @@ def draw_shape(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
 
 
 def write_shapes(root: Path, per_class: int, size: int = 32, seed: int = 0,
-                 classes: tuple[str, ...] = SHAPES, suffix: str = ".png") -> Path:
+                 classes: tuple[str, ...] = SHAPES, suffix: str = ".png",
+                 coloured: bool = True) -> Path:
     rng = np.random.default_rng(seed)
     for kind in classes:
         (root / kind).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            draw_shape(kind, size, rng).save(root / kind / f"{kind}_{i:03d}{suffix}")
+            draw_shape(kind, size, rng, coloured).save(root / kind / f"{kind}_{i:03d}{suffix}")
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> None:
+    """One intra-op thread: on a 2-core box shared with other processes, OpenMP's second thread
+    waits for a busy core and makes eager torch ~10x slower, not faster."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 classes x 60 images of 32 px shapes (a learnable synthetic task)."""
-    return write_shapes(tmp_path_factory.mktemp("shapes"), per_class=60)
+    """3 classes x 40 images of 32 px coloured shapes (a learnable synthetic task)."""
+    return write_shapes(tmp_path_factory.mktemp("shapes"), per_class=40)

@@ -1,0 +1,131 @@
+"""fit(): learns, keeps the best epoch, stops early, resumes exactly, is deterministic, and
+survives Ctrl-C; the transfer schedule freezes what it should."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from onyx.train import engine
+from onyx.train.checkpoint import load_raw
+from onyx.train.config import AugmentConfig, ImageTrainConfig
+from onyx.train.engine import fit
+from onyx.train.export import load_checkpoint
+from onyx.train.models import get_model
+from onyx.train.schedule import lr_factor, set_trainable, train_mode
+
+
+def small_config(data: Path, out: Path, **overrides: Any) -> ImageTrainConfig:
+    base = ImageTrainConfig(
+        data_dir=str(data), out_dir=str(out), model="small_cnn", weights="none", image_size=32,
+        epochs=4, batch_size=16, lr=5e-3, warmup_steps=2,
+        augment=AugmentConfig(crop_scale_min=0.8, hflip=True, rotation_degrees=0.0,
+                              translate_fraction=0.0, color_jitter=0.0),
+    )
+    return replace(base, **overrides)
+
+
+def test_learns_a_synthetic_task_and_keeps_the_best_epoch(shapes_dir: Path, tmp_path: Path) -> None:
+    result = fit(small_config(shapes_dir, tmp_path / "run"))
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0] * 0.7, losses
+    assert result.best_accuracy >= 0.9, result.history
+    best = load_raw(result.best_checkpoint)
+    assert best["metrics"]["val_accuracy"] == result.best_accuracy
+    assert {"model", "optimizer", "scheduler", "epoch", "config", "metrics"} <= set(best)
+    for name in ("config.json", "split.json", "metrics.json", "curves.png", "last.pt"):
+        assert (tmp_path / "run" / name).is_file(), name
+    model, _ = load_checkpoint(result.best_checkpoint)  # rebuilt from the name alone
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_same_seed_same_weights_on_cpu(shapes_dir: Path, tmp_path: Path) -> None:
+    first = fit(small_config(shapes_dir, tmp_path / "a", epochs=1, max_steps=3))
+    second = fit(small_config(shapes_dir, tmp_path / "b", epochs=1, max_steps=3))
+    other = fit(small_config(shapes_dir, tmp_path / "c", epochs=1, max_steps=3, seed=1))
+    a, b, c = (load_raw(r.last_checkpoint)["model"] for r in (first, second, other))  # type: ignore[arg-type]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_early_stopping_restores_the_best_weights(shapes_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    scripted = iter([0.5, 0.7, 0.6, 0.6, 0.9, 0.9])  # best at epoch 2, then 2 worse epochs
+    real_evaluate = engine.evaluate
+
+    def fake_evaluate(*args: Any) -> engine.EpochStats:
+        stats = real_evaluate(*args)
+        return engine.EpochStats(stats.loss, next(scripted))
+
+    monkeypatch.setattr(engine, "evaluate", fake_evaluate)
+    result = fit(small_config(shapes_dir, tmp_path / "run", epochs=6, patience=2, max_steps=2))
+    assert result.stopped_early
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert result.best_accuracy == 0.7
+    best = load_raw(result.best_checkpoint)
+    assert best["epoch"] == 2
+    assert result.model is not None
+    restored = result.model.state_dict()
+    assert all(torch.equal(restored[k], best["model"][k]) for k in restored)
+
+
+def test_ctrl_c_saves_last_and_resume_continues_exactly(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real = engine.train_one_epoch
+
+    def interrupted(*args: Any, **kwargs: Any) -> engine.EpochStats:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", interrupted)
+    config = small_config(shapes_dir, tmp_path / "run", epochs=2, max_steps=2)
+    result = fit(config)  # Ctrl-C as epoch 2 starts
+    assert result.interrupted
+    last = load_raw(tmp_path / "run" / "last.pt")
+    assert last["epoch"] == 1
+    monkeypatch.setattr(engine, "train_one_epoch", real)
+    resumed = fit(replace(config, resume=str(tmp_path / "run" / "last.pt")))
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    straight = fit(replace(config, out_dir=str(tmp_path / "straight")))
+    a = load_raw(straight.last_checkpoint)["model"]  # type: ignore[arg-type]
+    b = load_raw(resumed.last_checkpoint)["model"]  # type: ignore[arg-type]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_options_sgd_step_schedule_smoothing_weights_clipping(shapes_dir: Path, tmp_path: Path) -> None:
+    result = fit(small_config(shapes_dir, tmp_path / "run", epochs=2, max_steps=3, optimizer="sgd",
+                              schedule="step", label_smoothing=0.1, class_weights="balanced",
+                              clip_grad_norm=1.0, lr=0.05))
+    assert len(result.history) == 2
+    assert all(h["train_loss"] == h["train_loss"] for h in result.history)  # not NaN
+
+
+def test_transfer_schedule_freezes_then_unfreezes_last_stages() -> None:
+    config = ImageTrainConfig(data_dir=".", model="resnet18", weights="imagenet",
+                              freeze_epochs=1, unfreeze=2)
+    model = get_model("resnet18", 3)
+    set_trainable(config, model, epoch=1)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"fc.weight", "fc.bias"}
+    train_mode(model)
+    assert not model.layer4[0].bn1.training  # frozen BN keeps its ImageNet statistics
+    set_trainable(config, model, epoch=2)
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"fc", "layer3", "layer4"}
+    train_mode(model)
+    assert model.layer4[0].bn1.training and not model.bn1.training
+
+
+def test_warmup_then_cosine() -> None:
+    factors = [lr_factor(s, 10, 2, "cosine") for s in range(10)]
+    assert factors[0] == 0.5 and factors[1] == 1.0
+    assert all(a >= b for a, b in zip(factors[1:], factors[2:], strict=False))
+    assert lr_factor(9, 10, 0, "step") == pytest.approx(0.01)
