@@ -14,9 +14,11 @@ SHAPES = ("circle", "square", "triangle")
 CLASS_COLOURS = {"circle": (230, 60, 60), "square": (60, 220, 60), "triangle": (70, 90, 240)}
 
 
-def draw_shape(kind: str, size: int, rng: np.random.Generator, coloured: bool = True) -> Image.Image:
-    """A shape at a random place and size on a noisy background; with `coloured`, each class
-    also has its own (jittered) colour."""
+def draw_shape(
+    kind: str, size: int, rng: np.random.Generator, colour_of: str | None = None
+) -> Image.Image:
+    """A shape at a random place and size on a noisy background; with `colour_of`, the colour
+    of that shape's class (jittered)."""
     from PIL import ImageDraw
 
     background = tuple(int(v) for v in rng.integers(0, 90, 3))
@@ -25,8 +27,8 @@ def draw_shape(kind: str, size: int, rng: np.random.Generator, coloured: bool = 
     radius = int(rng.integers(size // 5, size // 3))
     cx, cy = (int(v) for v in rng.integers(radius, size - radius, 2))
     colour = tuple(int(v) for v in rng.integers(150, 256, 3))
-    if coloured:
-        base = np.array(CLASS_COLOURS[kind])
+    if colour_of is not None:
+        base = np.array(CLASS_COLOURS[colour_of])
         colour = tuple(int(v) for v in np.clip(base + rng.integers(-25, 25, 3), 0, 255))
     box = (cx - radius, cy - radius, cx + radius, cy + radius)
     if kind == "circle":
@@ -44,10 +46,12 @@ def write_shapes(root: Path, per_class: int, size: int = 32, seed: int = 0,
                  classes: tuple[str, ...] = SHAPES, suffix: str = ".png",
                  coloured: bool = True) -> Path:
     rng = np.random.default_rng(seed)
-    for kind in classes:
-        (root / kind).mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(classes):
+        kind = name if name in SHAPES else SHAPES[index % len(SHAPES)]
+        (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            draw_shape(kind, size, rng, coloured).save(root / kind / f"{kind}_{i:03d}{suffix}")
+            image = draw_shape(kind, size, rng, kind if coloured else None)
+            image.save(root / name / f"{name}_{i:03d}{suffix}")
     return root
 
 

@@ -3,6 +3,7 @@ survives Ctrl-C; the transfer schedule freezes what it should."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,9 @@ def test_ctrl_c_saves_last_and_resume_continues_exactly(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_options_sgd_step_schedule_smoothing_weights_clipping(shapes_dir: Path, tmp_path: Path) -> None:
+def test_options_sgd_step_schedule_smoothing_weights_clipping(
+    shapes_dir: Path, tmp_path: Path
+) -> None:
     result = fit(small_config(shapes_dir, tmp_path / "run", epochs=2, max_steps=3, optimizer="sgd",
                               schedule="step", label_smoothing=0.1, class_weights="balanced",
                               clip_grad_norm=1.0, lr=0.05))
@@ -127,5 +130,5 @@ def test_transfer_schedule_freezes_then_unfreezes_last_stages() -> None:
 def test_warmup_then_cosine() -> None:
     factors = [lr_factor(s, 10, 2, "cosine") for s in range(10)]
     assert factors[0] == 0.5 and factors[1] == 1.0
-    assert all(a >= b for a, b in zip(factors[1:], factors[2:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(factors[1:]))
     assert lr_factor(9, 10, 0, "step") == pytest.approx(0.01)
