@@ -336,7 +336,8 @@ def _run_epoch(run: Run, epoch: int) -> None:
     config, state = run.config, run.state
     trainable = set_trainable(config, run.model, epoch)
     if run.wrapped is None or trainable != run.trainable:
-        log.info("epoch %d: %s", epoch, trainable)
+        if run.context.is_main:
+            log.info("epoch %d: %s", epoch, trainable)
         run.trainable = trainable
         run.wrapped = distributed.wrap(run.model, run.context)
     # Reseeding per epoch makes a resumed run identical to an uninterrupted one.

@@ -7,6 +7,7 @@ when a command runs.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,7 @@ def _options(fn: Any) -> Any:
         click.option(
             "--resume",
             type=click.Path(exists=True, dir_okay=False),
-            default="",
+            default=None,
             help="Continue from a last.pt.",
         ),
         click.option(
@@ -234,7 +235,9 @@ def train_image_command(data_dir: Path, **options: Any) -> None:
     if result.interrupted:
         click.echo(f"interrupted; resume with --resume {result.last_checkpoint}", err=True)
         sys.exit(130)
-    click.echo(f"best val accuracy {result.best_accuracy:.4f}; checkpoint {result.best_checkpoint}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
+        click.echo(f"best val accuracy {result.best_accuracy:.4f}; "
+                   f"checkpoint {result.best_checkpoint}")
 
 
 def build_train_config(data_dir: Path, options: dict[str, Any]) -> Any:
@@ -251,6 +254,7 @@ def build_train_config(data_dir: Path, options: dict[str, Any]) -> Any:
     if not options.pop("augment"):
         augment = AugmentConfig.off()
     grayscale = options.pop("grayscale")
+    options["resume"] = options["resume"] or ""
     return ImageTrainConfig(
         data_dir=str(data_dir),
         color_mode="grayscale" if grayscale else "rgb",
