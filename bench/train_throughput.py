@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from onyx.train.engine import StepOptions, train_one_epoch  # noqa: E402
-from onyx.train.models import get_model  # noqa: E402
+from onyx.train.engine import StepOptions, train_one_epoch
+from onyx.train.models import get_model
 
 
 def bare_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
@@ -35,7 +35,8 @@ def bare_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
     model.train()
     criterion = nn.CrossEntropyLoss()
     for images, targets in loader:
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
         loss = criterion(model(images), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -60,7 +61,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512, help="Images per epoch.")
     parser.add_argument("--rounds", type=int, default=5, help="Timed epochs per loop.")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default).")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads (0: default).")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,7 +76,7 @@ def main() -> None:
     for name in ("bare", "engine"):
         model = copy.deepcopy(start)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
         runs[name] = (model, optimizer, scheduler)
     times: dict[str, list[float]] = {"bare": [], "engine": []}
     for round_ in range(args.rounds + 1):  # round 0 warms up both
