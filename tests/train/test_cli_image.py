@@ -63,3 +63,13 @@ def test_torchrun_two_cpu_processes(shapes_dir: Path, tmp_path: Path) -> None:
     assert done.stdout.count("best val accuracy") == 1  # rank 0 only
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["history"]) == 2
+
+
+def test_default_resnet18_without_cached_weights_says_where_to_put_them(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    result = CliRunner().invoke(main, ["train", "image", str(shapes_dir), "--out",
+                                       str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "resnet18-f37072fd.pth" in result.output and "--weights none" in result.output

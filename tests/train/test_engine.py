@@ -132,3 +132,32 @@ def test_warmup_then_cosine() -> None:
     assert factors[0] == 0.5 and factors[1] == 1.0
     assert all(a >= b for a, b in itertools.pairwise(factors[1:]))
     assert lr_factor(9, 10, 0, "step") == pytest.approx(0.01)
+
+
+def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_path: Path) -> None:
+    """Epoch 1: only the head moves and frozen BatchNorm statistics stay ImageNet's. Epoch 2: the
+    last 2 stages train too, at lr x backbone_lr_scale; earlier stages never change."""
+    from tests.train.conftest import write_shapes
+
+    data = write_shapes(tmp_path / "data", 8, classes=("a", "b"))
+    pretrained = get_model("efficientnet_lite0", 2, weights="imagenet").state_dict()
+    config = ImageTrainConfig(
+        data_dir=str(data), out_dir=str(tmp_path / "run"), model="efficientnet_lite0",
+        weights="imagenet", image_size=32, epochs=1, batch_size=8, max_steps=2, lr=1e-2,
+        freeze_epochs=1, unfreeze=2, backbone_lr_scale=0.1, augment=AugmentConfig.off(),
+    )
+    fit(config)
+    after_head = load_raw(tmp_path / "run" / "last.pt")
+    changed = {k for k, v in after_head["model"].items()
+               if k in pretrained and not k.startswith("classifier")
+               and not torch.equal(v, pretrained[k])}
+    assert changed == set()  # weights and BatchNorm running stats untouched
+    assert not torch.equal(after_head["model"]["classifier.weight"], pretrained["classifier.weight"])
+    fit(replace(config, epochs=2, resume=str(tmp_path / "run" / "last.pt")))
+    after = load_raw(tmp_path / "run" / "last.pt")
+    moved = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("blocks") else "")
+             for k, v in after["model"].items() if not torch.equal(v, after_head["model"][k])}
+    # Stages: stem, blocks.0..6, head conv; the last 2 are blocks.6 and conv_head/bn2.
+    assert moved == {"blocks.6", "conv_head", "bn2", "classifier"}
+    groups = {g["name"]: g["initial_lr"] for g in after["optimizer"]["param_groups"]}
+    assert groups == {"head": 1e-2, "backbone": pytest.approx(1e-3)}
