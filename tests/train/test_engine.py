@@ -152,7 +152,8 @@ def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_pat
                if k in pretrained and not k.startswith("classifier")
                and not torch.equal(v, pretrained[k])}
     assert changed == set()  # weights and BatchNorm running stats untouched
-    assert not torch.equal(after_head["model"]["classifier.weight"], pretrained["classifier.weight"])
+    head = after_head["model"]["classifier.weight"]
+    assert not torch.equal(head, pretrained["classifier.weight"])
     fit(replace(config, epochs=2, resume=str(tmp_path / "run" / "last.pt")))
     after = load_raw(tmp_path / "run" / "last.pt")
     moved = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("blocks") else "")
