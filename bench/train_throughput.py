@@ -30,8 +30,9 @@ from onyx.train.engine import StepOptions, train_one_epoch
 from onyx.train.models import get_model
 
 
-def bare_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-               device: torch.device) -> None:
+def bare_epoch(
+    model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device
+) -> None:
     model.train()
     criterion = nn.CrossEntropyLoss()
     for images, targets in loader:
@@ -45,8 +46,13 @@ def bare_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
         torch.cuda.synchronize()
 
 
-def engine_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                 device: torch.device, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+def engine_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> None:
     options = StepOptions(criterion=nn.CrossEntropyLoss(), scheduler=scheduler)
     train_one_epoch(model, loader, optimizer, device, options, "bench")
     if device.type == "cuda":
@@ -61,8 +67,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512, help="Images per epoch.")
     parser.add_argument("--rounds", type=int, default=5, help="Timed epochs per loop.")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch intra-op threads (0: default).")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (0: default)."
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -89,8 +96,10 @@ def main() -> None:
             if round_:
                 times[name].append(time.perf_counter() - began)
     rate = {name: args.images / statistics.median(t) for name, t in times.items()}
-    print(f"{args.model} {args.image_size}px batch {args.batch_size} on {device} "
-          f"(threads {torch.get_num_threads()}), {args.images} images x {args.rounds} epochs")
+    print(
+        f"{args.model} {args.image_size}px batch {args.batch_size} on {device} "
+        f"(threads {torch.get_num_threads()}), {args.images} images x {args.rounds} epochs"
+    )
     for name, value in rate.items():
         print(f"  {name:<7} {value:8.1f} images/s   epochs {[round(t, 3) for t in times[name]]}")
     print(f"  engine / bare = {rate['engine'] / rate['bare']:.3f}  (target >= 0.9)")

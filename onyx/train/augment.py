@@ -44,8 +44,14 @@ def build_augment(config: AugmentConfig, spec: pb.ImagePreprocessing) -> Augment
     mode = "L" if spec.color_mode == pb.COLOR_MODE_GRAYSCALE else "RGB"
     steps: list[Callable[[Image.Image], Image.Image]] = []
     if config.crop_scale_min > 0:
-        steps.append(T.RandomResizedCrop(size, scale=(config.crop_scale_min, 1.0),
-                                         interpolation=interpolation, antialias=True))
+        steps.append(
+            T.RandomResizedCrop(
+                size,
+                scale=(config.crop_scale_min, 1.0),
+                interpolation=interpolation,
+                antialias=True,
+            )
+        )
     else:
         steps.append(lambda image: resize_and_crop(image, spec))
     if config.hflip:
@@ -53,12 +59,20 @@ def build_augment(config: AugmentConfig, spec: pb.ImagePreprocessing) -> Augment
     if config.rotation_degrees > 0 or config.translate_fraction > 0:
         shift = config.translate_fraction
         translate = (shift, shift) if shift else None
-        steps.append(T.RandomAffine(config.rotation_degrees, translate=translate,
-                                    interpolation=T.InterpolationMode.BILINEAR))
+        steps.append(
+            T.RandomAffine(
+                config.rotation_degrees,
+                translate=translate,
+                interpolation=T.InterpolationMode.BILINEAR,
+            )
+        )
     if config.color_jitter > 0:
         strength = config.color_jitter
-        steps.append(T.ColorJitter(brightness=strength, contrast=strength,
-                                   saturation=strength if mode == "RGB" else 0))
+        steps.append(
+            T.ColorJitter(
+                brightness=strength, contrast=strength, saturation=strength if mode == "RGB" else 0
+            )
+        )
 
     def augment(image: Image.Image) -> Image.Image:
         image = image.convert(mode)

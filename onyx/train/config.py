@@ -28,8 +28,13 @@ class AugmentConfig:
 
     @classmethod
     def off(cls) -> AugmentConfig:
-        return cls(crop_scale_min=0.0, hflip=False, rotation_degrees=0.0, translate_fraction=0.0,
-                   color_jitter=0.0)
+        return cls(
+            crop_scale_min=0.0,
+            hflip=False,
+            rotation_degrees=0.0,
+            translate_fraction=0.0,
+            color_jitter=0.0,
+        )
 
 
 @dataclass

@@ -93,8 +93,10 @@ def scan(
             samples.append(Sample(path, index))
             good += 1
         if not good:
-            raise ValueError(f"{root / label}: class folder has no readable images "
-                             f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise ValueError(
+                f"{root / label}: class folder has no readable images "
+                f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
     return samples
 
 
@@ -104,8 +106,13 @@ def load_split(root: Path, val_fraction: float, seed: int) -> Split:
     if (root / "train").is_dir() and (root / "val").is_dir():
         labels = [f.name for f in class_folders(root / "train")]
         test = scan(root / "test", labels, skipped) if (root / "test").is_dir() else []
-        return Split(labels, scan(root / "train", labels, skipped),
-                     scan(root / "val", labels, skipped), test, skipped)
+        return Split(
+            labels,
+            scan(root / "train", labels, skipped),
+            scan(root / "val", labels, skipped),
+            test,
+            skipped,
+        )
     labels = [f.name for f in class_folders(root)]
     train, val = stratified_split(scan(root, labels, skipped), val_fraction, seed)
     return Split(labels, train, val, [], skipped)
@@ -135,8 +142,13 @@ def save_split(split: Split, path: Path) -> None:
     def files(samples: list[Sample]) -> list[list[Any]]:
         return [[str(s.path), s.label] for s in samples]
 
-    data = {"labels": split.labels, "train": files(split.train), "val": files(split.val),
-            "test": files(split.test), "skipped": [[str(p), r] for p, r in split.skipped]}
+    data = {
+        "labels": split.labels,
+        "train": files(split.train),
+        "val": files(split.val),
+        "test": files(split.test),
+        "skipped": [[str(p), r] for p, r in split.skipped],
+    }
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 

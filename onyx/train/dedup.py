@@ -96,13 +96,20 @@ def find_duplicates(root: Path, max_distance: int = 4) -> DedupReport:
     report = DedupReport()
     files, digests, hashes = _hash_files(root, report)
     for i in range(len(files)):
-        distances = hamming(hashes[i + 1:], hashes[i])
+        distances = hamming(hashes[i + 1 :], hashes[i])
         for offset in np.flatnonzero(distances <= max_distance):
             j = i + 1 + int(offset)
             exact = digests[i] == digests[j]
             leak = split_of(files[i], root) != split_of(files[j], root)
-            report.pairs.append(Pair(files[i], files[j], "exact" if exact else "near",
-                                     0 if exact else int(distances[offset]), leak))
+            report.pairs.append(
+                Pair(
+                    files[i],
+                    files[j],
+                    "exact" if exact else "near",
+                    0 if exact else int(distances[offset]),
+                    leak,
+                )
+            )
     report.groups = _groups(report.pairs)
     report.remove = [path for group in report.groups for path in _ranked(group, root)[1:]]
     return report
@@ -129,6 +136,7 @@ def _groups(pairs: list[Pair]) -> list[list[Path]]:
 
 def _ranked(group: list[Path], root: Path) -> list[Path]:
     """The copy to keep first: earliest split, then path order."""
+
     def rank(path: Path) -> tuple[int, str]:
         split = split_of(path, root)
         return (SPLIT_ORDER.index(split) if split else -1, str(path))
@@ -145,13 +153,17 @@ def apply_removal(report: DedupReport) -> int:
 
 def format_report(report: DedupReport, root: Path) -> str:
     exact = sum(p.kind == "exact" for p in report.pairs)
-    lines = [f"{report.files} images: {exact} exact and {len(report.pairs) - exact} near-duplicate "
-             f"pairs in {len(report.groups)} groups; {len(report.leaks)} pairs straddle splits "
-             f"(leakage); {len(report.unreadable)} unreadable"]
+    lines = [
+        f"{report.files} images: {exact} exact and {len(report.pairs) - exact} near-duplicate "
+        f"pairs in {len(report.groups)} groups; {len(report.leaks)} pairs straddle splits "
+        f"(leakage); {len(report.unreadable)} unreadable"
+    ]
     for pair in report.pairs:
         tag = " LEAK" if pair.leak else ""
-        lines.append(f"  {pair.kind:<5} d={pair.distance:<2}{tag}  {pair.first.relative_to(root)}"
-                     f"  ==  {pair.second.relative_to(root)}")
+        lines.append(
+            f"  {pair.kind:<5} d={pair.distance:<2}{tag}  {pair.first.relative_to(root)}"
+            f"  ==  {pair.second.relative_to(root)}"
+        )
     for path, reason in report.unreadable:
         lines.append(f"  unreadable  {path.relative_to(root)}: {reason}")
     return "\n".join(lines)

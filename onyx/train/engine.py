@@ -48,8 +48,16 @@ from onyx.train.schedule import build_optimizer, build_scheduler, set_trainable,
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EpochStats", "FitResult", "StepOptions", "evaluate", "fit", "pick_device",
-           "predict", "train_one_epoch"]
+__all__ = [
+    "EpochStats",
+    "FitResult",
+    "StepOptions",
+    "evaluate",
+    "fit",
+    "pick_device",
+    "predict",
+    "train_one_epoch",
+]
 
 
 @dataclass
@@ -97,8 +105,9 @@ def train_one_epoch(
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    progress = tqdm(loader, desc=description, leave=False, dynamic_ncols=True,
-                    disable=not options.show_progress)
+    progress = tqdm(
+        loader, desc=description, leave=False, dynamic_ncols=True, disable=not options.show_progress
+    )
     for step, (images, targets) in enumerate(progress, start=1):
         images = images.to(device, non_blocking=True)  # (B, C, H, W)
         targets = targets.to(device, non_blocking=True)  # (B,)
@@ -114,8 +123,11 @@ def train_one_epoch(
 
 
 def _step(
-    model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
-    optimizer: torch.optim.Optimizer, options: StepOptions,
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    options: StepOptions,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     scaler = options.scaler
     with torch.autocast(images.device.type, dtype=torch.float16, enabled=scaler is not None):
@@ -218,8 +230,11 @@ def prepare(config: ImageTrainConfig, context: DistContext) -> Run:
     optimizer = build_optimizer(config, model)
     generator = torch.Generator()
     train_loader = _loader(
-        ImageFolderDataset(split.train, spec, build_augment(config.augment, spec)), config,
-        context, generator, train=True,
+        ImageFolderDataset(split.train, spec, build_augment(config.augment, spec)),
+        config,
+        context,
+        generator,
+        train=True,
     )
     val_loader = _loader(ImageFolderDataset(split.val, spec), config, context, generator, False)
     steps = len(train_loader) if not config.max_steps else min(config.max_steps, len(train_loader))
@@ -227,8 +242,20 @@ def prepare(config: ImageTrainConfig, context: DistContext) -> Run:
     state = TrainState()
     if resume is not None:
         state = _restore(resume, optimizer, options)
-    return Run(config, context, split, model, optimizer, options, train_loader, val_loader,
-               out_dir, state, generator, text_format.MessageToString(spec))
+    return Run(
+        config,
+        context,
+        split,
+        model,
+        optimizer,
+        options,
+        train_loader,
+        val_loader,
+        out_dir,
+        state,
+        generator,
+        text_format.MessageToString(spec),
+    )
 
 
 def _split(config: ImageTrainConfig, out_dir: Path, context: DistContext, resuming: bool) -> Split:
@@ -253,40 +280,57 @@ def _model(config: ImageTrainConfig, num_classes: int, resume: dict[str, Any] | 
 
 
 def _step_options(
-    config: ImageTrainConfig, split: Split, context: DistContext,
-    optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+    config: ImageTrainConfig,
+    split: Split,
+    context: DistContext,
+    optimizer: torch.optim.Optimizer,
+    steps_per_epoch: int,
 ) -> StepOptions:
     weight = None
     if config.class_weights == "balanced":
         counts = class_counts(split.train, len(split.labels)).astype(np.float64)
-        weight = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)),
-                              dtype=torch.float32, device=context.device)
+        weight = torch.tensor(
+            counts.sum() / (len(counts) * np.maximum(counts, 1)),
+            dtype=torch.float32,
+            device=context.device,
+        )
     criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
     amp = config.amp and context.device.type == "cuda"
     return StepOptions(
-        criterion=criterion, scheduler=build_scheduler(config, optimizer, steps_per_epoch),
+        criterion=criterion,
+        scheduler=build_scheduler(config, optimizer, steps_per_epoch),
         scaler=torch.amp.GradScaler("cuda") if amp else None,
-        clip_grad_norm=config.clip_grad_norm, max_steps=config.max_steps,
+        clip_grad_norm=config.clip_grad_norm,
+        max_steps=config.max_steps,
         show_progress=context.is_main,
     )
 
 
 def _loader(
-    dataset: ImageFolderDataset, config: ImageTrainConfig, context: DistContext,
-    generator: torch.Generator, train: bool,
+    dataset: ImageFolderDataset,
+    config: ImageTrainConfig,
+    context: DistContext,
+    generator: torch.Generator,
+    train: bool,
 ) -> DataLoader[Any]:
     sampler: DistributedSampler[Any] | None = None
     if context.enabled and train:
         sampler = DistributedSampler(dataset, context.world_size, context.rank, seed=config.seed)
     return DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=train and sampler is None,
-        sampler=sampler, num_workers=config.num_workers, generator=generator,
-        pin_memory=context.device.type == "cuda", drop_last=False,
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        generator=generator,
+        pin_memory=context.device.type == "cuda",
+        drop_last=False,
     )
 
 
-def _restore(checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer,
-             options: StepOptions) -> TrainState:
+def _restore(
+    checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer, options: StepOptions
+) -> TrainState:
     optimizer.load_state_dict(checkpoint["optimizer"])
     if options.scheduler is not None and checkpoint.get("scheduler"):
         options.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -299,8 +343,9 @@ def _restore(checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer,
 
 def train_epochs(run: Run) -> FitResult:
     config, state = run.config, run.state
-    result = FitResult(run.out_dir / ckpt.BEST, state.best_accuracy, state.history,
-                       run.out_dir / ckpt.LAST)
+    result = FitResult(
+        run.out_dir / ckpt.BEST, state.best_accuracy, state.history, run.out_dir / ckpt.LAST
+    )
     if run.context.is_main:
         save_json(config.to_json(), run.out_dir / "config.json")
         _log_start(run)
@@ -315,8 +360,11 @@ def train_epochs(run: Run) -> FitResult:
         result.interrupted = True
         if run.context.is_main:
             _save(run, run.out_dir / ckpt.LAST, state.history[-1] if state.history else {})
-            log.warning("interrupted: saved %s; continue with --resume %s",
-                        result.last_checkpoint, result.last_checkpoint)
+            log.warning(
+                "interrupted: saved %s; continue with --resume %s",
+                result.last_checkpoint,
+                result.last_checkpoint,
+            )
     _finish(run, result)
     return result
 
@@ -326,8 +374,15 @@ def _log_start(run: Run) -> None:
     log.info(
         "training %s (weights %s) on %s: %d classes, %d train / %d val images, %d skipped, "
         "input %dpx, device %s x%d",
-        config.model, config.weights, config.data_dir, len(split.labels), len(split.train),
-        len(split.val), len(split.skipped), config.image_size, run.context.device,
+        config.model,
+        config.weights,
+        config.data_dir,
+        len(split.labels),
+        len(split.train),
+        len(split.val),
+        len(split.skipped),
+        config.image_size,
+        run.context.device,
         run.context.world_size,
     )
 
@@ -346,19 +401,39 @@ def _run_epoch(run: Run, epoch: int) -> None:
     if isinstance(run.train_loader.sampler, DistributedSampler):
         run.train_loader.sampler.set_epoch(epoch)
     started = time.monotonic()
-    train = train_one_epoch(run.wrapped, run.train_loader, run.optimizer, run.context.device,
-                            run.options, f"epoch {epoch}/{config.epochs}")
+    train = train_one_epoch(
+        run.wrapped,
+        run.train_loader,
+        run.optimizer,
+        run.context.device,
+        run.options,
+        f"epoch {epoch}/{config.epochs}",
+    )
     val = evaluate(run.model, run.val_loader, run.context.device)
-    record = {"epoch": epoch, "train_loss": train.loss, "train_accuracy": train.accuracy,
-              "val_loss": val.loss, "val_accuracy": val.accuracy,
-              "lr": run.optimizer.param_groups[0]["lr"], "seconds": time.monotonic() - started}
+    record = {
+        "epoch": epoch,
+        "train_loss": train.loss,
+        "train_accuracy": train.accuracy,
+        "val_loss": val.loss,
+        "val_accuracy": val.accuracy,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "seconds": time.monotonic() - started,
+    }
     state.history.append(record)
     state.epoch = epoch
     _keep_best(run, record)
     if run.context.is_main:
-        log.info("epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  lr %.2g  (%.1fs)",
-                 epoch, config.epochs, train.loss, train.accuracy, val.loss, val.accuracy,
-                 record["lr"], record["seconds"])
+        log.info(
+            "epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  lr %.2g  (%.1fs)",
+            epoch,
+            config.epochs,
+            train.loss,
+            train.accuracy,
+            val.loss,
+            val.accuracy,
+            record["lr"],
+            record["seconds"],
+        )
         _save(run, run.out_dir / ckpt.LAST, record)
 
 
@@ -375,21 +450,24 @@ def _keep_best(run: Run, record: dict[str, float]) -> None:
 
 def _save(run: Run, path: Path, metrics: dict[str, float]) -> None:
     state, options = run.state, run.options
-    ckpt.save_checkpoint(path, {
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": options.scheduler.state_dict() if options.scheduler else None,
-        "scaler": options.scaler.state_dict() if options.scaler else None,
-        "epoch": state.epoch,
-        "config": run.config.to_json(),
-        "metrics": metrics,
-        "history": state.history,
-        "best_accuracy": state.best_accuracy,
-        "bad_epochs": state.bad_epochs,
-        "labels": list(run.config.labels),
-        "task": "image",
-        "preprocessing": run.preprocessing,
-    })
+    ckpt.save_checkpoint(
+        path,
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": options.scheduler.state_dict() if options.scheduler else None,
+            "scaler": options.scaler.state_dict() if options.scaler else None,
+            "epoch": state.epoch,
+            "config": run.config.to_json(),
+            "metrics": metrics,
+            "history": state.history,
+            "best_accuracy": state.best_accuracy,
+            "bad_epochs": state.bad_epochs,
+            "labels": list(run.config.labels),
+            "task": "image",
+            "preprocessing": run.preprocessing,
+        },
+    )
 
 
 def _finish(run: Run, result: FitResult) -> None:
@@ -401,9 +479,15 @@ def _finish(run: Run, result: FitResult) -> None:
         run.model.load_state_dict(ckpt.load_raw(result.best_checkpoint)["model"])
     if not run.context.is_main:
         return
-    save_json({"history": run.state.history, "best_val_accuracy": run.state.best_accuracy,
-               "stopped_early": result.stopped_early, "interrupted": result.interrupted},
-              run.out_dir / "metrics.json")
+    save_json(
+        {
+            "history": run.state.history,
+            "best_val_accuracy": run.state.best_accuracy,
+            "stopped_early": result.stopped_early,
+            "interrupted": result.interrupted,
+        },
+        run.out_dir / "metrics.json",
+    )
     if run.state.history:
         from onyx.train.plots import plot_training_curves
 

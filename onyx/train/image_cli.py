@@ -236,8 +236,9 @@ def train_image_command(data_dir: Path, **options: Any) -> None:
         click.echo(f"interrupted; resume with --resume {result.last_checkpoint}", err=True)
         sys.exit(130)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
-        click.echo(f"best val accuracy {result.best_accuracy:.4f}; "
-                   f"checkpoint {result.best_checkpoint}")
+        click.echo(
+            f"best val accuracy {result.best_accuracy:.4f}; checkpoint {result.best_checkpoint}"
+        )
 
 
 def build_train_config(data_dir: Path, options: dict[str, Any]) -> Any:

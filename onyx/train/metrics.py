@@ -82,18 +82,29 @@ def classification_report(
     report: dict[str, Any] = {
         "count": len(y_true),
         "accuracy": accuracy(y_true, y_pred),
-        "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()),
-                  "f1": float(f1.mean())},
+        "macro": {
+            "precision": float(precision.mean()),
+            "recall": float(recall.mean()),
+            "f1": float(f1.mean()),
+        },
         "per_class": {
-            label: {"precision": float(p), "recall": float(r), "f1": float(f),
-                    "support": int(cm[i].sum())}
+            label: {
+                "precision": float(p),
+                "recall": float(r),
+                "f1": float(f),
+                "support": int(cm[i].sum()),
+            }
             for i, (label, p, r, f) in enumerate(zip(labels, precision, recall, f1, strict=True))
         },
         "labels": labels,
         "confusion_matrix": cm.tolist(),
     }
     if num_classes == 2:
-        report["binary"] = {"positive_class": labels[1], "precision": float(precision[1]),
-                            "recall": float(recall[1]), "f1": float(f1[1]),
-                            "roc_auc": roc_auc(np.asarray(y_true) == 1, scores[:, 1])}
+        report["binary"] = {
+            "positive_class": labels[1],
+            "precision": float(precision[1]),
+            "recall": float(recall[1]),
+            "f1": float(f1[1]),
+            "roc_auc": roc_auc(np.asarray(y_true) == 1, scores[:, 1]),
+        }
     return report

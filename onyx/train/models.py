@@ -217,10 +217,26 @@ def _lite0_stages(m: nn.Module) -> Stages:
 for _arch in ("resnet18", "resnet34", "resnet50"):
     register(ModelEntry(_arch, _torchvision(_arch), "fc", _resnet_stages, "torchvision"))
 for _arch in ("mobilenet_v3_small", "mobilenet_v3_large"):
-    register(ModelEntry(_arch, _torchvision(_arch), "classifier.3", _mobilenet_stages,
-                        "torchvision"))
-register(ModelEntry("efficientnet_b0", _torchvision("efficientnet_b0"), "classifier.1",
-                    _each("features"), "torchvision"))
+    register(
+        ModelEntry(_arch, _torchvision(_arch), "classifier.3", _mobilenet_stages, "torchvision")
+    )
+register(
+    ModelEntry(
+        "efficientnet_b0",
+        _torchvision("efficientnet_b0"),
+        "classifier.1",
+        _each("features"),
+        "torchvision",
+    )
+)
 register(ModelEntry("efficientnet_lite0", _build_lite0, "classifier", _lite0_stages, "lite0"))
-register(ModelEntry("small_cnn", lambda c: SmallCNN(1000, c), "classifier.2", _each("features"),
-                    None, default_size=32))
+register(
+    ModelEntry(
+        "small_cnn",
+        lambda c: SmallCNN(1000, c),
+        "classifier.2",
+        _each("features"),
+        None,
+        default_size=32,
+    )
+)

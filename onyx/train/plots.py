@@ -1,8 +1,8 @@
 """PNG plots for training and evaluation, with matplotlib's Agg backend (no display needed).
 
-    plot_training_curves(history, Path("runs/x/curves.png"))
-    plot_confusion_matrix(cm, labels, Path("eval/confusion_matrix.png"))
-    plot_roc(fpr, tpr, auc, Path("eval/roc.png"))
+plot_training_curves(history, Path("runs/x/curves.png"))
+plot_confusion_matrix(cm, labels, Path("eval/confusion_matrix.png"))
+plot_roc(fpr, tpr, auc, Path("eval/roc.png"))
 """
 
 from __future__ import annotations
@@ -50,8 +50,14 @@ def plot_confusion_matrix(cm: np.ndarray, labels: list[str], path: Path) -> Path
     threshold = cm.max() / 2 if cm.size else 0
     for i in ticks:
         for j in ticks:
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if cm[i, j] > threshold else "black",
+            )
     return _save(figure, path)
 
 
@@ -59,7 +65,12 @@ def plot_roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: Path) -> Path:
     figure, ax = plt.subplots(figsize=(5, 5))
     ax.plot(fpr, tpr, label=f"ROC (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1),
-           ylim=(0, 1.02))
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title="ROC",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
     ax.legend(loc="lower right")
     return _save(figure, path)

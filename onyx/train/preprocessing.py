@@ -43,8 +43,10 @@ def resolve_config(config: ImageTrainConfig) -> None:
     if not config.interpolation:
         config.interpolation = weights.interpolation if weights else "bilinear"  # type: ignore[assignment]
     if config.interpolation not in INTERPOLATIONS:
-        raise ValueError(f"unknown interpolation {config.interpolation!r}; "
-                         f"choose one of: {', '.join(INTERPOLATIONS)}")
+        raise ValueError(
+            f"unknown interpolation {config.interpolation!r}; "
+            f"choose one of: {', '.join(INTERPOLATIONS)}"
+        )
 
 
 def image_preprocessing(config: ImageTrainConfig) -> pb.ImagePreprocessing:

@@ -47,7 +47,7 @@ def set_trainable(config: ImageTrainConfig, model: nn.Module, epoch: int) -> str
         trainable = len(stages) if config.unfreeze < 0 else min(config.unfreeze, len(stages))
     for p in backbone_parameters(config, model):
         p.requires_grad_(False)
-    for stage in stages[len(stages) - trainable:]:
+    for stage in stages[len(stages) - trainable :]:
         for module in stage:
             module.requires_grad_(True)
     head_module(config.model, model).requires_grad_(True)
@@ -75,8 +75,13 @@ def build_optimizer(config: ImageTrainConfig, model: nn.Module) -> torch.optim.O
         {"params": backbone, "lr": config.lr * scale, "name": "backbone"},
     ]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True,
-                               weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            groups,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=True,
+            weight_decay=config.weight_decay,
+        )
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adamw or sgd")

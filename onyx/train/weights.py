@@ -49,8 +49,10 @@ def torchvision_weights(arch: str) -> Any:
 def torchvision_preprocessing(arch: str) -> WeightsPreprocessing:
     transforms = torchvision_weights(arch).transforms()
     return WeightsPreprocessing(
-        crop_size=int(transforms.crop_size[0]), resize_size=int(transforms.resize_size[0]),
-        mean=tuple(transforms.mean), std=tuple(transforms.std),
+        crop_size=int(transforms.crop_size[0]),
+        resize_size=int(transforms.resize_size[0]),
+        mean=tuple(transforms.mean),
+        std=tuple(transforms.std),
         interpolation=str(transforms.interpolation.value),
     )
 
@@ -63,8 +65,11 @@ def timm_preprocessing(arch: str) -> WeightsPreprocessing:
         raise ValueError(f"timm has no pretrained config for {arch!r}")
     crop = int(cfg.input_size[-1])
     return WeightsPreprocessing(
-        crop_size=crop, resize_size=round(crop / cfg.crop_pct), mean=tuple(cfg.mean),
-        std=tuple(cfg.std), interpolation=str(cfg.interpolation),
+        crop_size=crop,
+        resize_size=round(crop / cfg.crop_pct),
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        interpolation=str(cfg.interpolation),
     )
 
 

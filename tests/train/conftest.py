@@ -36,15 +36,22 @@ def draw_shape(
     elif kind == "square":
         draw.rectangle(box, fill=colour)
     else:
-        draw.polygon([(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)],
-                     fill=colour)
+        draw.polygon(
+            [(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)], fill=colour
+        )
     noise = rng.integers(-20, 20, (size, size, 3))
     return Image.fromarray(np.clip(np.asarray(image, np.int64) + noise, 0, 255).astype(np.uint8))
 
 
-def write_shapes(root: Path, per_class: int, size: int = 32, seed: int = 0,
-                 classes: tuple[str, ...] = SHAPES, suffix: str = ".png",
-                 coloured: bool = True) -> Path:
+def write_shapes(
+    root: Path,
+    per_class: int,
+    size: int = 32,
+    seed: int = 0,
+    classes: tuple[str, ...] = SHAPES,
+    suffix: str = ".png",
+    coloured: bool = True,
+) -> Path:
     rng = np.random.default_rng(seed)
     for index, name in enumerate(classes):
         kind = name if name in SHAPES else SHAPES[index % len(SHAPES)]

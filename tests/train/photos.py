@@ -15,17 +15,22 @@ def real_photos() -> dict[str, Image.Image]:
     from sklearn.datasets import load_sample_image
 
     photos = {
-        "cat": data.chelsea(), "coffee": data.coffee(), "rocket": data.rocket(),
-        "astronaut": data.astronaut(), "motorcycle": data.stereo_motorcycle()[0],
-        "china": load_sample_image("china.jpg"), "flower": load_sample_image("flower.jpg"),
+        "cat": data.chelsea(),
+        "coffee": data.coffee(),
+        "rocket": data.rocket(),
+        "astronaut": data.astronaut(),
+        "motorcycle": data.stereo_motorcycle()[0],
+        "china": load_sample_image("china.jpg"),
+        "flower": load_sample_image("flower.jpg"),
     }
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as file:
         photos["hopper"] = np.asarray(Image.open(file).convert("RGB"))
     return {name: Image.fromarray(np.asarray(p)).convert("RGB") for name, p in photos.items()}
 
 
-def random_crops(photo: Image.Image, count: int, size: int, rng: np.random.Generator,
-                 half: str) -> list[Image.Image]:
+def random_crops(
+    photo: Image.Image, count: int, size: int, rng: np.random.Generator, half: str
+) -> list[Image.Image]:
     """`count` square crops (a quarter to half of the height) from the left or right half."""
     width, height = photo.size
     left, right = (0, width // 2) if half == "left" else (width // 2, width)

@@ -17,9 +17,30 @@ from onyx.cli import main
 
 def test_train_image_cli_small_cnn(shapes_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["train", "image", str(shapes_dir), "--model", "small_cnn", "--weights", "none",
-            "--image-size", "16", "--epochs", "2", "--batch-size", "32", "--no-hflip",
-            "--rotation", "0", "--out", str(out), "--patience", "3", "--label-smoothing", "0.1"]
+    args = [
+        "train",
+        "image",
+        str(shapes_dir),
+        "--model",
+        "small_cnn",
+        "--weights",
+        "none",
+        "--image-size",
+        "16",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--no-hflip",
+        "--rotation",
+        "0",
+        "--out",
+        str(out),
+        "--patience",
+        "3",
+        "--label-smoothing",
+        "0.1",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "best val accuracy" in result.output
@@ -41,8 +62,20 @@ def test_one_class_folder_fails_cleanly(tmp_path: Path) -> None:
     from tests.train.conftest import write_shapes
 
     data = write_shapes(tmp_path / "data", 3, classes=("cat",))
-    result = CliRunner().invoke(main, ["train", "image", str(data), "--weights", "none",
-                                       "--model", "small_cnn", "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "image",
+            str(data),
+            "--weights",
+            "none",
+            "--model",
+            "small_cnn",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 1 and "need at least 2 class folders" in result.output
 
 
@@ -51,13 +84,36 @@ def test_torchrun_two_cpu_processes(shapes_dir: Path, tmp_path: Path) -> None:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun is not None
     out = tmp_path / "ddp"
-    command = [torchrun, "--nproc-per-node", "2", "--master-port", "29531", "-m", "onyx",
-               "train", "image", str(shapes_dir), "--model", "small_cnn", "--weights", "none",
-               "--image-size", "16", "--epochs", "2", "--batch-size", "16", "--device", "cpu",
-               "--out", str(out)]
+    command = [
+        torchrun,
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29531",
+        "-m",
+        "onyx",
+        "train",
+        "image",
+        str(shapes_dir),
+        "--model",
+        "small_cnn",
+        "--weights",
+        "none",
+        "--image-size",
+        "16",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240,
-                          check=False)
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "device cpu x2" in done.stderr
     assert done.stdout.count("best val accuracy") == 1  # rank 0 only
@@ -69,7 +125,8 @@ def test_default_resnet18_without_cached_weights_says_where_to_put_them(
     shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    result = CliRunner().invoke(main, ["train", "image", str(shapes_dir), "--out",
-                                       str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        main, ["train", "image", str(shapes_dir), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 1
     assert "resnet18-f37072fd.pth" in result.output and "--weights none" in result.output

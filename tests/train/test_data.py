@@ -19,8 +19,9 @@ from tests.train.conftest import write_shapes
 
 
 def spec(grayscale: bool = False, size: int = 16) -> pb.ImagePreprocessing:
-    config = ImageTrainConfig(data_dir=".", image_size=size,
-                              color_mode="grayscale" if grayscale else "rgb")
+    config = ImageTrainConfig(
+        data_dir=".", image_size=size, color_mode="grayscale" if grayscale else "rgb"
+    )
     return image_preprocessing(config)
 
 
@@ -89,8 +90,16 @@ def test_corrupt_and_non_image_files_are_reported_and_skipped(tmp_path: Path) ->
     skipped = sorted(p.name for p, _ in split.skipped)
     assert skipped == ["not_really.jpg", "truncated.png"]
     assert len(split.train) + len(split.val) == 16
-    result = fit(ImageTrainConfig(data_dir=str(data), out_dir=str(tmp_path / "run"), epochs=1,
-                                  image_size=16, batch_size=8, augment=AugmentConfig.off()))
+    result = fit(
+        ImageTrainConfig(
+            data_dir=str(data),
+            out_dir=str(tmp_path / "run"),
+            epochs=1,
+            image_size=16,
+            batch_size=8,
+            augment=AugmentConfig.off(),
+        )
+    )
     assert len(result.history) == 1  # trained through without meeting the broken files
 
 

@@ -22,10 +22,22 @@ from onyx.train.schedule import lr_factor, set_trainable, train_mode
 
 def small_config(data: Path, out: Path, **overrides: Any) -> ImageTrainConfig:
     base = ImageTrainConfig(
-        data_dir=str(data), out_dir=str(out), model="small_cnn", weights="none", image_size=32,
-        epochs=4, batch_size=16, lr=5e-3, warmup_steps=2,
-        augment=AugmentConfig(crop_scale_min=0.8, hflip=True, rotation_degrees=0.0,
-                              translate_fraction=0.0, color_jitter=0.0),
+        data_dir=str(data),
+        out_dir=str(out),
+        model="small_cnn",
+        weights="none",
+        image_size=32,
+        epochs=4,
+        batch_size=16,
+        lr=5e-3,
+        warmup_steps=2,
+        augment=AugmentConfig(
+            crop_scale_min=0.8,
+            hflip=True,
+            rotation_degrees=0.0,
+            translate_fraction=0.0,
+            color_jitter=0.0,
+        ),
     )
     return replace(base, **overrides)
 
@@ -53,8 +65,9 @@ def test_same_seed_same_weights_on_cpu(shapes_dir: Path, tmp_path: Path) -> None
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_early_stopping_restores_the_best_weights(shapes_dir: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_early_stopping_restores_the_best_weights(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scripted = iter([0.5, 0.7, 0.6, 0.6, 0.9, 0.9])  # best at epoch 2, then 2 worse epochs
     real_evaluate = engine.evaluate
 
@@ -104,16 +117,28 @@ def test_ctrl_c_saves_last_and_resume_continues_exactly(
 def test_options_sgd_step_schedule_smoothing_weights_clipping(
     shapes_dir: Path, tmp_path: Path
 ) -> None:
-    result = fit(small_config(shapes_dir, tmp_path / "run", epochs=2, max_steps=3, optimizer="sgd",
-                              schedule="step", label_smoothing=0.1, class_weights="balanced",
-                              clip_grad_norm=1.0, lr=0.05))
+    result = fit(
+        small_config(
+            shapes_dir,
+            tmp_path / "run",
+            epochs=2,
+            max_steps=3,
+            optimizer="sgd",
+            schedule="step",
+            label_smoothing=0.1,
+            class_weights="balanced",
+            clip_grad_norm=1.0,
+            lr=0.05,
+        )
+    )
     assert len(result.history) == 2
     assert all(h["train_loss"] == h["train_loss"] for h in result.history)  # not NaN
 
 
 def test_transfer_schedule_freezes_then_unfreezes_last_stages() -> None:
-    config = ImageTrainConfig(data_dir=".", model="resnet18", weights="imagenet",
-                              freeze_epochs=1, unfreeze=2)
+    config = ImageTrainConfig(
+        data_dir=".", model="resnet18", weights="imagenet", freeze_epochs=1, unfreeze=2
+    )
     model = get_model("resnet18", 3)
     set_trainable(config, model, epoch=1)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -142,22 +167,37 @@ def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_pat
     data = write_shapes(tmp_path / "data", 8, classes=("a", "b"))
     pretrained = get_model("efficientnet_lite0", 2, weights="imagenet").state_dict()
     config = ImageTrainConfig(
-        data_dir=str(data), out_dir=str(tmp_path / "run"), model="efficientnet_lite0",
-        weights="imagenet", image_size=32, epochs=1, batch_size=8, max_steps=2, lr=1e-2,
-        freeze_epochs=1, unfreeze=2, backbone_lr_scale=0.1, augment=AugmentConfig.off(),
+        data_dir=str(data),
+        out_dir=str(tmp_path / "run"),
+        model="efficientnet_lite0",
+        weights="imagenet",
+        image_size=32,
+        epochs=1,
+        batch_size=8,
+        max_steps=2,
+        lr=1e-2,
+        freeze_epochs=1,
+        unfreeze=2,
+        backbone_lr_scale=0.1,
+        augment=AugmentConfig.off(),
     )
     fit(config)
     after_head = load_raw(tmp_path / "run" / "last.pt")
-    changed = {k for k, v in after_head["model"].items()
-               if k in pretrained and not k.startswith("classifier")
-               and not torch.equal(v, pretrained[k])}
+    changed = {
+        k
+        for k, v in after_head["model"].items()
+        if k in pretrained and not k.startswith("classifier") and not torch.equal(v, pretrained[k])
+    }
     assert changed == set()  # weights and BatchNorm running stats untouched
     head = after_head["model"]["classifier.weight"]
     assert not torch.equal(head, pretrained["classifier.weight"])
     fit(replace(config, epochs=2, resume=str(tmp_path / "run" / "last.pt")))
     after = load_raw(tmp_path / "run" / "last.pt")
-    moved = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("blocks") else "")
-             for k, v in after["model"].items() if not torch.equal(v, after_head["model"][k])}
+    moved = {
+        k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("blocks") else "")
+        for k, v in after["model"].items()
+        if not torch.equal(v, after_head["model"][k])
+    }
     # Stages: stem, blocks.0..6, head conv; the last 2 are blocks.6 and conv_head/bn2.
     assert moved == {"blocks.6", "conv_head", "bn2", "classifier"}
     groups = {g["name"]: g["initial_lr"] for g in after["optimizer"]["param_groups"]}

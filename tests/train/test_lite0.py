@@ -28,8 +28,9 @@ def lite0_spec() -> object:
     from onyx.train.config import ImageTrainConfig
     from onyx.train.preprocessing import image_preprocessing
 
-    return image_preprocessing(ImageTrainConfig(data_dir=".", model="efficientnet_lite0",
-                                                weights="imagenet"))
+    return image_preprocessing(
+        ImageTrainConfig(data_dir=".", model="efficientnet_lite0", weights="imagenet")
+    )
 
 
 def test_preprocessing_comes_from_the_weights() -> None:

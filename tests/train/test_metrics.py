@@ -67,6 +67,7 @@ def test_agrees_with_scikit_learn_on_random_data() -> None:
     report = classification_report(y_true, scores)
     assert report["macro"]["f1"] == pytest.approx(sk.f1_score(y_true, y_pred, average="macro"))
     assert report["macro"]["precision"] == pytest.approx(
-        sk.precision_score(y_true, y_pred, average="macro"))
+        sk.precision_score(y_true, y_pred, average="macro")
+    )
     binary = rng.integers(0, 2, 200)
     assert roc_auc(binary, scores[:, 1]) == pytest.approx(sk.roc_auc_score(binary, scores[:, 1]))

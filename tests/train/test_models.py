@@ -20,8 +20,16 @@ from onyx.train.preprocessing import image_preprocessing
 from onyx.train.weights import torch_hub_file
 from tests.train.conftest import write_shapes
 
-ALL = ["efficientnet_b0", "efficientnet_lite0", "mobilenet_v3_large", "mobilenet_v3_small",
-       "resnet18", "resnet34", "resnet50", "small_cnn"]
+ALL = [
+    "efficientnet_b0",
+    "efficientnet_lite0",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "small_cnn",
+]
 
 
 def test_registry_lists_every_model_and_rejects_unknown_names() -> None:
@@ -36,8 +44,12 @@ def test_head_replaced_and_stages_cover_every_parameter(name: str) -> None:
     with torch.no_grad():
         assert model(torch.randn(2, 3, 64, 64)).shape == (2, 5)
     head = {id(p) for p in head_module(name, model).parameters()}
-    stages = {id(p) for stage in backbone_stages(name, model)
-              for module in stage for p in module.parameters()}
+    stages = {
+        id(p)
+        for stage in backbone_stages(name, model)
+        for module in stage
+        for p in module.parameters()
+    }
     assert head.isdisjoint(stages)
     assert head | stages == {id(p) for p in model.parameters()}
 
@@ -46,8 +58,12 @@ def test_grayscale_input_keeps_the_rgb_response() -> None:
     torch.manual_seed(0)
     rgb = get_model("resnet18", 4).eval()
     gray = get_model("resnet18", 4, in_channels=1).eval()
-    gray.load_state_dict({k: (v.sum(1, keepdim=True) if k == "conv1.weight" else v)
-                          for k, v in rgb.state_dict().items()})
+    gray.load_state_dict(
+        {
+            k: (v.sum(1, keepdim=True) if k == "conv1.weight" else v)
+            for k, v in rgb.state_dict().items()
+        }
+    )
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(gray(x), rgb(x.expand(-1, 3, -1, -1)), atol=1e-4, rtol=1e-4)
@@ -74,10 +90,10 @@ def test_cached_torchvision_weights_load_and_their_preprocessing_is_exported(
     torch_hub_file("resnet18").parent.mkdir(parents=True)
     torch.save(published, torch_hub_file("resnet18"))
     model = get_model("resnet18", 3, weights="imagenet")
-    assert torch.equal(model.state_dict()["layer1.0.conv1.weight"],
-                       published["layer1.0.conv1.weight"])
-    spec = image_preprocessing(ImageTrainConfig(data_dir=".", model="resnet18",
-                                                weights="imagenet"))
+    assert torch.equal(
+        model.state_dict()["layer1.0.conv1.weight"], published["layer1.0.conv1.weight"]
+    )
+    spec = image_preprocessing(ImageTrainConfig(data_dir=".", model="resnet18", weights="imagenet"))
     assert (spec.resize_shorter, spec.crop_height) == (256, 224)
     assert list(spec.mean) == pytest.approx([0.485, 0.456, 0.406])
     assert spec.interpolation == pb.INTERPOLATION_BILINEAR
@@ -86,12 +102,22 @@ def test_cached_torchvision_weights_load_and_their_preprocessing_is_exported(
     from onyx.train.export import ExportConfig, export_checkpoint
 
     data = write_shapes(tmp_path / "data", 4, classes=("a", "b"))
-    result = fit(ImageTrainConfig(data_dir=str(data), out_dir=str(tmp_path / "run"),
-                                  model="resnet18", weights="imagenet", image_size=32,
-                                  epochs=1, max_steps=1, augment=AugmentConfig.off()))
+    result = fit(
+        ImageTrainConfig(
+            data_dir=str(data),
+            out_dir=str(tmp_path / "run"),
+            model="resnet18",
+            weights="imagenet",
+            image_size=32,
+            epochs=1,
+            max_steps=1,
+            augment=AugmentConfig.off(),
+        )
+    )
     (tmp_path / "work").mkdir()
-    exported = export_checkpoint(ExportConfig(result.best_checkpoint, "r18", tmp_path / "models"),
-                                 tmp_path / "work")
+    exported = export_checkpoint(
+        ExportConfig(result.best_checkpoint, "r18", tmp_path / "models"), tmp_path / "work"
+    )
     image = exported.config.image
     assert (image.resize_shorter, image.crop_height) == (37, 32)
     assert list(image.std) == pytest.approx([0.229, 0.224, 0.225])
@@ -120,5 +146,7 @@ def test_lite0_weights_path_in_the_original_layout() -> None:
 
     model = get_model("efficientnet_lite0", 2, weights=str(lite0_weights_file()))
     reference = get_model("efficientnet_lite0", 2, weights="imagenet")
-    assert torch.equal(model.state_dict()["blocks.6.0.conv_pwl.weight"],
-                       reference.state_dict()["blocks.6.0.conv_pwl.weight"])
+    assert torch.equal(
+        model.state_dict()["blocks.6.0.conv_pwl.weight"],
+        reference.state_dict()["blocks.6.0.conv_pwl.weight"],
+    )

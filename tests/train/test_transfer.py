@@ -20,9 +20,19 @@ pytest.importorskip("skimage")
 
 def linear_probe(data: Path, out: Path, weights: str) -> float:
     config = ImageTrainConfig(
-        data_dir=str(data), out_dir=str(out), model="efficientnet_lite0", weights=weights,
-        image_size=64, resize_shorter=0, epochs=2, batch_size=16, lr=3e-3,
-        freeze_epochs=2, unfreeze=0, augment=AugmentConfig.off(), seed=0,
+        data_dir=str(data),
+        out_dir=str(out),
+        model="efficientnet_lite0",
+        weights=weights,
+        image_size=64,
+        resize_shorter=0,
+        epochs=2,
+        batch_size=16,
+        lr=3e-3,
+        freeze_epochs=2,
+        unfreeze=0,
+        augment=AugmentConfig.off(),
+        seed=0,
     )
     return fit(config).best_accuracy
 
