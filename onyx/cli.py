@@ -28,10 +28,10 @@ def main() -> None:
 
 
 train_group.add_command(train_image_command)
+main.add_command(evaluate_command)
+main.add_command(data_group)
 main.add_command(demo_command)
 main.add_command(train_group)
 main.add_command(export_command)
 main.add_command(serve_command)
 main.add_command(classify_command)
-main.add_command(evaluate_command)
-main.add_command(data_group)

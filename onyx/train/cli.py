@@ -1,5 +1,4 @@
-"""Training-side commands: `onyx train`, `onyx export`, `onyx demo` (image commands:
-`onyx.train.image_cli`).
+"""Training-side commands: `onyx train image`, `onyx export`, `onyx demo`.
 
 torch is imported only when one of these runs, so the serving install (no torch) can still list
 them and says how to get the `train` extra when one is used.
@@ -30,12 +29,41 @@ def train_group() -> None:
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", "-n", required=True, help="Model name in the repository.")
-@click.option("--repository", "-r", type=click.Path(path_type=Path, file_okay=False), default=Path("models"), show_default=True, envvar="ONYX_REPOSITORY")
-@click.option("--max-batch-size", type=click.IntRange(1), default=8, show_default=True, help="Largest batch the server forms for this model.")
-@click.option("--max-queue-delay-us", type=click.IntRange(0), default=1000, show_default=True, help="How long a request may wait for others to batch with.")
-@click.option("--atol", type=click.FloatRange(0), default=1e-4, show_default=True, help="Parity tolerance on logits (plus rtol 1e-3).")
+@click.option(
+    "--repository",
+    "-r",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("models"),
+    show_default=True,
+    envvar="ONYX_REPOSITORY",
+)
+@click.option(
+    "--max-batch-size",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    help="Largest batch the server forms for this model.",
+)
+@click.option(
+    "--max-queue-delay-us",
+    type=click.IntRange(0),
+    default=1000,
+    show_default=True,
+    help="How long a request may wait for others to batch with.",
+)
+@click.option(
+    "--atol",
+    type=click.FloatRange(0),
+    default=1e-4,
+    show_default=True,
+    help="Parity tolerance on logits (plus rtol 1e-3).",
+)
 def export_command(
-    checkpoint: Path, name: str, repository: Path, max_batch_size: int, max_queue_delay_us: int,
+    checkpoint: Path,
+    name: str,
+    repository: Path,
+    max_batch_size: int,
+    max_queue_delay_us: int,
     atol: float,
 ) -> None:
     """Export CHECKPOINT to ONNX, check ONNX Runtime against torch, publish as the next version.
@@ -48,20 +76,33 @@ def export_command(
 
     configure_logging("info")
     export = ExportConfig(
-        checkpoint=checkpoint, name=name, repository=repository, atol=atol,
-        max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
+        checkpoint=checkpoint,
+        name=name,
+        repository=repository,
+        atol=atol,
+        max_batch_size=max_batch_size,
+        max_queue_delay_us=max_queue_delay_us,
     )
     with tempfile.TemporaryDirectory(prefix="onyx-export-") as work:
         try:
             result = export_checkpoint(export, Path(work))
         except ParityError as exc:
             raise click.ClickException(str(exc)) from exc
-    click.echo(f"published {name} version {result.version}: {result.model_path} "
-               f"(max |onnx - torch| {result.max_abs_diff:.2g})")
+    click.echo(
+        f"published {name} version {result.version}: {result.model_path} "
+        f"(max |onnx - torch| {result.max_abs_diff:.2g})"
+    )
 
 
 @click.command("demo")
-@click.option("--repository", "-r", type=click.Path(path_type=Path, file_okay=False), default=Path("models"), show_default=True, help="Where the trained model is published.")
+@click.option(
+    "--repository",
+    "-r",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("models"),
+    show_default=True,
+    help="Where the trained model is published.",
+)
 @click.option("--epochs", type=click.IntRange(1), default=8, show_default=True)
 def demo_command(repository: Path, epochs: int) -> None:
     """Run the whole path on bundled data: train, export, serve, classify.

@@ -51,24 +51,41 @@ def write_digits(out: Path, heldout_fraction: float = 0.1, seed: int = 0) -> tup
         folder = out / part / str(digits.target[index])
         folder.mkdir(parents=True, exist_ok=True)
         pixels = (digits.images[index] * (255.0 / 16.0)).astype(np.uint8)  # 8x8, values 0..16
-        image = Image.fromarray(pixels, mode="L").resize((DIGITS_SIZE, DIGITS_SIZE), Image.Resampling.BICUBIC)
+        image = Image.fromarray(pixels, mode="L").resize(
+            (DIGITS_SIZE, DIGITS_SIZE), Image.Resampling.BICUBIC
+        )
         image.save(folder / f"{index:04d}.png")
     return out / "train", out / "heldout"
 
 
-def run_demo(repository: Path, work_dir: Path | None = None, epochs: int = 8, shown: int = 6) -> DemoResult:
+def run_demo(
+    repository: Path, work_dir: Path | None = None, epochs: int = 8, shown: int = 6
+) -> DemoResult:
     with tempfile.TemporaryDirectory(prefix="onyx-demo-") as tmp:
         work = work_dir or Path(tmp)
         log.info("1/4 building the digits dataset in %s", work / "digits")
         train_dir, heldout_dir = write_digits(work / "digits")
         log.info("2/4 training a small CNN")
         config = ImageTrainConfig(
-            data_dir=str(train_dir), out_dir=str(work / "run"), model="small_cnn",
-            image_size=DIGITS_SIZE, color_mode="grayscale", epochs=epochs, batch_size=64,
-            lr=3e-3, mean=(0.5,), std=(0.5,),
-            # Digits: no flips or rotations (6 vs 9), no colour; small shifts only.
-            augment=AugmentConfig(crop_scale_min=0.0, hflip=False, rotation_degrees=0.0,
-                                  translate_fraction=0.05, color_jitter=0.0),
+            data_dir=str(train_dir),
+            out_dir=str(work / "run"),
+            model="small_cnn",
+            image_size=DIGITS_SIZE,
+            color_mode="grayscale",
+            epochs=epochs,
+            batch_size=64,
+            lr=3e-3,
+            mean=(0.5,),
+            std=(0.5,),
+        )
+        # Digits: no flips or rotations (a mirrored or turned digit can change its label), no
+        # colour; small shifts only.
+        config.augment = AugmentConfig(
+            crop_scale_min=0.0,
+            hflip=False,
+            rotation_degrees=0.0,
+            translate_fraction=0.05,
+            color_jitter=0.0,
         )
         fitted = fit(config)
         log.info("3/4 exporting to ONNX and publishing into %s", repository)
@@ -91,8 +108,11 @@ def _classify_heldout(repository: Path, heldout_dir: Path, shown: int) -> tuple[
         response = client.classify_images("digits", files, top_k=3)
     sample = random.Random(0).sample(range(len(files)), min(shown, len(files)))
     names = [f"{files[i].name} (true {truth[i]})" for i in sample]
-    picked = type(response)(model=response.model, version=response.version,
-                            results=[response.results[i] for i in sample])
+    picked = type(response)(
+        model=response.model,
+        version=response.version,
+        results=[response.results[i] for i in sample],
+    )
     print(format_table(names, picked))
     predicted = [r.classes[0].label for r in response.results]
     accuracy = float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
