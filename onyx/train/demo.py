@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,11 @@ from onyx.train.export import ExportConfig, export_checkpoint
 log = logging.getLogger(__name__)
 
 DIGITS_SIZE = 32
+# No flips or rotations (a mirrored or turned digit can change its label), no colour jitter;
+# small shifts only.
+DIGITS_AUGMENT = AugmentConfig(
+    crop_scale_min=0.0, hflip=False, rotation_degrees=0.0, translate_fraction=0.05, color_jitter=0.0
+)
 
 
 @dataclass(frozen=True)
@@ -78,16 +83,7 @@ def run_demo(
             mean=(0.5,),
             std=(0.5,),
         )
-        # Digits: no flips or rotations (a mirrored or turned digit can change its label), no
-        # colour; small shifts only.
-        config.augment = AugmentConfig(
-            crop_scale_min=0.0,
-            hflip=False,
-            rotation_degrees=0.0,
-            translate_fraction=0.05,
-            color_jitter=0.0,
-        )
-        fitted = fit(config)
+        fitted = fit(replace(config, augment=DIGITS_AUGMENT))
         log.info("3/4 exporting to ONNX and publishing into %s", repository)
         export_dir = work / "export"
         export_dir.mkdir(exist_ok=True)
