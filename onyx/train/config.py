@@ -93,6 +93,9 @@ class ImageTrainConfig:
     seed: int = 0
     # DataLoader worker processes; 0 loads in the training process (best on 2 cores).
     num_workers: int = 0
+    # torch intra-op threads (0: torch's default, one per core). On a box shared with other
+    # processes 1 can be several times faster: OpenMP threads wait for a busy core.
+    threads: int = 0
     # "auto": CUDA when available, else CPU.
     device: str = "auto"
     # Stop each epoch after this many optimizer steps (0: no limit); tests and smoke runs use it.

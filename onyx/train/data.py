@@ -181,7 +181,17 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        sample = self.samples[index]
+        # `scan` decoded every file up front; one that breaks later (deleted, rewritten) is
+        # reported and replaced by the next readable one rather than ending the epoch.
+        for attempt in range(len(self.samples)):
+            sample = self.samples[(index + attempt) % len(self.samples)]
+            try:
+                return self._load(sample)
+            except (ServeError, OSError) as exc:
+                log.warning("skipping %s, unreadable since the scan: %s", sample.path, exc)
+        raise RuntimeError("no readable image left in the dataset")
+
+    def _load(self, sample: Sample) -> tuple[torch.Tensor, int]:
         # The server's decoder (EXIF orientation, first frame), on the file's bytes.
         image = decode_image(sample.path.read_bytes())
         if self.augment is None:

@@ -217,6 +217,8 @@ def fit(config: ImageTrainConfig) -> FitResult:
 
 def prepare(config: ImageTrainConfig, context: DistContext) -> Run:
     seed_everything(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     if context.device.type == "cpu":
         # Denormal floats (common in frozen or freshly initialised nets) cost x3-10 on x86 CPUs;
         # flushing them to zero changes no result that matters.

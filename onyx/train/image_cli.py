@@ -144,6 +144,13 @@ def _options(fn: Any) -> Any:
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--num-workers", type=click.IntRange(0), default=0, show_default=True),
         click.option(
+            "--threads",
+            type=click.IntRange(0),
+            default=0,
+            show_default=True,
+            help="torch CPU threads (0: one per core; 1 on a busy shared box).",
+        ),
+        click.option(
             "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
         ),
         click.option(

@@ -135,3 +135,12 @@ def test_augmentation_keeps_the_serving_normalisation(tmp_path: Path) -> None:
     augmented = on[0][0]
     assert augmented.shape == plain[0][0].shape and not torch.allclose(augmented, plain[0][0])
     assert float(augmented.min()) >= -1.0 - 1e-6 and float(augmented.max()) <= 1.0 + 1e-6
+
+
+def test_a_file_broken_after_the_scan_does_not_end_the_epoch(tmp_path: Path) -> None:
+    data = write_shapes(tmp_path, 3, classes=("a", "b"))
+    split = load_split(data, 0.4, 0)
+    dataset = ImageFolderDataset(split.train, spec())
+    split.train[0].path.write_bytes(b"gone bad")
+    first, label = dataset[0]
+    assert first.shape == (3, 16, 16) and label == split.train[1].label
