@@ -37,23 +37,25 @@ def crop_spec(spec: pb.ImagePreprocessing) -> pb.ImagePreprocessing:
     return out
 
 
+Step = Callable[[Image.Image], Image.Image]
+
+
+def _crop_step(config: AugmentConfig, spec: pb.ImagePreprocessing) -> Step:
+    """A random resized crop to the input size, or the serving resize + centre crop."""
+    if config.crop_scale_min <= 0:
+        return lambda image: resize_and_crop(image, spec)
+    return T.RandomResizedCrop(  # type: ignore[no-any-return]
+        (spec.crop_height, spec.crop_width),
+        scale=(config.crop_scale_min, 1.0),
+        interpolation=_INTERPOLATION[spec.interpolation],
+        antialias=True,
+    )
+
+
 def build_augment(config: AugmentConfig, spec: pb.ImagePreprocessing) -> Augment:
     """PIL -> PIL of the crop size, randomly transformed per `config`."""
-    size = (spec.crop_height, spec.crop_width)
-    interpolation = _INTERPOLATION[spec.interpolation]
     mode = "L" if spec.color_mode == pb.COLOR_MODE_GRAYSCALE else "RGB"
-    steps: list[Callable[[Image.Image], Image.Image]] = []
-    if config.crop_scale_min > 0:
-        steps.append(
-            T.RandomResizedCrop(
-                size,
-                scale=(config.crop_scale_min, 1.0),
-                interpolation=interpolation,
-                antialias=True,
-            )
-        )
-    else:
-        steps.append(lambda image: resize_and_crop(image, spec))
+    steps: list[Step] = [_crop_step(config, spec)]
     if config.hflip:
         steps.append(T.RandomHorizontalFlip())
     if config.rotation_degrees > 0 or config.translate_fraction > 0:
@@ -67,12 +69,9 @@ def build_augment(config: AugmentConfig, spec: pb.ImagePreprocessing) -> Augment
             )
         )
     if config.color_jitter > 0:
-        strength = config.color_jitter
-        steps.append(
-            T.ColorJitter(
-                brightness=strength, contrast=strength, saturation=strength if mode == "RGB" else 0
-            )
-        )
+        jitter = config.color_jitter
+        saturation = jitter if mode == "RGB" else 0  # gray images have none
+        steps.append(T.ColorJitter(brightness=jitter, contrast=jitter, saturation=saturation))
 
     def augment(image: Image.Image) -> Image.Image:
         image = image.convert(mode)

@@ -217,12 +217,7 @@ def fit(config: ImageTrainConfig) -> FitResult:
 
 def prepare(config: ImageTrainConfig, context: DistContext) -> Run:
     seed_everything(config.seed)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    if context.device.type == "cpu":
-        # Denormal floats (common in frozen or freshly initialised nets) cost x3-10 on x86 CPUs;
-        # flushing them to zero changes no result that matters.
-        torch.set_flush_denormal(True)
+    _cpu_settings(config, context)
     out_dir = Path(config.out_dir)
     resume = ckpt.load_raw(Path(config.resume)) if config.resume else None
     split = _split(config, out_dir, context, resume is not None)
@@ -231,13 +226,8 @@ def prepare(config: ImageTrainConfig, context: DistContext) -> Run:
     model = _model(config, len(split.labels), resume).to(context.device)
     optimizer = build_optimizer(config, model)
     generator = torch.Generator()
-    train_loader = _loader(
-        ImageFolderDataset(split.train, spec, build_augment(config.augment, spec)),
-        config,
-        context,
-        generator,
-        train=True,
-    )
+    train_set = ImageFolderDataset(split.train, spec, build_augment(config.augment, spec))
+    train_loader = _loader(train_set, config, context, generator, train=True)
     val_loader = _loader(ImageFolderDataset(split.val, spec), config, context, generator, False)
     steps = len(train_loader) if not config.max_steps else min(config.max_steps, len(train_loader))
     options = _step_options(config, split, context, optimizer, steps)
@@ -258,6 +248,15 @@ def prepare(config: ImageTrainConfig, context: DistContext) -> Run:
         generator,
         text_format.MessageToString(spec),
     )
+
+
+def _cpu_settings(config: ImageTrainConfig, context: DistContext) -> None:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if context.device.type == "cpu":
+        # Denormal floats (common in frozen or freshly initialised nets) cost x3-10 on x86 CPUs;
+        # flushing them to zero changes no result that matters.
+        torch.set_flush_denormal(True)
 
 
 def _split(config: ImageTrainConfig, out_dir: Path, context: DistContext, resuming: bool) -> Split:
@@ -389,22 +388,28 @@ def _log_start(run: Run) -> None:
     )
 
 
-def _run_epoch(run: Run, epoch: int) -> None:
-    config, state = run.config, run.state
-    trainable = set_trainable(config, run.model, epoch)
+def _start_epoch(run: Run, epoch: int) -> nn.Module:
+    """Apply the transfer schedule and reseed; returns the model to train (DDP-wrapped)."""
+    trainable = set_trainable(run.config, run.model, epoch)
     if run.wrapped is None or trainable != run.trainable:
         if run.context.is_main:
             log.info("epoch %d: %s", epoch, trainable)
         run.trainable = trainable
         run.wrapped = distributed.wrap(run.model, run.context)
     # Reseeding per epoch makes a resumed run identical to an uninterrupted one.
-    seed_everything(config.seed * 1000 + epoch)
-    run.generator.manual_seed(config.seed * 1000 + epoch)
+    seed_everything(run.config.seed * 1000 + epoch)
+    run.generator.manual_seed(run.config.seed * 1000 + epoch)
     if isinstance(run.train_loader.sampler, DistributedSampler):
         run.train_loader.sampler.set_epoch(epoch)
+    return run.wrapped
+
+
+def _run_epoch(run: Run, epoch: int) -> None:
+    config, state = run.config, run.state
+    model = _start_epoch(run, epoch)
     started = time.monotonic()
     train = train_one_epoch(
-        run.wrapped,
+        model,
         run.train_loader,
         run.optimizer,
         run.context.device,
