@@ -274,6 +274,11 @@ def _split(config: ImageTrainConfig, out_dir: Path, context: DistContext, resumi
 def _model(config: ImageTrainConfig, num_classes: int, resume: dict[str, Any] | None) -> nn.Module:
     in_channels = 1 if config.color_mode == "grayscale" else 3
     if resume is not None:  # the checkpoint has every weight: no pretrained file needed
+        saved = resume["config"]["model"]
+        if saved != config.model:
+            raise ValueError(
+                f"--resume {config.resume} is a {saved} checkpoint, not {config.model}"
+            )
         model = get_model(config.model, num_classes, in_channels)
         model.load_state_dict(resume["model"])
         return model
@@ -482,7 +487,7 @@ def _finish(run: Run, result: FitResult) -> None:
     distributed.barrier(run.context)
     result.best_accuracy = run.state.best_accuracy
     result.model = run.model
-    if result.best_checkpoint.is_file():
+    if run.state.history and result.best_checkpoint.is_file():
         run.model.load_state_dict(ckpt.load_raw(result.best_checkpoint)["model"])
     if not run.context.is_main:
         return

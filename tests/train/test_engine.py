@@ -202,3 +202,12 @@ def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_pat
     assert moved == {"blocks.6", "conv_head", "bn2", "classifier"}
     groups = {g["name"]: g["initial_lr"] for g in after["optimizer"]["param_groups"]}
     assert groups == {"head": 1e-2, "backbone": pytest.approx(1e-3)}
+
+
+def test_resume_refuses_a_checkpoint_of_another_architecture(
+    shapes_dir: Path, tmp_path: Path
+) -> None:
+    config = small_config(shapes_dir, tmp_path / "run", epochs=1, max_steps=1)
+    fit(config)
+    with pytest.raises(ValueError, match="is a small_cnn checkpoint, not resnet18"):
+        fit(replace(config, model="resnet18", resume=str(tmp_path / "run" / "last.pt")))
