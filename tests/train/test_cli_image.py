@@ -130,3 +130,25 @@ def test_default_resnet18_without_cached_weights_says_where_to_put_them(
     )
     assert result.exit_code == 1
     assert "resnet18-f37072fd.pth" in result.output and "--weights none" in result.output
+
+
+def test_sigint_saves_last_and_exits_130(shapes_dir: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "onyx", "train", "image", str(shapes_dir), "--model",
+               "small_cnn", "--weights", "none", "--image-size", "16", "--epochs", "500",
+               "--threads", "1", "--out", str(out)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "resume with --resume" in stderr
+    import torch
+
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["epoch"] >= 1 and last["epoch"] < 500
