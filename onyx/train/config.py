@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,15 +107,6 @@ class ImageTrainConfig:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ImageTrainConfig:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["augment"] = AugmentConfig(**values.get("augment", {}))
-        for key in ("mean", "std"):
-            values[key] = tuple(values.get(key, ()))
-        return cls(**values)
 
 
 def save_json(data: dict[str, Any], path: Path) -> None:

@@ -68,12 +68,6 @@ def wrap(model: nn.Module, context: DistContext) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    assert isinstance(inner, nn.Module)
-    return inner
-
-
 def barrier(context: DistContext) -> None:
     if context.enabled:
         dist.barrier()

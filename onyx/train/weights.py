@@ -20,7 +20,6 @@ import torch
 
 from onyx.train.lite0 import is_lukemelas_layout, load_lite0_state_dict, rename_lite0_keys
 
-WEIGHT_CHOICES = ("imagenet", "none")
 NO_WEIGHTS = "none"
 
 
