@@ -211,3 +211,18 @@ def test_resume_refuses_a_checkpoint_of_another_architecture(
     fit(config)
     with pytest.raises(ValueError, match="is a small_cnn checkpoint, not resnet18"):
         fit(replace(config, model="resnet18", resume=str(tmp_path / "run" / "last.pt")))
+
+
+def test_mixed_precision_step_scales_unscales_clips_and_steps() -> None:
+    """The CUDA AMP path (float16 autocast, loss scaling, unscale before clipping), run with
+    CPU's GradScaler since these machines have no GPU."""
+    torch.manual_seed(0)
+    model = get_model("small_cnn", 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-2)
+    options = engine.StepOptions(scaler=torch.amp.GradScaler("cpu"), clip_grad_norm=1.0)
+    images, targets = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
+    logits, loss = engine._step(model, images, targets, optimizer, options)
+    assert logits.shape == (4, 3) and torch.isfinite(loss.detach())
+    after = model.state_dict()
+    assert not torch.equal(after["features.0.0.weight"], before["features.0.0.weight"])
