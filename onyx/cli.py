@@ -10,6 +10,8 @@ from onyx import __version__
 from onyx.bench.cli import bench_command
 from onyx.serve.cli import classify_command, serve_command
 from onyx.train.cli import demo_command, export_command, train_group
+from onyx.train.image_cli import data_group, evaluate_command, train_image_command
+from onyx.train.text_cli import train_text_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,6 +29,10 @@ def main() -> None:
     """
 
 
+train_group.add_command(train_image_command)
+train_group.add_command(train_text_command)
+main.add_command(evaluate_command)
+main.add_command(data_group)
 main.add_command(demo_command)
 main.add_command(train_group)
 main.add_command(export_command)

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import click
 
-from onyx.train.text_cli import train_text_command
-
 TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'onyx[train]'"
 
 
@@ -26,104 +24,6 @@ def _require_torch() -> None:
 @click.group("train")
 def train_group() -> None:
     """Train a classifier (a checkpoint and its resolved config land in --out)."""
-
-
-@train_group.command("image")
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=Path("runs/image"),
-    show_default=True,
-    help="Where best.pt, config.json and metrics.json go.",
-)
-@click.option(
-    "--model",
-    default="small_cnn",
-    show_default=True,
-    help="Architecture (see the registry in onyx.train.models).",
-)
-@click.option(
-    "--image-size",
-    type=click.IntRange(8),
-    default=32,
-    show_default=True,
-    help="Square input size in pixels.",
-)
-@click.option("--grayscale/--rgb", default=False, help="Colour mode of the network input.")
-@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
-@click.option(
-    "--lr",
-    type=click.FloatRange(0, min_open=True),
-    default=1e-3,
-    show_default=True,
-    help="AdamW learning rate.",
-)
-@click.option(
-    "--val-fraction",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.2,
-    show_default=True,
-    help="Share of each class held out, when DATA_DIR has no train/ and val/.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning"]),
-    default="info",
-    show_default=True,
-)
-def train_image_command(
-    data_dir: Path,
-    out: Path,
-    model: str,
-    image_size: int,
-    grayscale: bool,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    val_fraction: float,
-    seed: int,
-    device: str,
-    log_level: str,
-) -> None:
-    """Train an image classifier on DATA_DIR (one sub-folder of images per class).
-
-    Example: onyx train image data/digits --grayscale --image-size 32 --out runs/digits
-    """
-    _require_torch()
-    from onyx.logs import configure_logging
-    from onyx.train.config import ImageTrainConfig
-    from onyx.train.engine import fit
-    from onyx.train.models import list_models
-
-    configure_logging(log_level)
-    if model not in list_models():
-        raise click.BadParameter(f"choose one of: {', '.join(list_models())}", param_hint="--model")
-    config = ImageTrainConfig(
-        data_dir=str(data_dir),
-        out_dir=str(out),
-        model=model,
-        image_size=image_size,
-        color_mode="grayscale" if grayscale else "rgb",
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        val_fraction=val_fraction,
-        seed=seed,
-        device=device,
-    )
-    try:
-        result = fit(config)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"best val accuracy {result.best_accuracy:.4f}; checkpoint {result.best_checkpoint}")
-
-
-train_group.add_command(train_text_command)
 
 
 @click.command("export")

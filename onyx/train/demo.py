@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from PIL import Image
 from onyx.serve.background import ServerThread
 from onyx.serve.client import Client, format_table
 from onyx.serve.config import ServerConfig
-from onyx.train.config import ImageTrainConfig
+from onyx.train.config import AugmentConfig, ImageTrainConfig
 from onyx.train.engine import fit
 from onyx.train.export import ExportConfig, export_checkpoint
 from onyx.train.text_demo import classify_sentences, format_sentences, publish_sentiment
@@ -31,6 +31,11 @@ from onyx.train.text_demo import classify_sentences, format_sentences, publish_s
 log = logging.getLogger(__name__)
 
 DIGITS_SIZE = 32
+# No flips or rotations (a mirrored or turned digit can change its label), no colour jitter;
+# small shifts only.
+DIGITS_AUGMENT = AugmentConfig(
+    crop_scale_min=0.0, hflip=False, rotation_degrees=0.0, translate_fraction=0.05, color_jitter=0.0
+)
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,7 @@ def run_demo(
             mean=(0.5,),
             std=(0.5,),
         )
-        fitted = fit(config)
+        fitted = fit(replace(config, augment=DIGITS_AUGMENT))
         log.info("3/4 exporting to ONNX and publishing into %s", repository)
         export_dir = work / "export"
         export_dir.mkdir(exist_ok=True)

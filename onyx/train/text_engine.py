@@ -124,7 +124,7 @@ def evaluate_report(
 ) -> tuple[float, dict[str, Any]]:
     """(loss, classification report) of the model on a loader."""
     y, probabilities, loss = predict(model, loader, device)
-    return loss, classification_report(y, probabilities.argmax(1), probabilities, labels)
+    return loss, classification_report(y, probabilities, list(labels))
 
 
 def build_vocabulary(train: list[Example], config: TextTrainConfig) -> Vocabulary:
@@ -273,7 +273,7 @@ def _run_epoch(run: _Run) -> None:
         "train_accuracy": train_acc,
         "val_loss": val_loss,
         "val_accuracy": report["accuracy"],
-        "val_f1_macro": report["f1_macro"],
+        "val_f1_macro": report["macro"]["f1"],
         "lr": run.scheduler.get_last_lr()[0],
     }
     state.history.append(record)
@@ -322,12 +322,13 @@ def _finish(run: _Run) -> TextFitResult:
     if config.plots:
         plot_history(run.state.history, out_dir / "curves.png")
         plot_confusion(report["confusion_matrix"], config.labels, out_dir / "confusion.png")
-    auc = f", ROC-AUC {report['roc_auc']:.4f}" if "roc_auc" in report else ""
+    binary = report.get("binary")
+    auc = f", ROC-AUC {binary['roc_auc']:.4f}" if binary else ""
     log.info(
         "best epoch %d: val accuracy %.4f, macro F1 %.4f%s",
         best["epoch"],
         report["accuracy"],
-        report["f1_macro"],
+        report["macro"]["f1"],
         auc,
     )
     return TextFitResult(

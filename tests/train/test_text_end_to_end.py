@@ -87,7 +87,8 @@ def test_metrics_checkpoints_and_plots_are_written(trained: Trained) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     report = metrics["val"]
     assert report["accuracy"] == trained.fit.best_accuracy
-    assert {"precision_macro", "recall_macro", "f1_macro", "roc_auc"} <= report.keys()
+    assert {"accuracy", "macro", "per_class", "confusion_matrix", "binary"} <= report.keys()
+    assert {"precision", "recall", "f1", "roc_auc"} <= report["binary"].keys()
     assert np.sum(report["confusion_matrix"]) == len(trained.split.val)
     for name in ("best.pt", "last.pt", "config.json", "curves.png", "confusion.png"):
         assert (run / name).is_file(), name

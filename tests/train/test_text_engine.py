@@ -44,7 +44,7 @@ def test_multiclass_folders_report_validation_and_test(tmp_path: Path) -> None:
     result = fit_text(config)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["val"]["confusion_matrix"] and len(metrics["val"]["confusion_matrix"]) == 3
-    assert "roc_auc" not in metrics["val"]  # binary only
+    assert "binary" not in metrics["val"]  # ROC-AUC and positive-class figures: binary only
     assert metrics["test"]["confusion_matrix"] and np.sum(metrics["test"]["confusion_matrix"]) == 36
     checkpoint = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)
     assert checkpoint["labels"] == ["blue", "green", "red"]
@@ -90,8 +90,10 @@ def test_metrics_match_hand_computed_values() -> None:
     y_true = np.array([0, 0, 1, 1, 1, 2])
     y_pred = np.array([0, 1, 1, 1, 0, 2])
     assert confusion_matrix(y_true, y_pred, 3).tolist() == [[1, 1, 0], [1, 2, 0], [0, 0, 1]]
-    report = classification_report(y_true, y_pred, np.eye(3)[y_pred], ["a", "b", "c"])
+    report = classification_report(y_true, np.eye(3)[y_pred], ["a", "b", "c"])
     assert report["accuracy"] == 4 / 6
-    assert report["per_class"]["b"] == {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3}
+    assert report["per_class"]["b"] == {
+        "precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3,
+    }  # fmt: skip
     # AUC: 3 of 4 positive/negative pairs ordered right, one tie counted half.
     assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.5, 0.5, 0.9])) == 0.875

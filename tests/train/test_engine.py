@@ -1,0 +1,228 @@
+"""fit(): learns, keeps the best epoch, stops early, resumes exactly, is deterministic, and
+survives Ctrl-C; the transfer schedule freezes what it should."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from onyx.train import engine
+from onyx.train.checkpoint import load_raw
+from onyx.train.config import AugmentConfig, ImageTrainConfig
+from onyx.train.engine import fit
+from onyx.train.export import load_checkpoint
+from onyx.train.models import get_model
+from onyx.train.schedule import lr_factor, set_trainable, train_mode
+
+
+def small_config(data: Path, out: Path, **overrides: Any) -> ImageTrainConfig:
+    base = ImageTrainConfig(
+        data_dir=str(data),
+        out_dir=str(out),
+        model="small_cnn",
+        weights="none",
+        image_size=32,
+        epochs=4,
+        batch_size=16,
+        lr=5e-3,
+        warmup_steps=2,
+        augment=AugmentConfig(
+            crop_scale_min=0.8,
+            hflip=True,
+            rotation_degrees=0.0,
+            translate_fraction=0.0,
+            color_jitter=0.0,
+        ),
+    )
+    return replace(base, **overrides)
+
+
+def test_learns_a_synthetic_task_and_keeps_the_best_epoch(shapes_dir: Path, tmp_path: Path) -> None:
+    result = fit(small_config(shapes_dir, tmp_path / "run"))
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0] * 0.7, losses
+    assert result.best_accuracy >= 0.9, result.history
+    best = load_raw(result.best_checkpoint)
+    assert best["metrics"]["val_accuracy"] == result.best_accuracy
+    assert {"model", "optimizer", "scheduler", "epoch", "config", "metrics"} <= set(best)
+    for name in ("config.json", "split.json", "metrics.json", "curves.png", "last.pt"):
+        assert (tmp_path / "run" / name).is_file(), name
+    model, _ = load_checkpoint(result.best_checkpoint)  # rebuilt from the name alone
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_same_seed_same_weights_on_cpu(shapes_dir: Path, tmp_path: Path) -> None:
+    first = fit(small_config(shapes_dir, tmp_path / "a", epochs=1, max_steps=3))
+    second = fit(small_config(shapes_dir, tmp_path / "b", epochs=1, max_steps=3))
+    other = fit(small_config(shapes_dir, tmp_path / "c", epochs=1, max_steps=3, seed=1))
+    a, b, c = (load_raw(r.last_checkpoint)["model"] for r in (first, second, other))  # type: ignore[arg-type]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_early_stopping_restores_the_best_weights(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scripted = iter([0.5, 0.7, 0.6, 0.6, 0.9, 0.9])  # best at epoch 2, then 2 worse epochs
+    real_evaluate = engine.evaluate
+
+    def fake_evaluate(*args: Any) -> engine.EpochStats:
+        stats = real_evaluate(*args)
+        return engine.EpochStats(stats.loss, next(scripted))
+
+    monkeypatch.setattr(engine, "evaluate", fake_evaluate)
+    result = fit(small_config(shapes_dir, tmp_path / "run", epochs=6, patience=2, max_steps=2))
+    assert result.stopped_early
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert result.best_accuracy == 0.7
+    best = load_raw(result.best_checkpoint)
+    assert best["epoch"] == 2
+    assert result.model is not None
+    restored = result.model.state_dict()
+    assert all(torch.equal(restored[k], best["model"][k]) for k in restored)
+
+
+def test_ctrl_c_saves_last_and_resume_continues_exactly(
+    shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real = engine.train_one_epoch
+
+    def interrupted(*args: Any, **kwargs: Any) -> engine.EpochStats:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", interrupted)
+    config = small_config(shapes_dir, tmp_path / "run", epochs=2, max_steps=2)
+    result = fit(config)  # Ctrl-C as epoch 2 starts
+    assert result.interrupted
+    last = load_raw(tmp_path / "run" / "last.pt")
+    assert last["epoch"] == 1
+    monkeypatch.setattr(engine, "train_one_epoch", real)
+    resumed = fit(replace(config, resume=str(tmp_path / "run" / "last.pt")))
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    straight = fit(replace(config, out_dir=str(tmp_path / "straight")))
+    a = load_raw(straight.last_checkpoint)["model"]  # type: ignore[arg-type]
+    b = load_raw(resumed.last_checkpoint)["model"]  # type: ignore[arg-type]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_options_sgd_step_schedule_smoothing_weights_clipping(
+    shapes_dir: Path, tmp_path: Path
+) -> None:
+    result = fit(
+        small_config(
+            shapes_dir,
+            tmp_path / "run",
+            epochs=2,
+            max_steps=3,
+            optimizer="sgd",
+            schedule="step",
+            label_smoothing=0.1,
+            class_weights="balanced",
+            clip_grad_norm=1.0,
+            lr=0.05,
+        )
+    )
+    assert len(result.history) == 2
+    assert all(h["train_loss"] == h["train_loss"] for h in result.history)  # not NaN
+
+
+def test_transfer_schedule_freezes_then_unfreezes_last_stages() -> None:
+    config = ImageTrainConfig(
+        data_dir=".", model="resnet18", weights="imagenet", freeze_epochs=1, unfreeze=2
+    )
+    model = get_model("resnet18", 3)
+    set_trainable(config, model, epoch=1)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"fc.weight", "fc.bias"}
+    train_mode(model)
+    assert not model.layer4[0].bn1.training  # frozen BN keeps its ImageNet statistics
+    set_trainable(config, model, epoch=2)
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"fc", "layer3", "layer4"}
+    train_mode(model)
+    assert model.layer4[0].bn1.training and not model.bn1.training
+
+
+def test_warmup_then_cosine() -> None:
+    factors = [lr_factor(s, 10, 2, "cosine") for s in range(10)]
+    assert factors[0] == 0.5 and factors[1] == 1.0
+    assert all(a >= b for a, b in itertools.pairwise(factors[1:]))
+    assert lr_factor(9, 10, 0, "step") == pytest.approx(0.01)
+
+
+def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_path: Path) -> None:
+    """Epoch 1: only the head moves and frozen BatchNorm statistics stay ImageNet's. Epoch 2: the
+    last 2 stages train too, at lr x backbone_lr_scale; earlier stages never change."""
+    from tests.train.conftest import write_shapes
+
+    data = write_shapes(tmp_path / "data", 8, classes=("a", "b"))
+    pretrained = get_model("efficientnet_lite0", 2, weights="imagenet").state_dict()
+    config = ImageTrainConfig(
+        data_dir=str(data),
+        out_dir=str(tmp_path / "run"),
+        model="efficientnet_lite0",
+        weights="imagenet",
+        image_size=32,
+        epochs=1,
+        batch_size=8,
+        max_steps=2,
+        lr=1e-2,
+        freeze_epochs=1,
+        unfreeze=2,
+        backbone_lr_scale=0.1,
+        augment=AugmentConfig.off(),
+    )
+    fit(config)
+    after_head = load_raw(tmp_path / "run" / "last.pt")
+    changed = {
+        k
+        for k, v in after_head["model"].items()
+        if k in pretrained and not k.startswith("classifier") and not torch.equal(v, pretrained[k])
+    }
+    assert changed == set()  # weights and BatchNorm running stats untouched
+    head = after_head["model"]["classifier.weight"]
+    assert not torch.equal(head, pretrained["classifier.weight"])
+    fit(replace(config, epochs=2, resume=str(tmp_path / "run" / "last.pt")))
+    after = load_raw(tmp_path / "run" / "last.pt")
+    moved = {
+        k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("blocks") else "")
+        for k, v in after["model"].items()
+        if not torch.equal(v, after_head["model"][k])
+    }
+    # Stages: stem, blocks.0..6, head conv; the last 2 are blocks.6 and conv_head/bn2.
+    assert moved == {"blocks.6", "conv_head", "bn2", "classifier"}
+    groups = {g["name"]: g["initial_lr"] for g in after["optimizer"]["param_groups"]}
+    assert groups == {"head": 1e-2, "backbone": pytest.approx(1e-3)}
+
+
+def test_resume_refuses_a_checkpoint_of_another_architecture(
+    shapes_dir: Path, tmp_path: Path
+) -> None:
+    config = small_config(shapes_dir, tmp_path / "run", epochs=1, max_steps=1)
+    fit(config)
+    with pytest.raises(ValueError, match="is a small_cnn checkpoint, not resnet18"):
+        fit(replace(config, model="resnet18", resume=str(tmp_path / "run" / "last.pt")))
+
+
+def test_mixed_precision_step_scales_unscales_clips_and_steps() -> None:
+    """The CUDA AMP path (float16 autocast, loss scaling, unscale before clipping), run with
+    CPU's GradScaler since these machines have no GPU."""
+    torch.manual_seed(0)
+    model = get_model("small_cnn", 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-2)
+    options = engine.StepOptions(scaler=torch.amp.GradScaler("cpu"), clip_grad_norm=1.0)
+    images, targets = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
+    logits, loss = engine._step(model, images, targets, optimizer, options)
+    assert logits.shape == (4, 3) and torch.isfinite(loss.detach())
+    after = model.state_dict()
+    assert not torch.equal(after["features.0.0.weight"], before["features.0.0.weight"])
