@@ -50,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repository", type=Path, default=Path("bench/models"))
     parser.add_argument("--max-batch-size", type=int, default=8)
-    parser.add_argument("--max-queue-delay-us", type=int, default=500)
+    parser.add_argument("--max-queue-delay-us", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(0)
     model = resnet18(weights=None).eval()

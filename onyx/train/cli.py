@@ -47,9 +47,10 @@ def train_group() -> None:
 @click.option(
     "--max-queue-delay-us",
     type=click.IntRange(0),
-    default=1000,
+    default=0,
     show_default=True,
-    help="How long a request may wait for others to batch with.",
+    help="How long a lone request may wait for others to batch with. 0 suits most models: "
+    "while a batch runs, new requests queue and form the next batch anyway.",
 )
 @click.option(
     "--atol",
