@@ -16,10 +16,9 @@ import grpc
 import numpy as np
 from tqdm import tqdm
 
-from onyx.bench.load import RunResult, closed_loop, make_sender, open_loop
+from onyx.bench.load import RunResult, classify_call, closed_loop, make_sender, open_loop
 from onyx.bench.scrape import scrape, server_split
 from onyx.proto.v1 import classifier_pb2 as api
-from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.client import Client
 from onyx.serve.inputs import InputLimits, decode_inputs
@@ -78,25 +77,26 @@ def run_levels(config: BenchConfig) -> list[RunResult]:
 async def _run_levels(config: BenchConfig, request: api.ClassifyRequest) -> list[RunResult]:
     results = []
     async with grpc.aio.insecure_channel(config.server) as channel:
-        stub = api_grpc.ClassifierStub(channel)
+        call = classify_call(channel)
+        payload = request.SerializeToString()
         warm = RunResult("closed", 1, config.inputs_per_request)
         await closed_loop(
-            make_sender(stub, request, warm, config.timeout_s), 2, config.warmup_s, 10_000,
+            make_sender(call, payload, warm, config.timeout_s), 2, config.warmup_s, 10_000,
             lambda _: None,
         )  # fmt: skip
         levels = [("closed", float(c)) for c in config.concurrency]
         levels += [("open", r) for r in config.rates]
         for mode, level in levels:
-            results.append(await _run_level(stub, request, config, mode, level))
+            results.append(await _run_level(call, payload, config, mode, level))
     return results
 
 
 async def _run_level(
-    stub: api_grpc.ClassifierStub, request: api.ClassifyRequest, config: BenchConfig,
+    call: grpc.aio.UnaryUnaryMultiCallable, payload: bytes, config: BenchConfig,
     mode: str, level: float,
 ) -> RunResult:  # fmt: skip
     result = RunResult(mode, level, config.inputs_per_request)
-    send = make_sender(stub, request, result, config.timeout_s)
+    send = make_sender(call, payload, result, config.timeout_s)
     before = scrape(config.metrics_url) if config.metrics_url else None
     label = f"{mode} {'c' if mode == 'closed' else 'rps'}={level:g}"
     with tqdm(desc=label, unit="req", leave=False, dynamic_ncols=True, file=sys.stderr) as bar:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage.data as skimage_data
 import torch
 from PIL import Image
 
@@ -13,8 +14,6 @@ from onyx.serve.preprocess import preprocess_image
 from onyx.train.lite0 import LITE0_REPEATS, block_position, rename_key, rename_lite0_keys
 from onyx.train.models import get_model, model_entry
 from onyx.train.weights import imagenet_categories
-
-skimage_data = pytest.importorskip("skimage.data")
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 

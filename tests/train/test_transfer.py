@@ -10,12 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from onyx.train.config import AugmentConfig, ImageTrainConfig
 from onyx.train.engine import fit
-
-pytest.importorskip("skimage")
 
 
 def linear_probe(data: Path, out: Path, weights: str) -> float:
