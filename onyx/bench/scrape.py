@@ -10,8 +10,12 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(url: str, timeout_s: float = 5.0) -> Samples:
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:
-        text = response.read().decode()
+    """Every sample at `url`; empty when nothing answers there (a server without metrics)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            text = response.read().decode()
+    except OSError:  # URLError included: the split is then simply not reported
+        return {}
     return {
         (sample.name, frozenset(sample.labels.items())): float(sample.value)
         for family in text_string_to_metric_families(text)

@@ -74,6 +74,7 @@ class ServerMetrics:
             registry=r,
         )  # fmt: skip
         self.grpc = GrpcMetrics(r)
+        self._series: dict[tuple[str, int], ModelSeries] = {}
         if process:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
@@ -87,7 +88,10 @@ class ServerMetrics:
         self.load_failures.labels(model)
 
     def track(self, model: str, version: int) -> RequestTracker:
-        return RequestTracker(self, model, version)
+        series = self._series.get((model, version))
+        if series is None:
+            series = self._series[(model, version)] = ModelSeries(self, model, version)
+        return RequestTracker(series)
 
     def batch_observer(self, model: str, version: int) -> BatchMetrics:
         """The batcher's observer for a version; also creates its series at zero, so dashboards
@@ -183,47 +187,81 @@ class GrpcMetrics:
             "grpc_server_handling_seconds", "RPC handling time on the server.", labels,
             buckets=LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
+        # (kind, method) -> its started/seconds children, labels, and handled children by code.
+        self._methods: dict[
+            tuple[str, str], tuple[Counter, Histogram, tuple[str, str, str], dict[str, Counter]]
+        ] = {}
 
     def record(self, kind: str, full_method: str) -> Callable[[str], None]:
         """Count a started RPC; returns the function that records its end with a code name."""
-        service, _, method = full_method.lstrip("/").rpartition("/")
-        labels = (kind, service, method)
-        self.started.labels(*labels).inc()
+        key = (kind, full_method)
+        series = self._methods.get(key)
+        if series is None:
+            service, _, method = full_method.lstrip("/").rpartition("/")
+            labels = (kind, service, method)
+            series = self._methods[key] = (
+                self.started.labels(*labels), self.seconds.labels(*labels), labels, {}
+            )  # fmt: skip
+        started_total, seconds, labels, handled = series
+        started_total.inc()
         started = time.perf_counter()
 
         def done(code: str) -> None:
-            self.handled.labels(*labels, code).inc()
-            self.seconds.labels(*labels).observe(time.perf_counter() - started)
+            child = handled.get(code)
+            if child is None:
+                child = handled[code] = self.handled.labels(*labels, code)
+            child.inc()
+            seconds.observe(time.perf_counter() - started)
 
         return done
+
+
+class ModelSeries:
+    """The request series of one model version, resolved once: `.labels()` takes a lock and a
+    dict lookup per call, which adds up at thousands of requests per second."""
+
+    def __init__(self, metrics: ServerMetrics, model: str, version: int) -> None:
+        labels = (model, str(version))
+        self._labels = labels
+        self._requests = metrics.requests
+        self.inflight = metrics.inflight.labels(*labels)
+        self.request_seconds = metrics.request_seconds.labels(*labels)
+        self.preprocess_seconds = metrics.preprocess_seconds.labels(*labels)
+        self.inputs = metrics.inputs.labels(*labels)
+        self._by_code: dict[str, Counter] = {}
+
+    def requests(self, code: str) -> Counter:
+        child = self._by_code.get(code)
+        if child is None:
+            child = self._by_code[code] = self._requests.labels(*self._labels, code)
+        return child
 
 
 class RequestTracker:
     """Times one Classify request and records its outcome: `with metrics.track(m, v) as t:`."""
 
-    def __init__(self, metrics: ServerMetrics, model: str, version: int) -> None:
-        self._metrics = metrics
-        self._labels = (model, str(version))
+    def __init__(self, series: ModelSeries) -> None:
+        self._series = series
         self._started = 0.0
         self.inputs = 0
 
     def __enter__(self) -> RequestTracker:
         self._started = time.perf_counter()
-        self._metrics.inflight.labels(*self._labels).inc()
+        self._series.inflight.inc()
         return self
 
     def preprocessed(self, seconds: float) -> None:
-        self._metrics.preprocess_seconds.labels(*self._labels).observe(seconds)
+        self._series.preprocess_seconds.observe(seconds)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
-        metrics, labels = self._metrics, self._labels
-        metrics.inflight.labels(*labels).dec()
-        metrics.requests.labels(*labels, _code_name(exc)).inc()
-        metrics.request_seconds.labels(*labels).observe(time.perf_counter() - self._started)
+        series = self._series
+        series.inflight.dec()
+        series.requests(_code_name(exc)).inc()
+        series.request_seconds.observe(time.perf_counter() - self._started)
         if exc is None:
-            metrics.inputs.labels(*labels).inc(self.inputs)
+            series.inputs.inc(self.inputs)
 
 
 def _code_name(error: BaseException | None) -> str:
