@@ -41,6 +41,8 @@ def start_process(repository: Path, *flags: str) -> tuple[subprocess.Popen[str],
             "127.0.0.1",
             "--port",
             "0",
+            "--metrics-port",
+            "0",  # never collide with whatever listens on the default 9090
             *flags,
         ],
         cwd=ROOT,
