@@ -16,7 +16,7 @@ from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.errors import InvalidInput, LimitExceeded, ServeError
 from onyx.serve.preprocess import DEFAULT_MAX_IMAGE_PIXELS, image_bytes_to_array
 from onyx.serve.runtime import NUMPY_DTYPES
-from onyx.serve.text import TextEncoder
+from onyx.serve.text import TextEncoder, pad_batch
 
 _KIND_FOR_TASK = {pb.TASK_IMAGE: "image", pb.TASK_TEXT: "text"}
 
@@ -50,11 +50,7 @@ def decode_inputs(
 def stack(arrays: Sequence[np.ndarray], config: pb.ModelConfig) -> np.ndarray:
     """Stack per-input arrays; token sequences are right-padded to the longest."""
     if config.task == pb.TASK_TEXT:
-        longest = max(a.shape[0] for a in arrays)
-        batch = np.full((len(arrays), longest), config.text.pad_id, dtype=arrays[0].dtype)
-        for row, array in enumerate(arrays):
-            batch[row, : array.shape[0]] = array
-        return batch
+        return pad_batch(arrays, int(config.text.pad_id))
     return np.stack(arrays)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -46,7 +47,7 @@ from onyx.serve.errors import ConfigError, ModelNotFound, ModelNotReady
 from onyx.serve.metrics import ServerMetrics
 from onyx.serve.model_config import CONFIG_FILE, load_config
 from onyx.serve.runtime import CUDA, NUMPY_DTYPES, RuntimeOptions, Session
-from onyx.serve.text import TextEncoder, load_encoder
+from onyx.serve.text import TextEncoder, load_encoder, pad_rows
 
 log = logging.getLogger(__name__)
 
@@ -454,18 +455,7 @@ def collate_for(config: pb.ModelConfig) -> Collate:
     """How queued inputs join into one batch: concatenated, or right-padded for text."""
     if config.task != pb.TASK_TEXT:
         return concatenate
-    pad_id = config.text.pad_id
-
-    def pad_to_longest(arrays: Sequence[np.ndarray]) -> np.ndarray:
-        longest = max(a.shape[1] for a in arrays)
-        batch = np.full((sum(a.shape[0] for a in arrays), longest), pad_id, dtype=arrays[0].dtype)
-        row = 0
-        for array in arrays:
-            batch[row : row + array.shape[0], : array.shape[1]] = array
-            row += array.shape[0]
-        return batch
-
-    return pad_to_longest
+    return functools.partial(pad_rows, pad_id=int(config.text.pad_id))
 
 
 def warmup_batch_sizes(max_batch_size: int, on_gpu: bool) -> list[int]:

@@ -169,13 +169,22 @@ class TextEncoder:
             )
 
 
+def pad_rows(blocks: Sequence[np.ndarray], pad_id: int = PAD_ID) -> np.ndarray:
+    """Stack (n_i, T_i) id blocks into one (sum n_i, max T_i) batch, right-padded with `pad_id`:
+    each batch is padded only to its own longest sequence, never to max_length."""
+    longest = max(block.shape[1] for block in blocks)
+    rows = sum(block.shape[0] for block in blocks)
+    batch = np.full((rows, longest), pad_id, dtype=blocks[0].dtype)
+    row = 0
+    for block in blocks:
+        batch[row : row + block.shape[0], : block.shape[1]] = block
+        row += block.shape[0]
+    return batch
+
+
 def pad_batch(sequences: Sequence[np.ndarray], pad_id: int = PAD_ID) -> np.ndarray:
     """Right-pad 1-D id arrays to the longest: (batch, longest) int64."""
-    longest = max(len(s) for s in sequences)
-    batch = np.full((len(sequences), longest), pad_id, dtype=np.int64)
-    for row, sequence in enumerate(sequences):
-        batch[row, : len(sequence)] = sequence
-    return batch
+    return pad_rows([np.asarray(s, dtype=np.int64)[None] for s in sequences], pad_id)
 
 
 def load_encoder(spec: pb.TextPreprocessing, version_dir: Path) -> TextEncoder:
