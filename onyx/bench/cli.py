@@ -134,9 +134,10 @@ def bench_command(
     if baseline:
         if repository is None:
             raise click.UsageError("--baseline needs --repository to find the model file")
-        sample = model_sample(build_input(config, model_config), model_config)
+        model_file = newest_model_file(repository, model)
+        sample = model_sample(build_input(config, model_config), model_config, model_file.parent)
         batches = [int(b) for b in _numbers(baseline_batches, int)]
-        raw = measure(newest_model_file(repository, model), sample, batches, min(duration, 5.0))
+        raw = measure(model_file, sample, batches, min(duration, 5.0))
     if as_json_output:
         click.echo(json.dumps(as_json(runs, raw), indent=2))
     else:

@@ -23,6 +23,7 @@ from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.client import Client
 from onyx.serve.inputs import InputLimits, decode_inputs
 from onyx.serve.runtime import NUMPY_DTYPES
+from onyx.serve.text import load_encoder
 
 SEQUENCE_LENGTH = 32  # for inputs with a dynamic time axis
 
@@ -59,9 +60,11 @@ def build_input(config: BenchConfig, model: pb.ModelConfig, seed: int = 0) -> ap
     return api.Input(tensor=api.Tensor(shape=dims, data=array.tobytes()))
 
 
-def model_sample(single: api.Input, model: pb.ModelConfig) -> np.ndarray:
-    """The preprocessed array of one input, exactly as the server makes it (for the baseline)."""
-    sample: np.ndarray = decode_inputs([single], model, InputLimits())[0]
+def model_sample(single: api.Input, model: pb.ModelConfig, version_dir: Path) -> np.ndarray:
+    """The preprocessed array of one input, exactly as the server makes it (for the baseline);
+    text models are tokenized with the vocabulary published in `version_dir`."""
+    encoder = load_encoder(model.text, version_dir) if model.task == pb.TASK_TEXT else None
+    sample: np.ndarray = decode_inputs([single], model, InputLimits(), encoder)[0]
     return sample
 
 
