@@ -19,7 +19,7 @@ from onyx.cli import main
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
 from onyx.serve.metrics import ServerMetrics
-from tests.serve.factories import add_image_model
+from tests.serve.factories import add_image_model, add_text_model
 
 
 def test_closed_loop_stops_at_the_request_cap() -> None:
@@ -90,3 +90,19 @@ def test_bench_command_against_a_real_server(server: ServerThread, tmp_path: Pat
         assert run["requests_ok"] > 0 and run["errors"] == {}
         assert run["server"]["mean_batch_size"] >= 1
         assert isinstance(run["throughput_vs_raw_best"], float)
+
+
+def test_bench_text_baseline_uses_the_models_vocabulary(tmp_path: Path) -> None:
+    add_text_model(tmp_path)
+    config = ServerConfig(repository=tmp_path, host="127.0.0.1", port=0)
+    with ServerThread(config, metrics=ServerMetrics(CollectorRegistry(), process=False)) as server:
+        args = [
+            "bench", "--server", server.address, "--model", "words", "-c", "2",
+            "--duration", "0.3", "--text", "not good", "--repository", str(tmp_path),
+            "--baseline", "--baseline-batches", "1", "--json",
+        ]  # fmt: skip
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["runs"][0]["requests_ok"] > 0 and report["runs"][0]["errors"] == {}
+    assert report["baseline"][0]["batch_size"] == 1
