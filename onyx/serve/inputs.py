@@ -51,6 +51,8 @@ def stack(arrays: Sequence[np.ndarray], config: pb.ModelConfig) -> np.ndarray:
     """Stack per-input arrays; token sequences are right-padded to the longest."""
     if config.task == pb.TASK_TEXT:
         return pad_batch(arrays, int(config.text.pad_id))
+    if len(arrays) == 1:  # the common single-input request: a view, not a copy
+        return arrays[0][None]
     return np.stack(arrays)
 
 
