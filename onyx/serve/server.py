@@ -114,16 +114,7 @@ async def create_server(
         ],
         interceptors=[MetricsInterceptor(metrics.grpc)] if metrics is not None else [],
     )
-    api_grpc.add_ClassifierServicer_to_server(
-        ClassifierServicer(pipeline, config.limits, config.stream_window), server
-    )
-    kserve = KServeServicer(pipeline, config.limits, config.model_control, config.stream_window)
-    kv2_grpc.add_GRPCInferenceServiceServicer_to_server(kserve, server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [CLASSIFIER_SERVICE, KSERVE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    kserve, health_servicer = _add_services(server, pipeline, config)
     port = _listen(server, f"{config.host}:{config.port}", config.tls)
     await server.start()
     running = RunningServer(server, port, repository, health_servicer, preprocess, kserve)
@@ -137,6 +128,23 @@ async def create_server(
     if config.model_control == "poll":
         running.watcher = asyncio.ensure_future(watch(repository, config.poll_interval_s))
     return running
+
+
+def _add_services(
+    server: grpc.aio.Server, pipeline: Pipeline, config: ServerConfig
+) -> tuple[KServeServicer, health.aio.HealthServicer]:
+    """onyx.v1 and KServe v2 over one pipeline, plus health and reflection, on one port."""
+    api_grpc.add_ClassifierServicer_to_server(
+        ClassifierServicer(pipeline, config.limits, config.stream_window), server
+    )
+    kserve = KServeServicer(pipeline, config.limits, config.model_control, config.stream_window)
+    kv2_grpc.add_GRPCInferenceServiceServicer_to_server(kserve, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [CLASSIFIER_SERVICE, KSERVE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    return kserve, health_servicer
 
 
 def _listen(server: grpc.aio.Server, address: str, tls: TlsConfig | None) -> int:
