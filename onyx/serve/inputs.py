@@ -19,6 +19,7 @@ from onyx.serve.runtime import NUMPY_DTYPES
 from onyx.serve.text import TextEncoder, pad_batch
 
 _KIND_FOR_TASK = {pb.TASK_IMAGE: "image", pb.TASK_TEXT: "text"}
+_ARTICLE = {"image": "an", "text": "a"}
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def _decode_one(
         expected = _KIND_FOR_TASK[config.task]
         if kind != expected:
             raise InvalidInput(
-                f"is {kind} but model {config.name!r} is a {expected} model; "
+                f"is {kind} but model {config.name!r} is {_ARTICLE[expected]} {expected} model; "
                 f"send {expected} (or a preprocessed tensor)"
             )
         if kind == "image":
