@@ -19,7 +19,7 @@ from onyx.cli import main
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
 from onyx.serve.metrics import ServerMetrics
-from tests.serve.factories import add_image_model, add_text_model
+from tests.serve.tiny_models import write_image_model, write_text_model
 
 
 def test_closed_loop_stops_at_the_request_cap() -> None:
@@ -64,7 +64,7 @@ def test_ratios_compare_with_raw_best_batch_and_batch_one() -> None:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
-    add_image_model(tmp_path)
+    write_image_model(tmp_path)
     metrics = ServerMetrics(CollectorRegistry(), process=False)
     config = ServerConfig(repository=tmp_path, host="127.0.0.1", port=0, metrics_port=0)
     with ServerThread(config, metrics=metrics) as running:
@@ -93,7 +93,7 @@ def test_bench_command_against_a_real_server(server: ServerThread, tmp_path: Pat
 
 
 def test_bench_text_baseline_uses_the_models_vocabulary(tmp_path: Path) -> None:
-    add_text_model(tmp_path)
+    write_text_model(tmp_path)
     config = ServerConfig(repository=tmp_path, host="127.0.0.1", port=0)
     with ServerThread(config, metrics=ServerMetrics(CollectorRegistry(), process=False)) as server:
         args = [

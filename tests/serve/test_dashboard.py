@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import urllib.request
 from pathlib import Path
 
 import grpc
-from PIL import Image
 
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
-from tests.serve.factories import add_image_model
+from tests.serve.tiny_models import png_bytes, write_image_model
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "onyx.json"
 METRIC = re.compile(r"\b((?:onyx|grpc_server|process)_[a-z0-9_]+)")
@@ -29,15 +27,11 @@ def _queries(dashboard: dict[str, object]) -> list[str]:
 
 
 def _exported_samples(tmp_path: Path) -> set[str]:
-    add_image_model(tmp_path)
+    write_image_model(tmp_path)
     config = ServerConfig(repository=tmp_path, host="127.0.0.1", port=0, metrics_port=0)
     with ServerThread(config) as server, grpc.insecure_channel(server.address) as channel:
-        buffer = io.BytesIO()
-        Image.new("L", (4, 4)).save(buffer, format="PNG")
         stub = api_grpc.ClassifierStub(channel)
-        stub.Classify(
-            api.ClassifyRequest(model="tiny", inputs=[api.Input(image=buffer.getvalue())])
-        )
+        stub.Classify(api.ClassifyRequest(model="tiny", inputs=[api.Input(image=png_bytes())]))
         assert server.running is not None
         url = f"http://127.0.0.1:{server.running.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as response:

@@ -4,7 +4,6 @@ Debian's `prometheus` package: apt-get install prometheus)."""
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import shutil
 import socket
@@ -17,14 +16,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from PIL import Image
 
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
-from tests.serve.factories import add_image_model
 from tests.serve.test_dashboard import DASHBOARD, _queries
+from tests.serve.tiny_models import png_bytes, write_image_model
 
 pytestmark = pytest.mark.slow
 MUST_HAVE_DATA = (
@@ -42,9 +40,7 @@ def _free_port() -> int:
 
 
 def _traffic(address: str, stop: threading.Event) -> None:
-    buffer = io.BytesIO()
-    Image.new("L", (4, 4), 128).save(buffer, format="PNG")
-    good = api.ClassifyRequest(model="tiny", inputs=[api.Input(image=buffer.getvalue())])
+    good = api.ClassifyRequest(model="tiny", inputs=[api.Input(image=png_bytes())])
     bad = api.ClassifyRequest(model="tiny", inputs=[api.Input(image=b"junk")])
     with grpc.insecure_channel(address) as channel:
         stub = api_grpc.ClassifierStub(channel)
@@ -64,7 +60,7 @@ def test_dashboard_queries_return_data_from_real_prometheus(tmp_path: Path) -> N
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("Debian's prometheus package is not installed")
-    add_image_model(tmp_path / "models")
+    write_image_model(tmp_path / "models")
     config = ServerConfig(repository=tmp_path / "models", host="127.0.0.1", port=0, metrics_port=0)
     with ServerThread(config) as server:
         assert server.running is not None

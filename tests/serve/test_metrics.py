@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
-from PIL import Image
 from prometheus_client import CollectorRegistry
 
 from onyx.proto.v1 import classifier_pb2 as api
@@ -19,21 +16,14 @@ from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
 from onyx.serve.metrics import ServerMetrics
-from tests.serve.factories import add_image_model
+from tests.serve.tiny_models import png_bytes, write_image_model
 
 MODEL = {"model": "tiny", "version": "1"}
 
 
-def _png(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 255, (4, 4), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[ServerThread, ServerMetrics]]:
-    add_image_model(tmp_path)
+    write_image_model(tmp_path)
     metrics = ServerMetrics(CollectorRegistry(), process=False)
     config = ServerConfig(repository=tmp_path, host="127.0.0.1", port=0, metrics_port=0)
     with ServerThread(config, metrics=metrics) as server:
@@ -61,8 +51,9 @@ def test_counts_and_histograms_follow_known_traffic(
     with grpc.insecure_channel(server.address) as channel:
         stub = api_grpc.ClassifierStub(channel)
         for seed in range(5):
-            stub.Classify(api.ClassifyRequest(model="tiny", inputs=[api.Input(image=_png(seed))]))
-        many = [api.Input(image=_png(s)) for s in range(3)]
+            one = [api.Input(image=png_bytes(seed))]
+            stub.Classify(api.ClassifyRequest(model="tiny", inputs=one))
+        many = [api.Input(image=png_bytes(s)) for s in range(3)]
         stub.Classify(api.ClassifyRequest(model="tiny", inputs=many))
         with pytest.raises(grpc.RpcError):
             stub.Classify(api.ClassifyRequest(model="tiny", inputs=[api.Input(image=b"junk")]))

@@ -7,7 +7,7 @@ import pytest
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.errors import ConfigError
 from onyx.serve.model_config import format_config, load_config, parse_config, save_config
-from tests.serve.factories import image_config
+from tests.serve.tiny_models import image_config
 
 
 def test_config_round_trips_through_text_format(tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_invalid_config_names_file_and_every_problem() -> None:
     message = str(error.value)
     assert message.startswith("models/x/config.pbtxt: ")
     assert "labels is empty" in message
-    assert "image.mean and image.std need 1 values each" in message
+    assert "image.mean and image.std need 3 values each" in message
     assert "max_batch_size" in message
 
 

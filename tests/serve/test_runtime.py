@@ -3,12 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from onyx.serve import runtime
 from onyx.serve.errors import ConfigError
 from onyx.serve.runtime import CPU, CUDA, Session, choose_providers
-from tests.serve.factories import image_config, linear_image_model
+from tests.serve.tiny_models import image_config, image_graph, random_batch, reference
 
 
 def test_cpu_is_chosen_with_a_reason_when_cuda_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,12 +27,12 @@ def test_cuda_first_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_session_runs_and_rejects_a_config_that_does_not_match(tmp_path: Path) -> None:
-    weight = linear_image_model(tmp_path / "model.onnx")
+    onnx.save(image_graph(seed=1), str(tmp_path / "model.onnx"))
     session = Session(tmp_path / "model.onnx", image_config(), runtime.RuntimeOptions(device="cpu"))
-    batch = np.ones((2, 1, 4, 4), dtype=np.float32)
-    assert session.run(batch).shape == (2, 3)
-    assert weight.shape == (16, 3)
-    wrong = image_config(labels=("a", "b"))
+    batch = random_batch(2)
+    np.testing.assert_allclose(session.run(batch), reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+    wrong = image_config()
+    del wrong.labels[2:]
     with pytest.raises(ConfigError, match="output has 3 classes but the config lists 2"):
         Session(tmp_path / "model.onnx", wrong, runtime.RuntimeOptions(device="cpu"))
     renamed = image_config()

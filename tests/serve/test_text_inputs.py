@@ -60,7 +60,8 @@ def test_image_bytes_to_a_text_model_is_invalid_and_says_send_text() -> None:
 
 
 def test_text_to_an_image_model_is_invalid_and_says_send_image() -> None:
-    with pytest.raises(InvalidInput, match=r"input 0: is text but model 'digits' is an image model"):
+    expected = r"input 0: is text but model 'digits' is an image model"
+    with pytest.raises(InvalidInput, match=expected):
         decode_inputs([api.Input(text="a cat")], image_config(), LIMITS)
 
 

@@ -155,3 +155,41 @@ def png_bytes(seed: int = 0, size: int = SIZE) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def write_text_model(root: Path, name: str = "words", version: int = 1) -> pb.ModelConfig:
+    """Embedding lookup -> mean over time -> 2 logits, with its vocabulary (no torch)."""
+    from onyx.serve.text import TOKENIZER_NAME, Vocabulary
+
+    vocabulary = Vocabulary(["<pad>", "<unk>", "good", "bad", "not"])
+    config = pb.ModelConfig(
+        name=name,
+        task=pb.TASK_TEXT,
+        labels=["negative", "positive"],
+        input=pb.TensorSpec(name="input", dtype=pb.DATA_TYPE_INT64, dims=[-1, -1]),
+        output=pb.TensorSpec(name="logits", dtype=pb.DATA_TYPE_FLOAT32, dims=[-1, 2]),
+        output_activation=pb.ACTIVATION_SOFTMAX,
+        text=pb.TextPreprocessing(
+            vocabulary_file="vocab.txt", max_length=16, pad_id=0, unk_id=1, tokenizer=TOKENIZER_NAME
+        ),
+        batching=pb.Batching(max_batch_size=4),
+    )
+    embedding = np.random.default_rng(0).standard_normal((5, 2)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["embedding", "input"], ["vectors"]),
+            helper.make_node("ReduceMean", ["vectors"], ["logits"], axes=[1], keepdims=0),
+        ],
+        "words",
+        [helper.make_tensor_value_info("input", TensorProto.INT64, ["batch", "time"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[numpy_helper.from_array(embedding, "embedding")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    folder = root / name / str(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(folder / "model.onnx"))
+    vocabulary.save(folder / "vocab.txt")
+    save_config(config, root / name / CONFIG_FILE)
+    return config
