@@ -41,7 +41,7 @@ def _target(
 
 
 def newest_model_file(repository: Path, model: str) -> Path:
-    versions = version_numbers(repository / model) if (repository / model).is_dir() else []
+    versions = version_numbers(repository / model)
     if not versions:
         raise click.UsageError(f"no versions of {model!r} under {repository}")
     return repository / model / str(versions[-1]) / MODEL_FILE
@@ -127,15 +127,17 @@ def bench_command(
             duration_s=duration, max_requests=max_requests, inputs_per_request=inputs_per_request,
             image=image, text=text, metrics_url=url,
         )  # fmt: skip
-        runs: list[RunResult] = run_levels(config)
         with Client(address) as client:
+            client.wait_ready(60)
             model_config = client.get_model(model).config
+        single = build_input(config, model_config)
+        runs: list[RunResult] = run_levels(config, single)
     raw = []
     if baseline:
         if repository is None:
             raise click.UsageError("--baseline needs --repository to find the model file")
         model_file = newest_model_file(repository, model)
-        sample = model_sample(build_input(config, model_config), model_config, model_file.parent)
+        sample = model_sample(single, model_config, model_file.parent)
         batches = [int(b) for b in _numbers(baseline_batches, int)]
         raw = measure(model_file, sample, batches, min(duration, 5.0))
     if as_json_output:

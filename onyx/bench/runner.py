@@ -22,7 +22,7 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.client import Client
 from onyx.serve.inputs import InputLimits, decode_inputs
-from onyx.serve.runtime import NUMPY_DTYPES
+from onyx.serve.runtime import NUMPY_DTYPES, wire_dtype
 from onyx.serve.text import load_encoder
 
 SEQUENCE_LENGTH = 32  # for inputs with a dynamic time axis
@@ -56,7 +56,7 @@ def build_input(config: BenchConfig, model: pb.ModelConfig, seed: int = 0) -> ap
     dtype = NUMPY_DTYPES[model.input.dtype]
     rng = np.random.default_rng(seed)
     values = rng.integers(2, 100, dims) if np.issubdtype(dtype, np.integer) else rng.random(dims)
-    array = values.astype(np.dtype(dtype).newbyteorder("<"))
+    array = values.astype(wire_dtype(model.input.dtype))
     return api.Input(tensor=api.Tensor(shape=dims, data=array.tobytes()))
 
 
@@ -68,11 +68,8 @@ def model_sample(single: api.Input, model: pb.ModelConfig, version_dir: Path) ->
     return sample
 
 
-def run_levels(config: BenchConfig) -> list[RunResult]:
-    with Client(config.server) as client:
-        client.wait_ready(60)
-        model = client.get_model(config.model).config
-    single = build_input(config, model)
+def run_levels(config: BenchConfig, single: api.Input) -> list[RunResult]:
+    """Every load level against the server, each request carrying `single` repeatedly."""
     request = api.ClassifyRequest(model=config.model, inputs=[single] * config.inputs_per_request)
     return asyncio.run(_run_levels(config, request))
 

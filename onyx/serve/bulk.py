@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
+from onyx.serve.preprocess import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 CSV_FIELDS = ["path", "label", "score", "top_k"]
 
 

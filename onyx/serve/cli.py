@@ -306,7 +306,7 @@ def classify_command(
                 names = list(texts)
                 response = client.classify_texts(model, texts, top_k, model_version)
         except grpc.RpcError as exc:
-            raise click.ClickException(f"{exc.code().name}: {exc.details()}") from exc
+            raise _rpc_error(exc) from exc
     if as_json:
         json.dump(as_json_records(names, response), sys.stdout, indent=2)
         click.echo()
@@ -314,12 +314,16 @@ def classify_command(
         click.echo(format_table(names, response))
 
 
+def _rpc_error(exc: grpc.RpcError) -> click.ClickException:
+    return click.ClickException(f"{exc.code().name}: {exc.details()}")
+
+
 def _classify_folder(server: str, job: BulkJob) -> None:
     with grpc.insecure_channel(server) as channel:
         try:
             summary = classify_folder(channel, job)
         except grpc.RpcError as exc:
-            raise click.ClickException(f"{exc.code().name}: {exc.details()}") from exc
+            raise _rpc_error(exc) from exc
     click.echo(
         f"{summary.classified} classified, {summary.skipped} already done, "
         f"{len(summary.failed)} failed -> {job.out}"

@@ -70,9 +70,13 @@ class ConfigError(ServeError):
     code = "INTERNAL"
 
 
+def code_name(error: BaseException) -> str:
+    """The name of the gRPC status code `error` is answered with (INTERNAL if unplanned)."""
+    return error.code if isinstance(error, ServeError) else "INTERNAL"
+
+
 def status_code(error: BaseException) -> grpc.StatusCode:
     """The gRPC status code `error` is answered with (INTERNAL for anything unplanned)."""
     import grpc
 
-    name = error.code if isinstance(error, ServeError) else "INTERNAL"
-    return grpc.StatusCode[name]
+    return grpc.StatusCode[code_name(error)]

@@ -15,7 +15,7 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.errors import InvalidInput, LimitExceeded, ServeError
 from onyx.serve.preprocess import DEFAULT_MAX_IMAGE_PIXELS, image_bytes_to_array
-from onyx.serve.runtime import NUMPY_DTYPES
+from onyx.serve.runtime import wire_dtype
 from onyx.serve.text import TextEncoder, pad_batch
 
 _KIND_FOR_TASK = {pb.TASK_IMAGE: "image", pb.TASK_TEXT: "text"}
@@ -39,13 +39,22 @@ def decode_inputs(
     need the `encoder` of the version that will run them."""
     if not inputs:
         raise InvalidInput("request has no inputs")
-    if len(inputs) > limits.max_inputs_per_request:
-        raise LimitExceeded(
-            f"request has {len(inputs)} inputs, over the max_inputs_per_request limit of "
-            f"{limits.max_inputs_per_request}"
-        )
+    check_input_count(len(inputs), limits)
     arrays = [_decode_one(i, item, config, limits, encoder) for i, item in enumerate(inputs)]
     return stack(arrays, config)
+
+
+def check_input_count(count: int, limits: InputLimits) -> None:
+    if count > limits.max_inputs_per_request:
+        raise LimitExceeded(
+            f"request has {count} inputs, over the max_inputs_per_request limit of "
+            f"{limits.max_inputs_per_request}"
+        )
+
+
+def dims_fit(dims: Sequence[int], shape: Sequence[int]) -> bool:
+    """Whether `shape` matches `dims`, where -1 is a dynamic axis."""
+    return len(shape) == len(dims) and all(d in (-1, s) for d, s in zip(dims, shape, strict=True))
 
 
 def stack(arrays: Sequence[np.ndarray], config: pb.ModelConfig) -> np.ndarray:
@@ -104,13 +113,11 @@ def tensor_to_array(tensor: api.Tensor, spec: pb.TensorSpec) -> np.ndarray:
     """Validate a raw tensor against the input spec (batch axis excluded) and wrap its bytes."""
     expected = list(spec.dims[1:])
     shape = list(tensor.shape)
-    if len(shape) != len(expected) or any(
-        e not in (-1, s) for e, s in zip(expected, shape, strict=True)
-    ):
+    if not dims_fit(expected, shape):
         raise InvalidInput(f"tensor shape {shape} does not match the model input {expected}")
     if any(s < 1 for s in shape):
         raise InvalidInput(f"tensor shape {shape} has a non-positive size")
-    dtype = np.dtype(NUMPY_DTYPES[spec.dtype]).newbyteorder("<")
+    dtype = wire_dtype(spec.dtype)
     size = int(np.prod(shape)) * dtype.itemsize
     if len(tensor.data) != size:
         raise InvalidInput(

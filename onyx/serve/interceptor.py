@@ -26,14 +26,24 @@ def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, metrics: GrpcMetrics) -> None:
         self._metrics = metrics
+        # Wrapped handlers by method: a method's handler never changes, so wrap it once. Only
+        # methods the server has are kept (unknown names come from clients: unbounded).
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
+        method: str = details.method
+        cached = self._wrapped.get(method)
+        if cached is not None:
+            return cached
         handler = await continuation(details)
         if handler is None:
             return None
-        method: str = details.method
+        self._wrapped[method] = wrapped = self._wrap(handler, method)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(handler.unary_unary, "unary", method),

@@ -61,7 +61,7 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
         pipeline: Pipeline,
         limits: InputLimits,
         model_control: ModelControl,
-        stream_window: int = 64,
+        stream_window: int,
     ) -> None:
         self._pipeline = pipeline
         self._stream_window = stream_window

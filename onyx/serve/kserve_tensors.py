@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.errors import InvalidInput, LimitExceeded
-from onyx.serve.inputs import InputLimits, decode_inputs
+from onyx.serve.errors import InvalidInput
+from onyx.serve.inputs import InputLimits, check_input_count, decode_inputs, dims_fit
+from onyx.serve.runtime import wire_dtype
 from onyx.serve.scores import activate, top_k
 from onyx.serve.text import TextEncoder
 
@@ -28,13 +28,6 @@ DATATYPES: dict[int, str] = {
     pb.DATA_TYPE_INT64: "INT64",
     pb.DATA_TYPE_FLOAT16: "FP16",
     pb.DATA_TYPE_INT32: "INT32",
-}
-NUMPY_OF: dict[str, np.dtype[Any]] = {
-    "FP32": np.dtype("<f4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "INT32": np.dtype("<i4"),
-    "FP64": np.dtype("<f8"),
 }
 _TYPED_FIELD = {"FP32": "fp32_contents", "INT64": "int64_contents", "INT32": "int_contents"}
 
@@ -62,11 +55,7 @@ def decode_tensor(
     shape = list(tensor.shape)
     if not shape or shape[0] < 1:
         raise InvalidInput(f"input {tensor.name!r} shape {shape} needs a batch axis of size >= 1")
-    if shape[0] > limits.max_inputs_per_request:
-        raise LimitExceeded(
-            f"request has {shape[0]} inputs, over the max_inputs_per_request limit of "
-            f"{limits.max_inputs_per_request}"
-        )
+    check_input_count(shape[0], limits)
     if tensor.datatype == "BYTES":
         return _decode_bytes(tensor, raw, shape, config, limits, encoder)
     array = _decode_numeric(tensor, raw, shape, config)
@@ -91,11 +80,9 @@ def _decode_numeric(
             "(or BYTES: encoded images / UTF-8 text)"
         )
     dims = list(spec.dims)
-    if len(shape) != len(dims) or any(
-        d not in (-1, s) for d, s in zip(dims[1:], shape[1:], strict=True)
-    ):
+    if not dims_fit([-1, *dims[1:]], shape):  # the batch axis was checked by the caller
         raise InvalidInput(f"input {tensor.name!r} shape {shape} does not match the model's {dims}")
-    dtype = NUMPY_OF[expected]
+    dtype = wire_dtype(spec.dtype)
     if raw is not None:
         if len(raw) != int(np.prod(shape)) * dtype.itemsize:
             raise InvalidInput(
@@ -172,7 +159,7 @@ def add_output(
         tensor.datatype, tensor.shape[:] = "BYTES", [len(rows), len(rows[0])]
         response.raw_output_contents.append(join_bytes([item for row in rows for item in row]))
         return
-    array = np.ascontiguousarray(outputs, dtype=NUMPY_OF[DATATYPES[config.output.dtype]])
+    array = np.ascontiguousarray(outputs, dtype=wire_dtype(config.output.dtype))
     tensor.datatype, tensor.shape[:] = DATATYPES[config.output.dtype], list(array.shape)
     response.raw_output_contents.append(array.tobytes())
 

@@ -29,6 +29,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from onyx.serve.errors import code_name
+
 if TYPE_CHECKING:
     from onyx.serve.repository import Repository
 
@@ -96,10 +98,9 @@ class ServerMetrics:
     def batch_observer(self, model: str, version: int) -> BatchMetrics:
         """The batcher's observer for a version; also creates its series at zero, so dashboards
         show a freshly loaded model before its first request."""
+        series = self._series[(model, version)] = ModelSeries(self, model, version)
+        series.requests("OK")
         labels = (model, str(version))
-        for metric in (self.inputs, self.request_seconds, self.preprocess_seconds, self.inflight):
-            metric.labels(*labels)
-        self.requests.labels(*labels, "OK")
         return BatchMetrics(
             self.batch_size.labels(*labels),
             self.queue_seconds.labels(*labels),
@@ -269,4 +270,4 @@ def _code_name(error: BaseException | None) -> str:
         return "OK"
     if isinstance(error, asyncio.CancelledError):
         return "CANCELLED"
-    return str(getattr(error, "code", "INTERNAL"))
+    return code_name(error)

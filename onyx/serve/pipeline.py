@@ -76,7 +76,9 @@ class Pipeline:
         version = model.version(version_number)
         config = model.config
         assert config is not None  # a model with a ready version has a config
-        tracking = self._track(model.name, version.version) if self._track else _untracked()
+        tracking = (
+            self._track(model.name, version.version) if self._track else contextlib.nullcontext()
+        )
         with version.lease(), tracking as tracker:
             started = time.perf_counter()
             if offload:
@@ -91,7 +93,3 @@ class Pipeline:
                 tracker.inputs = len(batch)
             outputs = await version.infer(batch, deadline)
         return Inferred(model.name, version.version, config, outputs)
-
-
-def _untracked() -> contextlib.AbstractContextManager[None]:
-    return contextlib.nullcontext()

@@ -28,6 +28,8 @@ _RESAMPLE = {
 }
 
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+# File suffixes treated as images when walking folders (training data, dedup, bulk classify).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:

@@ -455,7 +455,9 @@ def collate_for(config: pb.ModelConfig) -> Collate:
     """How queued inputs join into one batch: concatenated, or right-padded for text."""
     if config.task != pb.TASK_TEXT:
         return concatenate
-    return functools.partial(pad_rows, pad_id=int(config.text.pad_id))
+    pad = functools.partial(pad_rows, pad_id=int(config.text.pad_id))
+    # One request alone is already padded to its longest: no second copy.
+    return lambda blocks: blocks[0] if len(blocks) == 1 else pad(blocks)
 
 
 def warmup_batch_sizes(max_batch_size: int, on_gpu: bool) -> list[int]:

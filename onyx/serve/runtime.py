@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -31,6 +31,13 @@ NUMPY_DTYPES: dict[int, type[np.generic]] = {
     pb.DATA_TYPE_FLOAT16: np.float16,
     pb.DATA_TYPE_INT32: np.int32,
 }
+
+
+def wire_dtype(dtype: int) -> np.dtype[Any]:
+    """A model dtype as it travels in requests and responses: little-endian."""
+    return np.dtype(NUMPY_DTYPES[dtype]).newbyteorder("<")
+
+
 _ORT_TYPES = {
     pb.DATA_TYPE_FLOAT32: "tensor(float)",
     pb.DATA_TYPE_INT64: "tensor(int64)",

@@ -28,8 +28,6 @@ from onyx.serve.streams import answer_concurrently
 log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 5
-# Requests of one ClassifyStream in flight at once.
-DEFAULT_STREAM_WINDOW = 64
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 Handler = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Response]]
@@ -61,9 +59,7 @@ def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
 
 
 class ClassifierServicer(api_grpc.ClassifierServicer):
-    def __init__(
-        self, pipeline: Pipeline, limits: InputLimits, stream_window: int = DEFAULT_STREAM_WINDOW
-    ) -> None:
+    def __init__(self, pipeline: Pipeline, limits: InputLimits, stream_window: int) -> None:
         self._pipeline = pipeline
         self._repository = pipeline.repository
         self._limits = limits

@@ -25,12 +25,10 @@ from torch.utils.data import Dataset
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.errors import ServeError
-from onyx.serve.preprocess import decode_image, preprocess_image
+from onyx.serve.preprocess import IMAGE_SUFFIXES, decode_image, preprocess_image
 from onyx.train.augment import Augment, crop_spec
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True)

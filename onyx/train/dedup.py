@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from onyx.serve.errors import ServeError
-from onyx.serve.preprocess import decode_image
+from onyx.serve.preprocess import IMAGE_SUFFIXES, decode_image
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 SPLIT_ORDER = ("train", "val", "test")
 
 
@@ -75,7 +74,7 @@ def hamming(hashes: np.ndarray, value: np.uint64) -> np.ndarray:
 
 
 def _hash_files(root: Path, report: DedupReport) -> tuple[list[Path], list[str], np.ndarray]:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     kept, digests, hashes = [], [], []
     for path in files:
         data = path.read_bytes()
