@@ -14,7 +14,7 @@ import click
 TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'onyx[train]'"
 
 
-def _require_torch() -> None:
+def require_torch() -> None:
     try:
         import torch  # noqa: F401
     except ImportError as exc:
@@ -71,7 +71,7 @@ def export_command(
 
     Example: onyx export runs/digits/best.pt --name digits
     """
-    _require_torch()
+    require_torch()
     from onyx.logs import configure_logging
     from onyx.train.export import ExportConfig, ParityError, export_checkpoint
 
@@ -112,7 +112,7 @@ def demo_command(repository: Path, epochs: int) -> None:
     sentiment LSTM on generated reviews, publishes it as `sentiment`, serves both over gRPC and
     classifies held-out digits and a few sentences. Afterwards `onyx serve` serves them again.
     """
-    _require_torch()
+    require_torch()
     from onyx.logs import configure_logging
     from onyx.train.demo import run_demo
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +89,9 @@ def run_demo(
             lr=3e-3,
             mean=(0.5,),
             std=(0.5,),
+            augment=DIGITS_AUGMENT,
         )
-        fitted = fit(replace(config, augment=DIGITS_AUGMENT))
+        fitted = fit(config)
         log.info("3/4 exporting to ONNX and publishing into %s", repository)
         export_dir = work / "export"
         export_dir.mkdir(exist_ok=True)

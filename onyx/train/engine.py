@@ -41,7 +41,7 @@ from onyx.train.data import (
     load_split_file,
     save_split,
 )
-from onyx.train.distributed import DistContext, pick_device
+from onyx.train.distributed import DistContext
 from onyx.train.models import get_model
 from onyx.train.preprocessing import image_preprocessing
 from onyx.train.schedule import build_optimizer, build_scheduler, set_trainable, train_mode
@@ -54,7 +54,6 @@ __all__ = [
     "StepOptions",
     "evaluate",
     "fit",
-    "pick_device",
     "predict",
     "train_one_epoch",
 ]
@@ -115,7 +114,7 @@ def train_one_epoch(
         total_loss += loss.detach() * len(targets)
         correct += (logits.detach().argmax(1) == targets).sum()
         seen += len(targets)
-        if step % 10 == 0:
+        if options.show_progress and step % 10 == 0:  # float() syncs with the GPU: only to show
             progress.set_postfix(loss=f"{float(total_loss) / seen:.4f}")
         if options.max_steps and step >= options.max_steps:
             break

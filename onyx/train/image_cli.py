@@ -14,15 +14,9 @@ from typing import Any
 
 import click
 
-TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'onyx[train]'"
+from onyx.train.cli import require_torch
+
 _EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
-
-
-def _require_torch() -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise click.ClickException(TRAIN_EXTRA_HINT) from exc
 
 
 def _weights(ctx: click.Context, param: click.Parameter, value: str) -> str:  # noqa: ARG001
@@ -226,7 +220,7 @@ def train_image_command(data_dir: Path, **options: Any) -> None:
       onyx train image data/pets --resume runs/image/last.pt --epochs 10
       torchrun --nproc-per-node 2 -m onyx train image data/pets --device cpu
     """
-    _require_torch()
+    require_torch()
     from onyx.logs import configure_logging
     from onyx.train.engine import fit
     from onyx.train.models import list_models
@@ -296,7 +290,7 @@ def evaluate_command(model_path: Path, data_dir: Path, out: Path, batch_size: in
     from onyx.train import evaluate as ev
 
     if model_path.is_file():
-        _require_torch()
+        require_torch()
     configure_logging("warning")
     try:
         predictor = ev.load_predictor(model_path)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from onyx.train.cli import require_torch
+
 Choice = click.Choice
 
 
@@ -104,12 +106,7 @@ def train_text_command(
 
     Example: onyx train text reviews.jsonl --cell gru --bidirectional --out runs/sentiment
     """
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise click.ClickException(
-            "this command needs the training extra: pip install 'onyx[train]'"
-        ) from exc
+    require_torch()
     from onyx.logs import configure_logging
     from onyx.train.text_config import TextTrainConfig
     from onyx.train.text_data import DataError

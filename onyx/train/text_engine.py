@@ -28,13 +28,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from onyx.serve.text import TOKENIZER_NAME, TextEncoder, Vocabulary, tokenize
+from onyx.train import checkpoint as ckpt
 from onyx.train.config import save_json
-from onyx.train.engine import pick_device
+from onyx.train.distributed import pick_device
 from onyx.train.metrics import classification_report
+from onyx.train.plots import plot_confusion_matrix, plot_training_curves
+from onyx.train.schedule import lr_factor
 from onyx.train.text_config import TextTrainConfig
 from onyx.train.text_data import EncodedTexts, Example, TextSplit, collate_padded, load_text_split
 from onyx.train.text_models import TextClassifier, TextModelConfig, load_word_vectors
-from onyx.train.text_plots import plot_confusion, plot_history
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +65,9 @@ def warmup_cosine(
 ) -> Any:
     """Linear warm-up from ~0 over `warmup_fraction` of the steps, then cosine decay to 0."""
     warmup = max(1, round(total_steps * warmup_fraction))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, warmup, "cosine")
+    )
 
 
 def train_epoch(
@@ -84,9 +81,10 @@ def train_epoch(
 ) -> tuple[float, float]:
     """One pass over the training data; returns (mean loss, accuracy)."""
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    # Sums stay on the device: reading them (.item()) every step would stall a GPU.
+    total_loss, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
     progress = tqdm(loader, desc=description, leave=False, dynamic_ncols=True)
-    for ids, targets in progress:
+    for step, (ids, targets) in enumerate(progress, start=1):
         ids, targets = ids.to(device), targets.to(device)
         logits = model(ids)  # (B, classes)
         loss = nn.functional.cross_entropy(logits, targets)
@@ -96,11 +94,14 @@ def train_epoch(
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         scheduler.step()
-        total_loss += loss.item() * len(targets)
-        correct += int((logits.argmax(1) == targets).sum())
+        total_loss += loss.detach() * len(targets)
+        correct += (logits.detach().argmax(1) == targets).sum()
         seen += len(targets)
-        progress.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+        if step % 10 == 0:
+            progress.set_postfix(
+                loss=f"{float(total_loss) / seen:.4f}", acc=f"{float(correct) / seen:.3f}"
+            )
+    return float(total_loss) / max(seen, 1), float(correct) / max(seen, 1)
 
 
 @torch.no_grad()
@@ -225,9 +226,7 @@ def _prepare(config: TextTrainConfig) -> _Run:
         config.label_column,
     )
     config.labels = split.labels
-    resumed = (
-        torch.load(config.resume, map_location="cpu", weights_only=True) if config.resume else None
-    )
+    resumed = ckpt.load_raw(Path(config.resume)) if config.resume else None
     vocabulary = (
         Vocabulary(resumed["vocabulary"]) if resumed else build_vocabulary(split.train, config)
     )
@@ -304,7 +303,7 @@ def _checkpoint(run: _Run, record: dict[str, float]) -> None:
 def _finish(run: _Run) -> TextFitResult:
     """Restore the best weights, then report on validation (and test) and draw the plots."""
     config, out_dir = run.config, run.out_dir
-    best = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True)
+    best = ckpt.load_raw(out_dir / "best.pt")
     run.model.load_state_dict(best["model"])
     reports = {
         name: evaluate_report(run.model, loader, config.labels, run.device)[1]
@@ -320,8 +319,10 @@ def _finish(run: _Run) -> TextFitResult:
     }
     save_json(metrics, out_dir / "metrics.json")
     if config.plots:
-        plot_history(run.state.history, out_dir / "curves.png")
-        plot_confusion(report["confusion_matrix"], config.labels, out_dir / "confusion.png")
+        plot_training_curves(run.state.history, out_dir / "curves.png")
+        plot_confusion_matrix(
+            np.asarray(report["confusion_matrix"]), config.labels, out_dir / "confusion.png"
+        )
     binary = report.get("binary")
     auc = f", ROC-AUC {binary['roc_auc']:.4f}" if binary else ""
     log.info(
@@ -347,7 +348,8 @@ def save_checkpoint(
     scheduler: Any = None,
 ) -> None:
     """Everything export needs travels in the checkpoint: labels, vocabulary, tokenizer, sizes."""
-    torch.save(
+    ckpt.save_checkpoint(
+        path,
         {
             "task": "text",
             "model": model.state_dict(),
@@ -367,7 +369,6 @@ def save_checkpoint(
             "max_length": config.max_length,
             "tokenizer": TOKENIZER_NAME,
         },
-        path,
     )
 
 
