@@ -22,10 +22,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from google.protobuf import text_format
 from torch import nn
 
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.train import checkpoint as ckpt
 from onyx.train.config import save_json
 from onyx.train.models import get_model
 from onyx.train.publish import publish
@@ -68,20 +68,17 @@ class ExportResult:
 
 
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model of a checkpoint written by `onyx train`, in eval mode on CPU."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    train_config = checkpoint["config"]
-    spec = text_format.Parse(checkpoint["preprocessing"], pb.ImagePreprocessing())
+    """Rebuild the model of an image checkpoint written by `onyx train`, in eval mode on CPU."""
+    checkpoint = ckpt.load_raw(path)
+    return image_model_of(checkpoint), checkpoint
+
+
+def image_model_of(checkpoint: dict[str, Any]) -> nn.Module:
+    spec = ckpt.preprocessing_of(checkpoint)
     in_channels = 1 if spec.color_mode == pb.COLOR_MODE_GRAYSCALE else 3
-    model = get_model(train_config["model"], len(checkpoint["labels"]), in_channels)
+    model = get_model(checkpoint["config"]["model"], len(checkpoint["labels"]), in_channels)
     model.load_state_dict(checkpoint["model"])
-    return model.eval(), checkpoint
-
-
-def checkpoint_task(path: Path) -> str:
-    """The task of a checkpoint written by `onyx train` ("image" or "text"): picks the exporter."""
-    task: str = torch.load(path, map_location="cpu", weights_only=True).get("task", "image")
-    return task
+    return model.eval()
 
 
 def example_input(spec: pb.ImagePreprocessing, batch: int, seed: int = 0) -> torch.Tensor:
@@ -143,6 +140,10 @@ def check_parity(
         with torch.no_grad():
             expected = model(batch).numpy()
         (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})
+        if actual.shape != expected.shape:  # broadcasting would let a wrong shape compare "close"
+            raise ParityError(
+                f"ONNX Runtime gave shape {actual.shape} for input {tuple(batch.shape)}"
+            )
         diff = np.abs(actual - expected)
         worst = max(worst, float(diff.max()))
         if not np.allclose(actual, expected, atol=atol, rtol=rtol):
@@ -153,15 +154,32 @@ def check_parity(
     return worst
 
 
+def batching_of(export: ExportConfig) -> pb.Batching:
+    return pb.Batching(
+        max_batch_size=export.max_batch_size, max_queue_delay_us=export.max_queue_delay_us
+    )
+
+
+def export_info(export: ExportConfig, exporter: str, diff: float, ir_version: int) -> pb.ExportInfo:
+    """Provenance the server checks at load (an older runtime rejects newer IR versions)."""
+    return pb.ExportInfo(
+        opset=export.opset,
+        ir_version=ir_version,
+        onnxruntime_version=ort.__version__,
+        torch_version=torch.__version__,
+        exporter=exporter,
+        parity_max_abs_diff=diff,
+    )
+
+
 def build_model_config(
     export: ExportConfig,
     checkpoint: dict[str, Any],
-    opset: int,
     exporter: str,
     diff: float,
     ir_version: int,
 ) -> pb.ModelConfig:
-    spec = text_format.Parse(checkpoint["preprocessing"], pb.ImagePreprocessing())
+    spec = ckpt.preprocessing_of(checkpoint)
     channels = 1 if spec.color_mode == pb.COLOR_MODE_GRAYSCALE else 3
     labels = list(checkpoint["labels"])
     train = checkpoint["config"]
@@ -177,36 +195,42 @@ def build_model_config(
         output=pb.TensorSpec(name=OUTPUT_NAME, dtype=pb.DATA_TYPE_FLOAT32, dims=[-1, len(labels)]),
         output_activation=pb.ACTIVATION_SOFTMAX,
         image=spec,
-        batching=pb.Batching(
-            max_batch_size=export.max_batch_size, max_queue_delay_us=export.max_queue_delay_us
-        ),
-        export=pb.ExportInfo(
-            opset=opset,
-            ir_version=ir_version,
-            onnxruntime_version=ort.__version__,
-            torch_version=torch.__version__,
-            exporter=exporter,
-            parity_max_abs_diff=diff,
-        ),
+        batching=batching_of(export),
+        export=export_info(export, exporter, diff, ir_version),
         description=f"{train['model']} trained on {train['data_dir']}",
     )
 
 
 def export_checkpoint(export: ExportConfig, work_dir: Path) -> ExportResult:
     """Export, verify and publish; `work_dir` holds the file until it is published."""
-    if checkpoint_task(export.checkpoint) == "text":
+    checkpoint = ckpt.load_raw(export.checkpoint)  # read once: it holds the optimizer state too
+    if checkpoint.get("task", "image") == "text":
         from onyx.train.text_export import export_text_checkpoint
 
-        return export_text_checkpoint(export, work_dir)
-    model, checkpoint = load_checkpoint(export.checkpoint)
-    spec = text_format.Parse(checkpoint["preprocessing"], pb.ImagePreprocessing())
+        return export_text_checkpoint(export, work_dir, checkpoint)
+    model = image_model_of(checkpoint)
+    spec = ckpt.preprocessing_of(checkpoint)
     onnx_path = work_dir / "model.onnx"
     exporter = export_onnx(model, example_input(spec, 2), onnx_path, export.opset)
     inputs = [example_input(spec, b, seed=b) for b in PARITY_BATCH_SIZES]
     diff = check_parity(model, onnx_path, inputs, export.atol, export.rtol)
-    ir_version = onnx.load(str(onnx_path), load_external_data=False).ir_version
-    config = build_model_config(export, checkpoint, export.opset, exporter, diff, ir_version)
-    log.info("exported with the %s exporter; ONNX Runtime vs torch max |diff| %.2g", exporter, diff)
+    config = build_model_config(export, checkpoint, exporter, diff, ir_version_of(onnx_path))
+    return publish_export(export, checkpoint, config, work_dir)
+
+
+def ir_version_of(path: Path) -> int:
+    return int(onnx.load(str(path), load_external_data=False).ir_version)
+
+
+def publish_export(
+    export: ExportConfig, checkpoint: dict[str, Any], config: pb.ModelConfig, work_dir: Path
+) -> ExportResult:
+    """Record provenance beside the verified file, then publish it as the next version."""
+    info = config.export
+    log.info(
+        "exported with the %s exporter; ONNX Runtime vs torch max |diff| %.2g",
+        info.exporter, info.parity_max_abs_diff,
+    )  # fmt: skip
     provenance = {
         "export": {k: str(v) for k, v in asdict(export).items()},
         "train": checkpoint["config"],
@@ -214,4 +238,4 @@ def export_checkpoint(export: ExportConfig, work_dir: Path) -> ExportResult:
     }
     save_json(provenance, work_dir / "export.json")
     version, model_path = publish(export.repository, config, work_dir)
-    return ExportResult(version, model_path, config, diff)
+    return ExportResult(version, model_path, config, info.parity_max_abs_diff)
