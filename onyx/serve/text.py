@@ -157,7 +157,11 @@ class TextEncoder:
 
     def encode(self, text: str) -> np.ndarray:
         """(time,) int64 ids, 1 <= time <= max_length."""
-        ids = self.vocabulary.ids(tokenize(text)[: self.max_length]) or [UNK_ID]
+        return self.encode_tokens(tokenize(text))
+
+    def encode_tokens(self, tokens: Sequence[str]) -> np.ndarray:
+        """`encode` for text already tokenized (training tokenizes once for vocabulary and ids)."""
+        ids = self.vocabulary.ids(tokens[: self.max_length]) or [UNK_ID]
         return np.asarray(ids, dtype=np.int64)
 
     def check_ids(self, ids: np.ndarray) -> None:

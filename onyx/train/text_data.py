@@ -192,10 +192,18 @@ class EncodedTexts(Dataset[tuple[np.ndarray, int]]):
     """Examples tokenized once up front with the serving encoder."""
 
     def __init__(
-        self, examples: Sequence[Example], labels: Sequence[str], encoder: TextEncoder
+        self,
+        examples: Sequence[Example],
+        labels: Sequence[str],
+        encoder: TextEncoder,
+        tokens: Sequence[Sequence[str]] | None = None,
     ) -> None:
+        """`tokens`: the examples' texts already tokenized, when the caller has them."""
         index = {label: i for i, label in enumerate(labels)}
-        self.ids = [encoder.encode(e.text) for e in examples]
+        if tokens is None:
+            self.ids = [encoder.encode(e.text) for e in examples]
+        else:
+            self.ids = [encoder.encode_tokens(t) for t in tokens]
         self.targets = [index[e.label] for e in examples]
 
     def __len__(self) -> int:

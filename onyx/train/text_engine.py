@@ -35,7 +35,7 @@ from onyx.train.metrics import classification_report
 from onyx.train.plots import plot_confusion_matrix, plot_training_curves
 from onyx.train.schedule import lr_factor
 from onyx.train.text_config import TextTrainConfig
-from onyx.train.text_data import EncodedTexts, Example, TextSplit, collate_padded, load_text_split
+from onyx.train.text_data import EncodedTexts, TextSplit, collate_padded, load_text_split
 from onyx.train.text_models import TextClassifier, TextModelConfig, load_word_vectors
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,8 @@ def evaluate_report(
     return loss, classification_report(y, probabilities, list(labels))
 
 
-def build_vocabulary(train: list[Example], config: TextTrainConfig) -> Vocabulary:
-    return Vocabulary.build((tokenize(e.text) for e in train), config.min_freq, config.max_vocab)
+def build_vocabulary(train_tokens: list[list[str]], config: TextTrainConfig) -> Vocabulary:
+    return Vocabulary.build(train_tokens, config.min_freq, config.max_vocab)
 
 
 def build_model(
@@ -164,14 +164,18 @@ def build_model(
 
 
 def _loaders(
-    split: TextSplit, encoder: TextEncoder, config: TextTrainConfig
+    split: TextSplit,
+    encoder: TextEncoder,
+    config: TextTrainConfig,
+    train_tokens: list[list[str]],
 ) -> dict[str, DataLoader[Any]]:
     generator = torch.Generator().manual_seed(config.seed)
     loaders = {}
     for name, examples in (("train", split.train), ("val", split.val), ("test", split.test)):
         if examples:
+            tokens = train_tokens if name == "train" else None
             loaders[name] = DataLoader(
-                EncodedTexts(examples, split.labels, encoder),
+                EncodedTexts(examples, split.labels, encoder, tokens),
                 batch_size=config.batch_size,
                 shuffle=name == "train",
                 collate_fn=collate_padded,
@@ -227,10 +231,12 @@ def _prepare(config: TextTrainConfig) -> _Run:
     )
     config.labels = split.labels
     resumed = ckpt.load_raw(Path(config.resume)) if config.resume else None
+    # Tokenized once: for the vocabulary and for the training ids.
+    train_tokens = [tokenize(e.text) for e in split.train]
     vocabulary = (
-        Vocabulary(resumed["vocabulary"]) if resumed else build_vocabulary(split.train, config)
+        Vocabulary(resumed["vocabulary"]) if resumed else build_vocabulary(train_tokens, config)
     )
-    loaders = _loaders(split, TextEncoder(vocabulary, config.max_length), config)
+    loaders = _loaders(split, TextEncoder(vocabulary, config.max_length), config, train_tokens)
     model = build_model(config, vocabulary, len(split.labels)).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
