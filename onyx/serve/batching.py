@@ -175,7 +175,10 @@ class DynamicBatcher:
             if not batch:
                 self._slots.release()
                 continue
-            task = asyncio.get_running_loop().create_task(self._run_batch(batch))
+            # Launched here, in this step, not in a task of its own: when a batch finishes, its
+            # slot is released before its callers are woken, so the next batch reaches the
+            # model before the event loop turns to answering the previous one.
+            task = asyncio.get_running_loop().create_task(self._finish_batch(*self._launch(batch)))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
@@ -214,27 +217,49 @@ class DynamicBatcher:
             rows += item.rows
         return batch
 
-    async def _run_batch(self, batch: list[_Item]) -> None:
+    def _launch(self, batch: list[_Item]) -> tuple[list[_Item], Awaitable[np.ndarray], float]:
+        """Collate `batch` and start the model on it; returns what `_finish_batch` awaits."""
+        rows = sum(item.rows for item in batch)
+        started = time.monotonic()
+        if self._observer is not None:
+            self._observer.batch_started(rows, [started - item.enqueued for item in batch])
         try:
-            rows = sum(item.rows for item in batch)
-            started = time.monotonic()
-            if self._observer is not None:
-                self._observer.batch_started(rows, [started - item.enqueued for item in batch])
-            ok = False
+            # A run function that submits its work before returning (as `session_pool` does)
+            # starts the model now; a coroutine function starts when awaited.
+            pending = self._run(self._collate([item.inputs for item in batch]))
+        except Exception as exc:
+            pending = _failed(exc)
+        return batch, pending, started
+
+    async def _finish_batch(
+        self, batch: list[_Item], pending: Awaitable[np.ndarray], started: float
+    ) -> None:
+        rows = sum(item.rows for item in batch)
+        released = False
+        try:
             try:
-                outputs = await self._run(self._collate([item.inputs for item in batch]))
+                outputs = await pending
                 _check_rows(outputs, rows)
-                ok = True
             except Exception as exc:
                 log.exception("batch of %d inputs failed", rows)
+                self._batch_done(rows, started, ok=False)
                 _fail_all(batch, InferenceFailed(f"inference failed on a batch of {rows}: {exc}"))
                 return
-            finally:
-                if self._observer is not None:
-                    self._observer.batch_finished(rows, time.monotonic() - started, ok)
+            self._batch_done(rows, started, ok=True)
+            self._slots.release()  # first: the next batch starts before these callers wake
+            released = True
             _deliver(batch, outputs)
         finally:
-            self._slots.release()
+            if not released:
+                self._slots.release()
+
+    def _batch_done(self, rows: int, started: float, ok: bool) -> None:
+        if self._observer is not None:
+            self._observer.batch_finished(rows, time.monotonic() - started, ok)
+
+
+async def _failed(exc: Exception) -> np.ndarray:
+    raise exc
 
 
 def _check_rows(outputs: np.ndarray, rows: int) -> None:

@@ -436,17 +436,21 @@ async def _open_sessions(
 def session_pool(
     sessions: Sequence[Session], executor: ThreadPoolExecutor
 ) -> Callable[[np.ndarray], Awaitable[np.ndarray]]:
-    """A batcher `run` function: each batch runs on a free session, in the version's threads."""
-    free: asyncio.Queue[Session] = asyncio.Queue()
-    for session in sessions:
-        free.put_nowait(session)
+    """A batcher `run` function: each batch runs on a free session, in the version's threads.
 
-    async def run(batch: np.ndarray) -> np.ndarray:
-        session = await free.get()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, session.run, batch)
-        finally:
-            free.put_nowait(session)
+    The work is submitted before `run` returns (no coroutine to schedule first), so the batcher
+    can start the next batch ahead of answering the last one. The batcher runs at most one
+    batch per session at once, so a session is always free when it calls.
+    """
+    free = list(sessions)
+
+    def run(batch: np.ndarray) -> asyncio.Future[np.ndarray]:
+        if not free:
+            raise RuntimeError(f"more batches in flight than the {len(sessions)} sessions")
+        session = free.pop()
+        future = asyncio.get_running_loop().run_in_executor(executor, session.run, batch)
+        future.add_done_callback(lambda _: free.append(session))
+        return future
 
     return run
 

@@ -122,6 +122,39 @@ def test_queued_requests_form_the_next_batch_while_the_model_is_busy() -> None:
     run(test, max_batch_size=8, max_queue_delay_us=0)
 
 
+def test_the_next_batch_starts_before_the_last_one_is_answered() -> None:
+    """At saturation the model must not sit idle while the event loop answers callers."""
+    events: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pending: list[tuple[asyncio.Future[np.ndarray], np.ndarray]] = []
+
+        def eager_run(batch: np.ndarray) -> asyncio.Future[np.ndarray]:
+            events.append(f"run {int(batch[0, 0])}")
+            pending.append((loop.create_future(), batch))
+            return pending[-1][0]
+
+        batcher = DynamicBatcher(eager_run, BatchPolicy(max_batch_size=1, max_queue_delay_us=0))
+        batcher.start()
+
+        async def caller(index: int) -> None:
+            await batcher.submit(rows(index, 1))
+            events.append(f"answered {index}")
+
+        callers = [asyncio.ensure_future(caller(i)) for i in range(2)]
+        for index in range(2):
+            while len(pending) <= index:
+                await asyncio.sleep(0)
+            future, batch = pending[index]
+            future.set_result(batch * 2)
+        await asyncio.wait_for(asyncio.gather(*callers), timeout=10)
+        await batcher.close()
+
+    asyncio.run(main())
+    assert events == ["run 0", "run 1", "answered 0", "answered 1"]
+
+
 def test_results_come_back_in_order_for_each_caller() -> None:
     async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
         sizes = [1, 3, 2, 5, 1, 4]
