@@ -31,7 +31,10 @@ from onyx.train.models import get_model
 
 
 def bare_epoch(
-    model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device
+    model: nn.Module,
+    loader: DataLoader[tuple[torch.Tensor, ...]],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
 ) -> None:
     model.train()
     criterion = nn.CrossEntropyLoss()
@@ -48,7 +51,7 @@ def bare_epoch(
 
 def engine_epoch(
     model: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader[tuple[torch.Tensor, ...]],
     optimizer: torch.optim.Optimizer,
     device: torch.device,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
