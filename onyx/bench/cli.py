@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from onyx.bench.baseline import measure
+from onyx.bench.baseline import BaselineResult, measure
 from onyx.bench.load import RunResult
-from onyx.bench.report import as_json, as_table
+from onyx.bench.report import Round, as_json, as_table, median_over_rounds, median_table
 from onyx.bench.runner import BenchConfig, build_input, model_sample, run_levels, spawned_server
 from onyx.serve.client import Client
 from onyx.serve.repository import MODEL_FILE, version_numbers
@@ -107,12 +107,20 @@ def newest_model_file(repository: Path, model: str) -> Path:
     multiple=True,
     help="Extra argument for the started server, e.g. --serve-arg=--no-metrics.",
 )
+@click.option(
+    "--rounds",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Repeat the load levels (and the baseline after them) this many times and report the "
+    "median of each round's own ratios: on a shared machine one round can be 10 % off.",
+)
 @click.option("--json", "as_json_output", is_flag=True, help="Print JSON instead of a table.")
 def bench_command(
     model: str, server: str | None, repository: Path | None, concurrency: str, rate: str,
     duration: float, max_requests: int, inputs_per_request: int, image: Path | None,
     text: str | None, baseline: bool, baseline_batches: str, metrics_url: str | None,
-    serve_arg: tuple[str, ...], as_json_output: bool,
+    serve_arg: tuple[str, ...], rounds: int, as_json_output: bool,
 ) -> None:  # fmt: skip
     """Load a server with Classify requests and report throughput and latency percentiles.
 
@@ -121,6 +129,11 @@ def bench_command(
       onyx bench -r bench/models -m resnet18 -c 1,2,4,8,16,64 --baseline
     """
     levels = tuple(int(c) for c in _numbers(concurrency, int))
+    if baseline and repository is None:
+        raise click.UsageError("--baseline needs --repository to find the model file")
+    model_file = newest_model_file(repository, model) if baseline and repository else None
+    batches = [int(b) for b in _numbers(baseline_batches, int)]
+    results: list[Round] = []
     with _target(server, repository, serve_arg, metrics_url) as (address, url):
         config = BenchConfig(
             server=address, model=model, concurrency=levels, rates=_numbers(rate, float),
@@ -131,16 +144,28 @@ def bench_command(
             client.wait_ready(60)
             model_config = client.get_model(model).config
         single = build_input(config, model_config)
-        runs: list[RunResult] = run_levels(config, single)
-    raw = []
-    if baseline:
-        if repository is None:
-            raise click.UsageError("--baseline needs --repository to find the model file")
-        model_file = newest_model_file(repository, model)
-        sample = model_sample(single, model_config, model_file.parent)
-        batches = [int(b) for b in _numbers(baseline_batches, int)]
-        raw = measure(model_file, sample, batches, min(duration, 5.0))
+        for _ in range(rounds):
+            runs: list[RunResult] = run_levels(config, single)
+            raw: list[BaselineResult] = []
+            if model_file is not None:
+                sample = model_sample(single, model_config, model_file.parent)
+                raw = measure(model_file, sample, batches, min(duration, 5.0))
+            results.append((runs, raw))
+    _report(results, as_json_output)
+
+
+def _report(results: list[Round], as_json_output: bool) -> None:
     if as_json_output:
-        click.echo(json.dumps(as_json(runs, raw), indent=2))
-    else:
+        if len(results) == 1:
+            click.echo(json.dumps(as_json(*results[0]), indent=2))
+        else:
+            rounds = [as_json(runs, raw) for runs, raw in results]
+            median = median_over_rounds(results)
+            click.echo(json.dumps({"rounds": rounds, "median": median}, indent=2))
+        return
+    for index, (runs, raw) in enumerate(results):
+        if len(results) > 1:
+            click.echo(f"\nround {index + 1} of {len(results)}")
         click.echo(as_table(runs, raw))
+    if len(results) > 1:
+        click.echo("\n" + median_table(median_over_rounds(results)))

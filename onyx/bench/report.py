@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,5 +58,40 @@ def as_table(runs: Sequence[RunResult], baseline: Sequence[BaselineResult]) -> s
             f"{max(run.latencies, default=float('nan')) * 1e3:>9.2f}{errors:>8}"
             f"{r.get('throughput_vs_raw_best', float('nan')):>8.2f}"
             f"{r.get('p50_minus_raw_bs1_ms', float('nan')):>9.2f}  {split}"
+        )
+    return "\n".join(lines)
+
+
+# One round: the load levels, then raw ONNX Runtime measured right after them.
+Round = tuple[Sequence[RunResult], Sequence[BaselineResult]]
+
+
+def median_over_rounds(rounds: Sequence[Round]) -> list[dict[str, Any]]:
+    """Per load level, the median over rounds of each round's figures and its own ratios (each
+    round is compared with the raw figures measured beside it, never with another round's)."""
+    levels = []
+    for index, first in enumerate(rounds[0][0]):
+        at = [(runs[index], raw) for runs, raw in rounds]
+        figures: dict[str, Any] = {"mode": first.mode, "level": first.level, "rounds": len(at)}
+        figures["inputs_per_s"] = round(statistics.median(run.throughput for run, _ in at), 2)
+        for key, q in (("p50_ms", 50), ("p99_ms", 99)):
+            figures[key] = round(statistics.median(run.percentile_ms(q) for run, _ in at), 3)
+        for key in ("throughput_vs_raw_best", "p50_minus_raw_bs1_ms"):
+            values = [ratios(run, raw).get(key) for run, raw in at]
+            if all(v is not None for v in values):
+                figures[key] = round(statistics.median(v for v in values if v is not None), 3)
+        levels.append(figures)
+    return levels
+
+
+def median_table(levels: Sequence[dict[str, Any]]) -> str:
+    header = f"{'load':<14}{'inputs/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs raw':>8}{'p50-raw':>9}"
+    lines = [f"median over {levels[0]['rounds']} rounds:" if levels else "", header]
+    for f in levels:
+        load = f"{f['mode']} {'c' if f['mode'] == 'closed' else 'rps'}={f['level']:g}"
+        lines.append(
+            f"{load:<14}{f['inputs_per_s']:>10.1f}{f['p50_ms']:>9.2f}{f['p99_ms']:>9.2f}"
+            f"{f.get('throughput_vs_raw_best', float('nan')):>8.2f}"
+            f"{f.get('p50_minus_raw_bs1_ms', float('nan')):>9.2f}"
         )
     return "\n".join(lines)

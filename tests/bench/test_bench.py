@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -13,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from onyx.bench.baseline import BaselineResult
 from onyx.bench.load import RunResult, closed_loop, open_loop
-from onyx.bench.report import ratios
+from onyx.bench.report import median_over_rounds, ratios
 from onyx.bench.scrape import server_split
 from onyx.cli import main
 from onyx.serve.background import ServerThread
@@ -62,6 +63,20 @@ def test_ratios_compare_with_raw_best_batch_and_batch_one() -> None:
     assert ratios(run, raw) == {"throughput_vs_raw_best": 0.9, "p50_minus_raw_bs1_ms": 2.0}
 
 
+def test_median_over_rounds_compares_each_round_with_its_own_baseline() -> None:
+    def round_(p50_s: float, raw_bs1_ms: float, raw_best: float) -> tuple[Any, Any]:
+        run = RunResult("closed", 1, 1, seconds=1.0, latencies=[p50_s] * 45)
+        return [run], [BaselineResult(1, raw_best, raw_bs1_ms)]
+
+    # Server p50 - raw bs1 per round: +2, +4, +1 ms; 45/s over raw best 50, 45, 90.
+    rounds = [round_(0.022, 20.0, 50.0), round_(0.030, 26.0, 45.0), round_(0.021, 20.0, 90.0)]
+    (level,) = median_over_rounds(rounds)
+    assert level["rounds"] == 3 and level["mode"] == "closed"
+    assert level["p50_minus_raw_bs1_ms"] == pytest.approx(2.0)
+    assert level["throughput_vs_raw_best"] == pytest.approx(0.9)  # of 0.9, 1.0, 0.5
+    assert level["p50_ms"] == pytest.approx(22.0)
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
     write_image_model(tmp_path)
@@ -90,6 +105,26 @@ def test_bench_command_against_a_real_server(server: ServerThread, tmp_path: Pat
         assert run["requests_ok"] > 0 and run["errors"] == {}
         assert run["server"]["mean_batch_size"] >= 1
         assert isinstance(run["throughput_vs_raw_best"], float)
+
+
+def test_bench_rounds_report_each_round_and_the_median(
+    server: ServerThread, tmp_path: Path
+) -> None:
+    args = [
+        "bench", "--server", server.address, "--model", "tiny", "-c", "2", "--duration", "0.2",
+        "--repository", str(tmp_path), "--baseline", "--baseline-batches", "1,2",
+        "--rounds", "2", "--json",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert len(report["rounds"]) == 2
+    for one in report["rounds"]:
+        assert [b["batch_size"] for b in one["baseline"]] == [1, 2]
+        assert one["runs"][0]["requests_ok"] > 0
+    (level,) = report["median"]
+    assert level["rounds"] == 2 and level["level"] == 2.0
+    assert level["throughput_vs_raw_best"] > 0
 
 
 def test_bench_text_baseline_uses_the_models_vocabulary(tmp_path: Path) -> None:
