@@ -3,6 +3,7 @@
 #   docker build -t onyx:serve .                    # serving image
 #   docker build -t onyx:train --target train .     # with torch, for train/export
 #   docker run -p 50051:50051 -p 9090:9090 -v "$PWD/models:/models" onyx:serve
+#   docker build --target smoke .                   # serve a tiny model inside the image, check it
 #
 # BASE_IMAGE may point at a locally built Debian/Python base where no registry is reachable.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
@@ -36,7 +37,9 @@ RUN pip install --no-cache-dir /wheels/*.whl \
     && rm -rf /wheels \
     && useradd --system --uid 10001 --no-create-home onyx \
     && mkdir -p /models \
-    && chown 10001 /models
+    && chown 10001 /models \
+    && python -c "import importlib.util as u, onyx.serve.server, onyx.bench.cli; \
+assert u.find_spec('torch') is None, 'torch in the serving image'"
 USER 10001
 WORKDIR /models
 EXPOSE 50051 9090
@@ -44,3 +47,17 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
     CMD ["python", "-c", "import grpc, sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; s = g.HealthStub(grpc.insecure_channel('localhost:50051')).Check(h.HealthCheckRequest(), timeout=2).status; sys.exit(0 if s == h.HealthCheckResponse.SERVING else 1)"]
 ENTRYPOINT ["onyx"]
 CMD ["serve"]
+
+# ---- smoke (build with --target smoke): the serving image answers over gRPC -----------------
+# Where no container can run, this is how a built image is checked: the test runs as a build
+# step, inside the image, as its user. Unused by a normal build.
+FROM serve AS smoke
+USER root
+RUN pip install --no-cache-dir "onnx==1.23.2"
+COPY tests/serve/tiny_models.py /smoke/tests/serve/
+COPY scripts/image_smoke.py /smoke/
+USER 10001
+RUN python /smoke/image_smoke.py
+
+# ---- the default target is the serving image ------------------------------------------------
+FROM serve
