@@ -8,6 +8,8 @@ axis and an async `run` function, and:
 * keeps at most `max_concurrent_batches` batches in flight, so under load requests pile up while
   the model is busy and the next batch comes out larger (adaptive batching for free);
 * splits a request larger than `max_batch_size` into chunks and reassembles the results in order;
+* when more is queued than one batch holds and inputs have a length (text), takes the oldest
+  request and, from the next few, those closest to it in length, so batches pad less;
 * refuses work beyond `max_queue_size` queued rows at once (`Overloaded`), so memory stays bounded;
 * drops requests whose deadline passed or whose caller was cancelled before they reach the model;
 * fails *every* request of a failing batch, so nobody waits forever.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import deque
@@ -38,6 +41,10 @@ log = logging.getLogger(__name__)
 RunBatch = Callable[[np.ndarray], Awaitable[np.ndarray]]
 # Joins the queued inputs of one batch into one array (text models pad to the longest here).
 Collate = Callable[[Sequence[np.ndarray]], np.ndarray]
+# How long one queued input is, for inputs padded to their longest in a batch (text: tokens).
+Length = Callable[[np.ndarray], int]
+# How far past the oldest request the batcher looks for requests of a similar length, in batches.
+LOOKAHEAD_BATCHES = 4
 
 
 @dataclass(frozen=True)
@@ -96,10 +103,12 @@ class DynamicBatcher:
         policy: BatchPolicy = BatchPolicy(),
         collate: Collate = concatenate,
         observer: BatchObserver | None = None,
+        length: Length | None = None,
     ) -> None:
         self._run = run
         self.policy = policy
         self._collate = collate
+        self._length = length
         self._observer = observer
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
@@ -198,24 +207,65 @@ class DynamicBatcher:
         return self._take_batch()
 
     def _take_batch(self) -> list[_Item]:
-        batch: list[_Item] = []
-        rows = 0
+        self._drop_dead(self.policy.max_batch_size * LOOKAHEAD_BATCHES)
+        if self._length is None or self._queued_rows <= self.policy.max_batch_size:
+            chosen = self._oldest_first()
+        else:
+            chosen = self._closest_in_length(self._length)
+        if chosen and all(a is b for a, b in zip(chosen, self._queue, strict=False)):
+            for _ in chosen:  # the common case: the front of the queue
+                self._queue.popleft()
+        else:
+            taken = {id(item) for item in chosen}
+            self._queue = deque(item for item in self._queue if id(item) not in taken)
+        self._set_queued(self._queued_rows - sum(item.rows for item in chosen))
+        return chosen
+
+    def _drop_dead(self, lookahead: int) -> None:
+        """Remove the first `lookahead` queued requests whose caller left or deadline passed."""
         now = time.monotonic()
-        while self._queue and rows + self._queue[0].rows <= self.policy.max_batch_size:
-            item = self._queue.popleft()
-            self._set_queued(self._queued_rows - item.rows)
+        dead: list[_Item] = []
+        for item in itertools.islice(self._queue, lookahead):
             if item.future.done():  # cancelled by its caller while queued
-                continue
-            if item.deadline is not None and now >= item.deadline:
+                dead.append(item)
+            elif item.deadline is not None and now >= item.deadline:
                 item.future.set_exception(
                     DeadlineExpired(
                         f"deadline passed after {now - item.enqueued:.3f}s in the queue"
                     )
                 )
-                continue
+                dead.append(item)
+        if dead:
+            gone = {id(item) for item in dead}
+            self._queue = deque(item for item in self._queue if id(item) not in gone)
+            self._set_queued(self._queued_rows - sum(item.rows for item in dead))
+
+    def _oldest_first(self) -> list[_Item]:
+        batch: list[_Item] = []
+        rows = 0
+        for item in self._queue:
+            if rows + item.rows > self.policy.max_batch_size:
+                break
             batch.append(item)
             rows += item.rows
         return batch
+
+    def _closest_in_length(self, length: Length) -> list[_Item]:
+        """The oldest request, then those of the next few closest to it in length (the oldest
+        of equals first): every request still reaches the front, and batches pad less."""
+        window = list(itertools.islice(self._queue, self.policy.max_batch_size * LOOKAHEAD_BATCHES))
+        target = length(window[0].inputs)
+        ranked = sorted(
+            range(len(window)), key=lambda i: (abs(length(window[i].inputs) - target), i)
+        )
+        batch: list[_Item] = []
+        rows = 0
+        for index in ranked:
+            item = window[index]
+            if rows + item.rows <= self.policy.max_batch_size:
+                batch.append(item)
+                rows += item.rows
+        return sorted(batch, key=lambda item: item.enqueued)
 
     def _launch(self, batch: list[_Item]) -> tuple[list[_Item], Awaitable[np.ndarray], float]:
         """Collate `batch` and start the model on it; returns what `_finish_batch` awaits."""

@@ -42,7 +42,14 @@ import numpy as np
 
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.batching import BatchObserver, BatchPolicy, Collate, DynamicBatcher, concatenate
+from onyx.serve.batching import (
+    BatchObserver,
+    BatchPolicy,
+    Collate,
+    DynamicBatcher,
+    Length,
+    concatenate,
+)
 from onyx.serve.errors import ConfigError, ModelNotFound, ModelNotReady
 from onyx.serve.metrics import ServerMetrics
 from onyx.serve.model_config import CONFIG_FILE, load_config
@@ -412,7 +419,11 @@ class Repository:
         version.providers = sessions[0].providers
         version.provider_reason = sessions[0].provider_reason
         version.batcher = DynamicBatcher(
-            session_pool(sessions, executor), policy, collate_for(config), observer
+            session_pool(sessions, executor),
+            policy,
+            collate_for(config),
+            observer,
+            length_for(config),
         )
         version.batcher.start()
         version.state = api.VERSION_STATE_READY
@@ -462,6 +473,13 @@ def collate_for(config: pb.ModelConfig) -> Collate:
     pad = functools.partial(pad_rows, pad_id=int(config.text.pad_id))
     # One request alone is already padded to its longest: no second copy.
     return lambda blocks: blocks[0] if len(blocks) == 1 else pad(blocks)
+
+
+def length_for(config: pb.ModelConfig) -> Length | None:
+    """Text inputs pad to the longest of a batch: the batcher groups them by token count."""
+    if config.task != pb.TASK_TEXT:
+        return None
+    return lambda inputs: int(inputs.shape[1])
 
 
 def warmup_batch_sizes(max_batch_size: int, on_gpu: bool) -> list[int]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from onyx.serve.batching import BatchPolicy, DynamicBatcher
+from onyx.serve.batching import BatchPolicy, Collate, DynamicBatcher, Length, concatenate
 from onyx.serve.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
 
 
@@ -64,12 +64,17 @@ def rows(start: int, count: int) -> np.ndarray:
     return np.arange(start, start + count, dtype=np.float32).reshape(count, 1)
 
 
-def run(test: Callable[..., Awaitable[None]], **policy: Any) -> None:
+def run(
+    test: Callable[..., Awaitable[None]],
+    collate: Collate = concatenate,
+    length: Length | None = None,
+    **policy: Any,
+) -> None:
     """Run one async test against a started batcher over a fresh FakeModel."""
 
     async def main() -> None:
         model = FakeModel()
-        batcher = DynamicBatcher(model, BatchPolicy(**policy))
+        batcher = DynamicBatcher(model, BatchPolicy(**policy), collate=collate, length=length)
         batcher.start()
         try:
             await asyncio.wait_for(test(batcher, model), timeout=10)
@@ -153,6 +158,55 @@ def test_the_next_batch_starts_before_the_last_one_is_answered() -> None:
 
     asyncio.run(main())
     assert events == ["run 0", "run 1", "answered 0", "answered 1"]
+
+
+def sequences(length: int, value: int) -> np.ndarray:
+    """One text-like input: a row of `length` token ids, all `value`."""
+    return np.full((1, length), value, dtype=np.int64)
+
+
+def pad_right(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    longest = max(block.shape[1] for block in blocks)
+    return np.concatenate([np.pad(b, ((0, 0), (0, longest - b.shape[1]))) for b in blocks])
+
+
+def run_text(test: Callable[..., Awaitable[None]], **policy: Any) -> None:
+    """Like `run`, with inputs whose length is their second axis (as text models have)."""
+    run(test, collate=pad_right, length=lambda inputs: int(inputs.shape[1]), **policy)
+
+
+def test_a_deep_queue_is_batched_by_length_oldest_first() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        model.gate.clear()
+        first = asyncio.ensure_future(batcher.submit(sequences(5, 1)))
+        await model.started.wait()
+        lengths = [10, 100, 12, 98, 11, 99]
+        queued = [asyncio.ensure_future(batcher.submit(sequences(n, n))) for n in lengths]
+        await asyncio.sleep(0.05)
+        model.gate.set()
+        await first
+        results = await asyncio.gather(*queued)
+        # Each batch: the oldest waiting request, then the closest in length to it.
+        assert [b.shape for b in model.batches] == [(1, 5), (3, 12), (3, 100)]
+        assert [sorted(set(b[:, 0])) for b in model.batches[1:]] == [[10, 11, 12], [98, 99, 100]]
+        for n, result in zip(lengths, results, strict=True):  # padding is the caller's own again
+            np.testing.assert_array_equal(result[:, :n], sequences(n, n) * 2)
+
+    run_text(test, max_batch_size=3, max_queue_delay_us=0)
+
+
+def test_a_queue_that_fits_one_batch_is_taken_whole_whatever_the_lengths() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        model.gate.clear()
+        first = asyncio.ensure_future(batcher.submit(sequences(5, 1)))
+        await model.started.wait()
+        queued = [asyncio.ensure_future(batcher.submit(sequences(n, n))) for n in (10, 100, 12)]
+        await asyncio.sleep(0.05)
+        model.gate.set()
+        await asyncio.gather(first, *queued)
+        assert [b.shape for b in model.batches] == [(1, 5), (3, 100)]
+
+    run_text(test, max_batch_size=4, max_queue_delay_us=0)
 
 
 def test_results_come_back_in_order_for_each_caller() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from onyx.proto.v1 import classifier_pb2 as api
@@ -17,10 +18,16 @@ from onyx.serve.inputs import InputLimits, text_to_ids
 from onyx.serve.repository import (
     Repository,
     RepositoryOptions,
+    length_for,
     select_versions,
     warmup_batch_sizes,
 )
-from tests.serve.tiny_models import image_config, write_corrupt_version, write_image_model
+from tests.serve.tiny_models import (
+    image_config,
+    write_corrupt_version,
+    write_image_model,
+    write_text_model,
+)
 
 
 @pytest.mark.parametrize(
@@ -34,6 +41,12 @@ from tests.serve.tiny_models import image_config, write_corrupt_version, write_i
 )
 def test_version_policy(policy: pb.VersionPolicy, expected: list[int]) -> None:
     assert select_versions([1, 3, 5], policy) == expected
+
+
+def test_text_batches_are_grouped_by_token_count_and_images_are_not(tmp_path: Path) -> None:
+    length = length_for(write_text_model(tmp_path))
+    assert length is not None and length(np.zeros((2, 37), dtype=np.int64)) == 37
+    assert length_for(image_config()) is None
 
 
 def test_warmup_covers_the_batch_sizes_the_batcher_forms() -> None:
