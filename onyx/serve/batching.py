@@ -80,7 +80,7 @@ class BatchObserver(Protocol):
     def queue_changed(self, queued_rows: int) -> None: ...
 
 
-@dataclass
+@dataclass(eq=False)  # each queued request is itself: identity, not field, equality
 class _Item:
     inputs: np.ndarray
     future: asyncio.Future[np.ndarray]
@@ -207,61 +207,44 @@ class DynamicBatcher:
         return self._take_batch()
 
     def _take_batch(self) -> list[_Item]:
-        self._drop_dead(self.policy.max_batch_size * LOOKAHEAD_BATCHES)
-        if self._length is None or self._queued_rows <= self.policy.max_batch_size:
-            chosen = self._oldest_first()
+        window = list(itertools.islice(self._queue, self.policy.max_batch_size * LOOKAHEAD_BATCHES))
+        dead = _dead(window)
+        live = [item for item in window if item not in dead]
+        deep = self._queued_rows - sum(item.rows for item in dead) > self.policy.max_batch_size
+        if self._length is not None and deep and live:
+            chosen = self._closest_in_length(live, self._length)
         else:
-            chosen = self._closest_in_length(self._length)
-        if chosen and all(a is b for a, b in zip(chosen, self._queue, strict=False)):
-            for _ in chosen:  # the common case: the front of the queue
-                self._queue.popleft()
-        else:
-            taken = {id(item) for item in chosen}
-            self._queue = deque(item for item in self._queue if id(item) not in taken)
-        self._set_queued(self._queued_rows - sum(item.rows for item in chosen))
+            chosen = self._oldest_first(live)
+        self._remove(dead | set(chosen))
         return chosen
 
-    def _drop_dead(self, lookahead: int) -> None:
-        """Remove the first `lookahead` queued requests whose caller left or deadline passed."""
-        now = time.monotonic()
-        dead: list[_Item] = []
-        for item in itertools.islice(self._queue, lookahead):
-            if item.future.done():  # cancelled by its caller while queued
-                dead.append(item)
-            elif item.deadline is not None and now >= item.deadline:
-                item.future.set_exception(
-                    DeadlineExpired(
-                        f"deadline passed after {now - item.enqueued:.3f}s in the queue"
-                    )
-                )
-                dead.append(item)
-        if dead:
-            gone = {id(item) for item in dead}
-            self._queue = deque(item for item in self._queue if id(item) not in gone)
-            self._set_queued(self._queued_rows - sum(item.rows for item in dead))
+    def _remove(self, gone: set[_Item]) -> None:
+        if all(item in gone for item in itertools.islice(self._queue, len(gone))):
+            for _ in gone:  # the common case: the front of the queue
+                self._queue.popleft()
+        else:
+            self._queue = deque(item for item in self._queue if item not in gone)
+        self._set_queued(self._queued_rows - sum(item.rows for item in gone))
 
-    def _oldest_first(self) -> list[_Item]:
+    def _oldest_first(self, live: list[_Item]) -> list[_Item]:
         batch: list[_Item] = []
         rows = 0
-        for item in self._queue:
+        for item in live:
             if rows + item.rows > self.policy.max_batch_size:
                 break
             batch.append(item)
             rows += item.rows
         return batch
 
-    def _closest_in_length(self, length: Length) -> list[_Item]:
+    def _closest_in_length(self, live: list[_Item], length: Length) -> list[_Item]:
         """The oldest request, then those of the next few closest to it in length (the oldest
         of equals first): every request still reaches the front, and batches pad less."""
-        window = list(itertools.islice(self._queue, self.policy.max_batch_size * LOOKAHEAD_BATCHES))
-        target = length(window[0].inputs)
-        ranked = sorted(
-            range(len(window)), key=lambda i: (abs(length(window[i].inputs) - target), i)
-        )
+        target = length(live[0].inputs)
+        ranked = sorted(range(len(live)), key=lambda i: (abs(length(live[i].inputs) - target), i))
         batch: list[_Item] = []
         rows = 0
         for index in ranked:
-            item = window[index]
+            item = live[index]
             if rows + item.rows <= self.policy.max_batch_size:
                 batch.append(item)
                 rows += item.rows
@@ -310,6 +293,22 @@ class DynamicBatcher:
 
 async def _failed(exc: Exception) -> np.ndarray:
     raise exc
+
+
+def _dead(window: list[_Item]) -> set[_Item]:
+    """The queued requests in `window` whose caller left or whose deadline passed (the latter
+    are answered DEADLINE_EXCEEDED here)."""
+    now = time.monotonic()
+    dead: set[_Item] = set()
+    for item in window:
+        if item.future.done():  # cancelled by its caller while queued
+            dead.add(item)
+        elif item.deadline is not None and now >= item.deadline:
+            item.future.set_exception(
+                DeadlineExpired(f"deadline passed after {now - item.enqueued:.3f}s in the queue")
+            )
+            dead.add(item)
+    return dead
 
 
 def _check_rows(outputs: np.ndarray, rows: int) -> None:
