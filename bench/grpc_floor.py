@@ -22,7 +22,7 @@ import time
 import grpc
 import numpy as np
 
-from onyx.bench.runner import free_port
+from onyx.bench.runner import free_port, wait_listening
 
 METHOD = "/e.E/M"
 
@@ -51,7 +51,6 @@ async def measure(address: str, size: int, rounds: int) -> list[float]:
     payload = b"x" * size
     latencies = []
     async with grpc.aio.insecure_channel(address) as channel:
-        await channel.channel_ready()
         call = channel.unary_unary(METHOD)
         for index in range(rounds + 50):
             started = time.perf_counter()
@@ -75,6 +74,7 @@ def main() -> None:
     command = [sys.executable, __file__, "--serve", str(port), "--busy-ms", str(args.busy_ms)]
     server = subprocess.Popen(command)
     try:
+        wait_listening(f"127.0.0.1:{port}", server)
         latencies = asyncio.run(measure(f"127.0.0.1:{port}", args.bytes, args.rounds))
     finally:
         server.terminate()

@@ -24,27 +24,19 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-import onnxruntime as ort
 
+from onyx.bench.baseline import newest_model_file, open_session, time_runs
 from onyx.bench.load import CLASSIFY_METHOD, classify_call
-from onyx.bench.runner import free_port, spawned_server
+from onyx.bench.runner import free_port, spawned_server, wait_listening
 from onyx.proto.v1 import classifier_pb2 as api
-from onyx.serve.repository import MODEL_FILE, version_numbers
 
 TOP_K = 5
 # ONNX Runtime's pool spins for ~40 ms after a run: let it stop before the next block starts.
 SETTLE_S = 0.1
 
 
-def open_session(model_file: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
-
-
 async def serve_handrolled(model_file: Path, port: int) -> None:
-    session = open_session(model_file)
+    session = open_session(model_file, "cpu")
     input_name = session.get_inputs()[0].name
     pool = ThreadPoolExecutor(1)
 
@@ -96,20 +88,10 @@ async def block(call: grpc.aio.UnaryUnaryMultiCallable, payload: bytes, clients:
     return len(latencies) / (time.perf_counter() - started), latencies
 
 
-def raw_block(session: ort.InferenceSession, sample: np.ndarray, seconds: float) -> list[float]:
-    feed = {session.get_inputs()[0].name: sample[None]}
-    latencies = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        started = time.perf_counter()
-        session.run(None, feed)
-        latencies.append(time.perf_counter() - started)
-    return latencies
-
-
 async def compare(addresses: dict[str, str], payload: bytes, sample: np.ndarray,
                   model_file: Path, clients: int, rounds: int, seconds: float) -> None:  # fmt: skip
-    session = open_session(model_file)
+    session = open_session(model_file, "cpu")
+    feed = {session.get_inputs()[0].name: sample[None]}
     channels = {name: grpc.aio.insecure_channel(a) for name, a in addresses.items()}
     calls = {name: classify_call(channel) for name, channel in channels.items()}
     for call in calls.values():
@@ -117,7 +99,7 @@ async def compare(addresses: dict[str, str], payload: bytes, sample: np.ndarray,
     rates: dict[str, list[float]] = {name: [] for name in calls}
     latencies: dict[str, list[float]] = {name: [] for name in [*calls, "raw"]}
     for index in range(rounds):
-        latencies["raw"] += raw_block(session, sample, seconds)
+        latencies["raw"] += time_runs(session, feed, seconds)
         await asyncio.sleep(SETTLE_S)
         order = list(calls) if index % 2 == 0 else list(calls)[::-1]
         for name in order:
@@ -150,18 +132,15 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve_handrolled(Path(args.serve[0]), int(args.serve[1])))
         return
-    versions = version_numbers(args.repository / args.model)
-    if not versions:
-        raise SystemExit(f"no versions of {args.model!r} under {args.repository}")
-    model_file = args.repository / args.model / str(versions[-1]) / MODEL_FILE
-    shape = list(open_session(model_file).get_inputs()[0].shape[1:])
+    model_file = newest_model_file(args.repository, args.model)
+    shape = list(open_session(model_file, "cpu").get_inputs()[0].shape[1:])
     payload, sample = request_bytes(args.model, shape)
     port = free_port()
     command = [sys.executable, __file__, "--serve", str(model_file), str(port)]
     handrolled = subprocess.Popen(command)
     try:
         with spawned_server(args.repository) as (onyx_address, _metrics):
-            _wait_listening_handrolled(f"127.0.0.1:{port}", handrolled)
+            wait_listening(f"127.0.0.1:{port}", handrolled)
             addresses = {"onyx": onyx_address, "hand-rolled": f"127.0.0.1:{port}"}
             for clients in (int(c) for c in args.concurrency.split(",") if c.strip()):
                 asyncio.run(
@@ -171,20 +150,6 @@ def main() -> None:
     finally:
         handrolled.terminate()
         handrolled.wait(timeout=30)
-
-
-def _wait_listening_handrolled(address: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the hand-rolled server exited with {process.returncode}")
-        try:
-            with grpc.insecure_channel(address) as channel:
-                grpc.channel_ready_future(channel).result(timeout=1)
-                return
-        except grpc.FutureTimeoutError:
-            time.sleep(0.2)
-    raise SystemExit(f"the hand-rolled server did not listen on {address}")
 
 
 if __name__ == "__main__":

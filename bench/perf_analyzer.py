@@ -33,10 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from onyx.bench.baseline import BaselineResult, measure
+from onyx.bench.baseline import BaselineResult, measure, newest_model_file
 from onyx.bench.runner import spawned_server
 from onyx.serve.model_config import CONFIG_FILE, load_config
-from onyx.serve.repository import MODEL_FILE, version_numbers
 from onyx.serve.runtime import NUMPY_DTYPES
 
 CUDA_RUNTIME = "libcudart.so.12"
@@ -136,16 +135,13 @@ def parse_report(text: str) -> list[Level]:
 
 def raw_sample(repository: Path, model: str) -> tuple[Path, np.ndarray, int]:
     """The newest model file, one random input of its shape, and its max batch size."""
+    model_file = newest_model_file(repository, model)
     config = load_config(repository / model / CONFIG_FILE)
-    versions = version_numbers(repository / model)
-    if not versions:
-        raise SystemExit(f"no versions of {model!r} under {repository}")
     dims = list(config.input.dims[1:])
     if any(d < 0 for d in dims):
         raise SystemExit(f"{model}: variable input dims {dims}; use a fixed-shape model")
     dtype = NUMPY_DTYPES[config.input.dtype]
     sample = np.random.default_rng(0).random(dims).astype(dtype)
-    model_file = repository / model / str(versions[-1]) / MODEL_FILE
     return model_file, sample, max(1, config.batching.max_batch_size)
 
 

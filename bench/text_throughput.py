@@ -33,6 +33,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from onyx.bench.runner import wait_listening
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.text import PAD, UNK, Vocabulary, pad_batch
@@ -151,9 +152,7 @@ def start_server(repository: Path, port: int) -> subprocess.Popen[bytes]:
         "warning",
     ]
     server = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    grpc.channel_ready_future(channel).result(timeout=120)
-    channel.close()
+    wait_listening(f"127.0.0.1:{port}", server)
     return server
 
 

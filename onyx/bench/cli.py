@@ -9,12 +9,11 @@ from pathlib import Path
 
 import click
 
-from onyx.bench.baseline import BaselineResult, measure
+from onyx.bench.baseline import BaselineResult, measure, newest_model_file
 from onyx.bench.load import RunResult
 from onyx.bench.report import Round, as_json, as_table, median_over_rounds, median_table
 from onyx.bench.runner import BenchConfig, build_input, model_sample, run_levels, spawned_server
 from onyx.serve.client import Client
-from onyx.serve.repository import MODEL_FILE, version_numbers
 
 
 def _numbers(text: str, kind: type[int] | type[float]) -> tuple[float, ...]:
@@ -38,13 +37,6 @@ def _target(
         raise click.UsageError("give --server HOST:PORT, or --repository to start a server")
     with spawned_server(repository, serve_args) as (address, url):
         yield address, metrics_url or url
-
-
-def newest_model_file(repository: Path, model: str) -> Path:
-    versions = version_numbers(repository / model)
-    if not versions:
-        raise click.UsageError(f"no versions of {model!r} under {repository}")
-    return repository / model / str(versions[-1]) / MODEL_FILE
 
 
 @click.command("bench")
@@ -131,7 +123,10 @@ def bench_command(
     levels = tuple(int(c) for c in _numbers(concurrency, int))
     if baseline and repository is None:
         raise click.UsageError("--baseline needs --repository to find the model file")
-    model_file = newest_model_file(repository, model) if baseline and repository else None
+    try:
+        model_file = newest_model_file(repository, model) if baseline and repository else None
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from exc
     batches = [int(b) for b in _numbers(baseline_batches, int)]
     results: list[Round] = []
     with _target(server, repository, serve_arg, metrics_url) as (address, url):
@@ -144,11 +139,11 @@ def bench_command(
             client.wait_ready(60)
             model_config = client.get_model(model).config
         single = build_input(config, model_config)
+        sample = model_sample(single, model_config, model_file.parent) if model_file else None
         for _ in range(rounds):
             runs: list[RunResult] = run_levels(config, single)
             raw: list[BaselineResult] = []
-            if model_file is not None:
-                sample = model_sample(single, model_config, model_file.parent)
+            if model_file is not None and sample is not None:
                 raw = measure(model_file, sample, batches, min(duration, 5.0))
             results.append((runs, raw))
     _report(results, as_json_output)

@@ -76,8 +76,9 @@ def median_over_rounds(rounds: Sequence[Round]) -> list[dict[str, Any]]:
         figures["inputs_per_s"] = round(statistics.median(run.throughput for run, _ in at), 2)
         for key, q in (("p50_ms", 50), ("p99_ms", 99)):
             figures[key] = round(statistics.median(run.percentile_ms(q) for run, _ in at), 3)
+        per_round = [ratios(run, raw) for run, raw in at]
         for key in ("throughput_vs_raw_best", "p50_minus_raw_bs1_ms"):
-            values = [ratios(run, raw).get(key) for run, raw in at]
+            values = [r.get(key) for r in per_round]
             if all(v is not None for v in values):
                 figures[key] = round(statistics.median(v for v in values if v is not None), 3)
         levels.append(figures)

@@ -20,7 +20,6 @@ from onyx.bench.load import RunResult, classify_call, closed_loop, make_sender, 
 from onyx.bench.scrape import scrape, server_split
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.client import Client
 from onyx.serve.inputs import InputLimits, decode_inputs
 from onyx.serve.runtime import NUMPY_DTYPES, wire_dtype
 from onyx.serve.text import load_encoder
@@ -133,22 +132,25 @@ def spawned_server(repository: Path, extra_args: tuple[str, ...] = ()) -> Iterat
     process = subprocess.Popen(command)
     address = f"127.0.0.1:{port}"
     try:
-        _wait_listening(address, process)
+        wait_listening(address, process)
         yield address, f"http://127.0.0.1:{metrics_port}/metrics"
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def _wait_listening(address: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+def wait_listening(address: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    """Return once a gRPC server started as `process` accepts calls on `address` (`onyx serve`
+    only starts listening once its models are loaded); fail if the process exits first."""
     deadline = time.monotonic() + timeout_s
-    with Client(address) as client:
+    with grpc.insecure_channel(address) as channel:
+        ready = grpc.channel_ready_future(channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"onyx serve exited with {process.returncode}")
+                raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
             try:
-                client.list_models()
+                ready.result(timeout=0.5)
                 return
-            except grpc.RpcError:
-                time.sleep(0.2)
-    raise TimeoutError(f"onyx serve did not answer on {address} within {timeout_s:.0f}s")
+            except grpc.FutureTimeoutError:
+                continue
+    raise TimeoutError(f"nothing answered on {address} within {timeout_s:.0f}s")
