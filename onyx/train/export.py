@@ -89,37 +89,58 @@ def example_input(spec: pb.ImagePreprocessing, batch: int, seed: int = 0) -> tor
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> str:
     """Write `model` to `path` with a dynamic batch axis; return the exporter that worked."""
-    batch = torch.export.Dim("batch", min=1, max=4096)
     try:
-        with _quiet():
-            torch.onnx.export(
-                model,
-                (example,),
-                str(path),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: batch},),
-                dynamo=True,
-                opset_version=opset,
-                verbose=False,
-            )
+        write_onnx(model, example, path, opset, "dynamo")
         exporter = "dynamo"
     except Exception as exc:  # the new exporter still misses some models; the old one is proven
         log.warning("dynamo exporter failed (%s); falling back to the TorchScript exporter", exc)
-        with _quiet():
+        write_onnx(model, example, path, opset, "torchscript")
+        exporter = "torchscript"
+    onnx.checker.check_model(str(path), full_check=True)
+    return exporter
+
+
+# Upper bounds of the dynamic axes for the dynamo exporter.
+DYNAMIC_AXIS_MAX = {"batch": 4096, "time": 65536}
+
+
+def write_onnx(
+    model: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    opset: int,
+    exporter: str,
+    time_axis: bool = False,
+    external_data: bool = True,
+) -> None:
+    """One `torch.onnx.export` with `exporter` ("dynamo" or "torchscript"): a dynamic batch axis,
+    and a dynamic time axis (axis 1) for sequences."""
+    axes = {0: "batch", 1: "time"} if time_axis else {0: "batch"}
+    with _quiet():
+        if exporter == "dynamo":
+            dims = {i: torch.export.Dim(n, min=1, max=DYNAMIC_AXIS_MAX[n]) for i, n in axes.items()}
             torch.onnx.export(
                 model,
                 (example,),
                 str(path),
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                dynamic_shapes=(dims,),
+                dynamo=True,
+                external_data=external_data,
+                opset_version=opset,
+            )
+        else:
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: {0: "batch"}},
                 dynamo=False,
                 opset_version=opset,
             )
-        exporter = "torchscript"
-    onnx.checker.check_model(str(path), full_check=True)
-    return exporter
 
 
 @contextlib.contextmanager

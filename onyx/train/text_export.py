@@ -34,12 +34,12 @@ from onyx.train.export import (
     ExportConfig,
     ExportResult,
     ParityError,
-    _quiet,
     batching_of,
     check_parity,
     export_info,
     ir_version_of,
     publish_export,
+    write_onnx,
 )
 from onyx.train.text_models import TextClassifier, TextModelConfig
 
@@ -74,34 +74,8 @@ def parity_inputs(vocab_size: int, max_length: int, seed: int = 0) -> list[torch
 def export_text_onnx(model: TextClassifier, path: Path, opset: int, exporter: str) -> None:
     """Write the model with dynamic batch and time axes; the example is (2, 8), never size 1."""
     example = torch.randint(2, max(model.config.vocab_size, 3), (2, 8))
-    with _quiet():
-        if exporter == "dynamo":
-            batch, time = (
-                torch.export.Dim("batch", min=1, max=4096),
-                torch.export.Dim("time", min=1, max=65536),
-            )
-            torch.onnx.export(
-                model,
-                (example,),
-                str(path),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: batch, 1: time},),
-                dynamo=True,
-                external_data=False,  # one self-contained file; RNNs are small
-                opset_version=opset,
-            )
-        else:
-            torch.onnx.export(
-                model,
-                (example,),
-                str(path),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch", 1: "time"}, OUTPUT_NAME: {0: "batch"}},
-                dynamo=False,
-                opset_version=opset,
-            )
+    # One self-contained file: RNNs are small.
+    write_onnx(model, example, path, opset, exporter, time_axis=True, external_data=False)
     onnx.checker.check_model(str(path), full_check=True)
 
 
