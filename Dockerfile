@@ -8,17 +8,23 @@
 # BASE_IMAGE may point at a locally built Debian/Python base where no registry is reachable.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-# ---- build: turn the source tree into a wheel ----------------------------------------------
+# ---- build: the serving wheel, from serve/ alone ----------------------------------------------
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY onyx ./onyx
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+COPY serve ./serve
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./serve
 
-# ---- train: the wheel with its training extra, for `onyx train` / `onyx export` ----------------
+# ---- build-train: the training sidecar's wheel, from train/ ----------------------------------
+FROM ${BASE_IMAGE} AS build-train
+WORKDIR /src
+COPY train ./train
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./train
+
+# ---- train: both wheels with torch, for `onyx train` / `onyx export` ---------------------------
 FROM ${BASE_IMAGE} AS train
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir "$(ls /wheels/*.whl)[train]" \
+COPY --from=build-train /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl \
     && rm -rf /wheels \
     && useradd --system --uid 10001 --create-home onyx
 USER 10001

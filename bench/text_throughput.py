@@ -151,7 +151,9 @@ def start_server(repository: Path, port: int) -> subprocess.Popen[bytes]:
         "--log-level",
         "warning",
     ]
-    server = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    server = subprocess.Popen(
+        command, env={**os.environ, "PYTHONPATH": f"{ROOT / 'serve'}{os.pathsep}{ROOT / 'train'}"}
+    )
     wait_listening(f"127.0.0.1:{port}", server)
     return server
 

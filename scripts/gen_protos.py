@@ -1,6 +1,6 @@
 """Generate the Python protobuf/gRPC stubs from `protos/` -- the only way stubs are made.
 
-    python scripts/gen_protos.py            # regenerate onyx/proto/** in place
+    python scripts/gen_protos.py            # regenerate serve/onyx/proto/** in place
     python scripts/gen_protos.py --out DIR  # generate into DIR (the staleness test uses this)
 
 The stubs are committed so that the serving install needs no compiler; `tests/test_protos.py`
@@ -61,7 +61,9 @@ def _add_package_markers(out: Path, made: list[Path]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT, help="output root (default: repo root)")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "serve", help="output root (default: serve/)"
+    )
     args = parser.parse_args(argv)
     for path in generate(args.out):
         print(path.relative_to(args.out))

@@ -5,7 +5,7 @@ while it is built: `docker build --target smoke .` starts `onyx serve` inside th
 on a tiny model, classifies an image over gRPC, checks health and /metrics, and stops it with
 SIGTERM. The stage is skipped by a normal build.
 
-    PYTHONPATH=. python scripts/image_smoke.py      # from a checkout with the dev extra
+    PYTHONPATH=. python scripts/image_smoke.py      # from a checkout, after the development install
 """
 
 from __future__ import annotations

@@ -1,14 +1,23 @@
-"""Architecture rules: onyx.serve never imports torch (nor onyx.train), directly or indirectly."""
+"""Architecture rules.
+
+- `onyx.serve` (and the rest of the serving distribution) never imports torch nor `onyx.train`,
+  directly or indirectly; a fresh environment with only `serve/` installed serves without torch.
+- The batcher knows nothing of transport or runtime: it imports neither gRPC nor ONNX Runtime.
+"""
 
 from __future__ import annotations
 
 import ast
 import subprocess
 import sys
+import venv
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVE = ROOT / "onyx" / "serve"
+SERVE_DIST = ROOT / "serve"
+SERVE_PACKAGES = SERVE_DIST / "onyx"
 FORBIDDEN = ("torch", "torchvision", "onyx.train")
 
 
@@ -22,24 +31,48 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_serve_sources_do_not_import_torch_or_train() -> None:
+def _is_under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _serving_modules() -> list[str]:
+    """Every importable module of the serving distribution except the generated stubs."""
+    modules = []
+    for path in sorted(SERVE_PACKAGES.rglob("*.py")):
+        parts = path.relative_to(SERVE_DIST).with_suffix("").parts
+        if "proto" in parts:
+            continue
+        modules.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return modules
+
+
+def test_serving_sources_do_not_import_torch_or_train() -> None:
     offenders = {
         f"{path.relative_to(ROOT)}: {name}"
-        for path in SERVE.rglob("*.py")
+        for path in SERVE_PACKAGES.rglob("*.py")
         for name in _imported_modules(path)
-        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
+        if _is_under(name, FORBIDDEN)
     }
     assert not offenders, offenders
 
 
+def test_serving_distribution_declares_no_torch() -> None:
+    text = (SERVE_DIST / "pyproject.toml").read_text()
+    assert "torch" not in text.split("[project.scripts]")[0].split("dependencies")[1]
+
+
+def test_batcher_imports_no_transport_or_runtime() -> None:
+    names = _imported_modules(SERVE_PACKAGES / "serve" / "batching.py")
+    assert not {n for n in names if _is_under(n, ("grpc", "onnxruntime", "onyx.proto"))}, names
+
+
 def test_serve_imports_with_torch_unavailable() -> None:
-    # Block torch for real, then import every serve module and the CLI in a fresh interpreter.
-    modules = sorted("onyx.serve." + p.stem for p in SERVE.glob("*.py") if p.stem != "__init__")
+    # Block torch for real, then import every serving module in a fresh interpreter.
     script = (
         "import sys\n"
         "for name in ('torch', 'torchvision'):\n"
         "    sys.modules[name] = None  # import raises ImportError\n"
-        f"for module in {[*modules, 'onyx.cli']!r}:\n"
+        f"for module in {[*_serving_modules()]!r}:\n"
         "    __import__(module)\n"
         "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
     )
@@ -47,3 +80,40 @@ def test_serve_imports_with_torch_unavailable() -> None:
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_serve_alone_installs_and_runs_without_torch(tmp_path: Path) -> None:
+    # A new virtualenv with only serve/ installed (from the registry, as a user would).
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", SERVE_DIST],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    check = (
+        "import importlib.util, sys\n"
+        "assert importlib.util.find_spec('torch') is None, 'torch is installed'\n"
+        "assert importlib.util.find_spec('onyx.train') is None, 'onyx.train is installed'\n"
+        f"for module in {_serving_modules()!r}:\n"
+        "    __import__(module)\n"
+    )
+    imported = subprocess.run(
+        [python, "-c", check], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert imported.returncode == 0, imported.stderr
+    onyx = env_dir / "bin" / "onyx"
+    for command in (["serve", "--help"], ["classify", "--help"], ["bench", "--help"]):
+        done = subprocess.run(
+            [onyx, *command], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, (command, done.stderr)
+    top = subprocess.run([onyx, "--help"], capture_output=True, text=True, check=False)
+    assert top.returncode == 0 and "pip install ./train" in top.stdout, top.stdout
+    train = subprocess.run([onyx, "train"], capture_output=True, text=True, check=False)
+    assert train.returncode == 2 and "pip install ./train" in train.stderr, train.stderr

@@ -40,3 +40,18 @@ def test_serving_stage_is_the_default_and_installs_no_torch() -> None:
     assert installs and not any("[train" in line or "torch" in line for line in installs)
     # The build itself refuses an image that pulled torch in through a dependency.
     assert "find_spec('torch') is None" in commands
+
+
+def test_serving_image_is_built_from_serve_alone() -> None:
+    # The serving stage installs wheels from stages whose only input from the context is serve/.
+    stages = re.split(r"(?m)^FROM ", (ROOT / "Dockerfile").read_text())[1:]
+    by_name = {
+        stage.splitlines()[0].split(" AS ")[1].strip(): stage
+        for stage in stages
+        if " AS " in stage.splitlines()[0]
+    }
+    sources = re.findall(r"(?m)^COPY --from=(\S+)", by_name["serve"])
+    assert sources, "the serving stage copies no wheels"
+    for source in sources:
+        context_copies = re.findall(r"(?m)^COPY (?!--from)(\S+)", by_name[source])
+        assert context_copies == ["serve"], (source, context_copies)

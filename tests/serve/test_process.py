@@ -21,6 +21,7 @@ import pytest
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.config import TlsConfig
+from tests.checkout import PYTHONPATH
 from tests.serve.tiny_models import image_config, random_batch, write_image_model
 from tests.serve.wire import tensor_request
 
@@ -48,7 +49,7 @@ def start_process(repository: Path, *flags: str) -> tuple[subprocess.Popen[str],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
     )
     assert process.stderr is not None
     for line in process.stderr:
@@ -63,7 +64,8 @@ def start_process(repository: Path, *flags: str) -> tuple[subprocess.Popen[str],
 def test_sigterm_finishes_in_flight_requests_and_exits_0(tmp_path: Path) -> None:
     root = tmp_path / "models"
     config = image_config(max_batch_size=8, max_queue_delay_us=0)
-    write_image_model(root, "tiny", 1, config=config, hidden_layers=6)
+    # Enough work that the requests are still queued or running 0.2 s later, even on a fast box.
+    write_image_model(root, "tiny", 1, config=config, hidden_layers=24)
     process, port = start_process(root, "--grace", "60")
     try:
         client = api_grpc.ClassifierStub(grpc.insecure_channel(f"127.0.0.1:{port}"))

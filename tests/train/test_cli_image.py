@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from onyx.cli import main
+from tests.checkout import PYTHONPATH
 
 
 def test_train_image_cli_small_cnn(shapes_dir: Path, tmp_path: Path) -> None:
@@ -110,7 +111,7 @@ def test_torchrun_two_cpu_processes(shapes_dir: Path, tmp_path: Path) -> None:
         "--out",
         str(out),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PYTHONPATH}
     done = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=240, check=False
     )

@@ -107,7 +107,7 @@ def train_text_command(
     Example: onyx train text reviews.jsonl --cell gru --bidirectional --out runs/sentiment
     """
     require_torch()
-    from onyx.logs import configure_logging
+    from onyx.serve.logs import configure_logging
     from onyx.train.text_config import TextTrainConfig
     from onyx.train.text_data import DataError
     from onyx.train.text_engine import fit_text

@@ -221,7 +221,7 @@ def train_image_command(data_dir: Path, **options: Any) -> None:
       torchrun --nproc-per-node 2 -m onyx train image data/pets --device cpu
     """
     require_torch()
-    from onyx.logs import configure_logging
+    from onyx.serve.logs import configure_logging
     from onyx.train.engine import fit
     from onyx.train.models import list_models
 
@@ -286,7 +286,7 @@ def evaluate_command(model_path: Path, data_dir: Path, out: Path, batch_size: in
 
     Example: onyx evaluate models/pets data/pets/test --out eval/pets
     """
-    from onyx.logs import configure_logging
+    from onyx.serve.logs import configure_logging
     from onyx.train import evaluate as ev
 
     if model_path.is_file():

@@ -180,7 +180,7 @@ def serve_command(
 
     Example: onyx serve --repository models --port 50051 --poll-interval 5
     """
-    from onyx.logs import configure_logging
+    from onyx.serve.logs import configure_logging
 
     configure_logging(log_level)
     control = resolve_model_control(model_control, poll_interval)

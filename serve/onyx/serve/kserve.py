@@ -27,11 +27,11 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from onyx import __version__
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve import __version__
 from onyx.serve.errors import InvalidInput, ModelNotFound, NotAllowed, ServeError
 from onyx.serve.inputs import InputLimits
 from onyx.serve.kserve_tensors import DATATYPES, add_output, decode_tensor, raw_input

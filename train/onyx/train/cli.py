@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'onyx[train]'"
+TRAIN_EXTRA_HINT = "this command needs torch: pip install ./train"
 
 
 def require_torch() -> None:
@@ -72,7 +72,7 @@ def export_command(
     Example: onyx export runs/digits/best.pt --name digits
     """
     require_torch()
-    from onyx.logs import configure_logging
+    from onyx.serve.logs import configure_logging
     from onyx.train.export import ExportConfig, ParityError, export_checkpoint
 
     configure_logging("info")
@@ -113,7 +113,7 @@ def demo_command(repository: Path, epochs: int) -> None:
     classifies held-out digits and a few sentences. Afterwards `onyx serve` serves them again.
     """
     require_torch()
-    from onyx.logs import configure_logging
+    from onyx.serve.logs import configure_logging
     from onyx.train.demo import run_demo
 
     configure_logging("info")

@@ -1,0 +1,11 @@
+"""Where this checkout's code lives, for tests that start `onyx` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# `onyx` is a namespace package over the two distributions; the checkout's come first so a
+# subprocess runs this worktree's code, not whichever checkout is installed editable.
+PYTHONPATH = os.pathsep.join(str(ROOT / part) for part in ("serve", "train"))
