@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import venv
@@ -85,11 +86,17 @@ def test_serve_imports_with_torch_unavailable() -> None:
 @pytest.mark.slow
 def test_serve_alone_installs_and_runs_without_torch(tmp_path: Path) -> None:
     # A new virtualenv with only serve/ installed (from the registry, as a user would).
+    # Built from a copy: an in-tree build would leave build/ in the checkout.
+    source = shutil.copytree(
+        SERVE_DIST,
+        tmp_path / "serve",
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"),
+    )
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
     install = subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", SERVE_DIST],
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", source],
         capture_output=True,
         text=True,
         timeout=900,
