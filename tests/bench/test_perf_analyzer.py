@@ -20,6 +20,7 @@ from bench.perf_analyzer import (
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
 from tests.serve.tiny_models import write_image_model
+from tests.tools import missing_tool
 
 # Two rows as perf_analyzer 2.41 writes them with `-f` (latencies in microseconds).
 HEADER = "Concurrency,Inferences/Second,Client Send,Client Recv,"
@@ -64,7 +65,7 @@ def test_perf_analyzer_measures_onyx_over_kserve(server: ServerThread) -> None:
     try:
         env = binary_environment(binary)
     except SystemExit as exc:  # libb64 / libcudart missing: an optional tool on this machine
-        pytest.skip(str(exc))
+        missing_tool(str(exc))
     level = run_level(binary, env, server.address, "tiny", concurrency=2, window_ms=1000)
     assert level.concurrency == 2
     assert level.inputs_per_s > 10

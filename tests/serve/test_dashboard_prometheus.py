@@ -23,6 +23,7 @@ from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
 from tests.serve.test_dashboard import DASHBOARD, _queries
 from tests.serve.tiny_models import png_bytes, write_image_model
+from tests.tools import missing_tool
 
 pytestmark = pytest.mark.slow
 MUST_HAVE_DATA = (
@@ -59,7 +60,7 @@ def _query(prometheus: str, expr: str) -> dict[str, object]:
 def test_dashboard_queries_return_data_from_real_prometheus(tmp_path: Path) -> None:
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.skip("Debian's prometheus package is not installed")
+        missing_tool("Debian's prometheus package is not installed")
     write_image_model(tmp_path / "models")
     config = ServerConfig(repository=tmp_path / "models", host="127.0.0.1", port=0, metrics_port=0)
     with ServerThread(config) as server:
