@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import ast
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,8 @@ import venv
 from pathlib import Path
 
 import pytest
+
+from tests.serve.tiny_models import LABELS, png_bytes, write_image_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_DIST = ROOT / "serve"
@@ -115,12 +119,46 @@ def test_serve_alone_installs_and_runs_without_torch(tmp_path: Path) -> None:
     )
     assert imported.returncode == 0, imported.stderr
     onyx = env_dir / "bin" / "onyx"
-    for command in (["serve", "--help"], ["classify", "--help"], ["bench", "--help"]):
-        done = subprocess.run(
-            [onyx, *command], cwd=tmp_path, capture_output=True, text=True, check=False
-        )
-        assert done.returncode == 0, (command, done.stderr)
+    _serve_classify_and_bench(onyx, tmp_path)
     top = subprocess.run([onyx, "--help"], capture_output=True, text=True, check=False)
     assert top.returncode == 0 and "pip install ./train" in top.stdout, top.stdout
     train = subprocess.run([onyx, "train"], capture_output=True, text=True, check=False)
     assert train.returncode == 2 and "pip install ./train" in train.stderr, train.stderr
+
+
+def _serve_classify_and_bench(onyx: Path, tmp_path: Path) -> None:
+    """The serve-only install serves a model, classifies an image through it and benchmarks it."""
+    repository = tmp_path / "models"
+    write_image_model(repository)
+    image = tmp_path / "photo.png"
+    image.write_bytes(png_bytes())
+    server = subprocess.Popen(
+        [onyx, "serve", "--repository", repository, "--host", "127.0.0.1", "--port", "0",
+         "--metrics-port", "0"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        port = _reported_port(server)
+        classify = ["classify", "-m", "tiny", "-s", f"127.0.0.1:{port}", "--json", str(image)]
+        done = subprocess.run(
+            [onyx, *classify], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)[0]["classes"][0]["label"] in LABELS, done.stdout
+    finally:
+        server.terminate()
+        server.wait(30)
+        assert server.stderr is not None
+        server.stderr.close()
+    bench = ["bench", "-m", "tiny", "-r", str(repository), "-c", "1", "--duration", "1", "--json"]
+    done = subprocess.run([onyx, *bench], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _reported_port(server: subprocess.Popen[str]) -> int:
+    assert server.stderr is not None
+    for line in server.stderr:
+        found = re.search(r"serving .* on 127\.0\.0\.1:(\d+)", line)
+        if found:
+            return int(found.group(1))
+    raise AssertionError(f"onyx serve exited with {server.wait(10)} before serving")
