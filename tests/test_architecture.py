@@ -88,7 +88,11 @@ def test_serve_imports_with_torch_unavailable() -> None:
 
 
 @pytest.mark.slow
-def test_serve_alone_installs_and_runs_without_torch(tmp_path: Path) -> None:
+def test_serve_alone_installs_and_runs_without_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only what the new virtualenv installed: no checkout on the path of its processes.
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     # A new virtualenv with only serve/ installed (from the registry, as a user would).
     # Built from a copy: an in-tree build would leave build/ in the checkout.
     source = shutil.copytree(
