@@ -31,7 +31,8 @@ def test_kserve_names_are_the_protocols_own(code: int) -> None:
     kv2.DataType.Value(f"TYPE_{row.kserve}")  # Triton's config enum: raises if unknown
     if row.kserve_contents is not None:
         assert row.kserve_contents in kv2.InferTensorContents.DESCRIPTOR.fields_by_name
-        contents = kv2.InferTensorContents(**{row.kserve_contents: [3]})
+        contents = kv2.InferTensorContents()
+        getattr(contents, row.kserve_contents).append(3)
         assert np.asarray(getattr(contents, row.kserve_contents), dtype=row.numpy).tolist() == [3]
 
 

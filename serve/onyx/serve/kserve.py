@@ -21,7 +21,6 @@ model-repository extension (index, load, unload; load/unload need `--model-contr
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeAlias
 
@@ -38,10 +37,8 @@ from onyx.serve.inputs import InputLimits
 from onyx.serve.kserve_tensors import add_output, decode_tensor, raw_input
 from onyx.serve.pipeline import Pipeline
 from onyx.serve.repository import Model, ModelControl
-from onyx.serve.servicer import answers_errors, deadline_of
+from onyx.serve.rpc import answers_errors, deadline_of, log_if_unplanned
 from onyx.serve.streams import answer_concurrently
-
-log = logging.getLogger(__name__)
 
 SERVICE_NAME = kv2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 PLATFORM = "onnxruntime_onnx"
@@ -108,8 +105,7 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
             try:
                 response = await self.infer(request, deadline)
             except Exception as exc:
-                if not isinstance(exc, ServeError):
-                    log.exception("ModelStreamInfer request %r failed", request.id)
+                log_if_unplanned(exc, f"ModelStreamInfer request {request.id!r}")
                 return kv2.ModelStreamInferResponse(
                     error_message=str(exc),
                     infer_response=kv2.ModelInferResponse(
