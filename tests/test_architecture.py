@@ -3,6 +3,7 @@
 - `onyx.serve` (and the rest of the serving distribution) never imports torch nor `onyx.train`,
   directly or indirectly; a fresh environment with only `serve/` installed serves without torch.
 - The batcher knows nothing of transport or runtime: it imports neither gRPC nor ONNX Runtime.
+- Serving errors are gRPC-free; `onyx.serve.rpc` alone turns them into gRPC status codes.
 """
 
 from __future__ import annotations
@@ -65,6 +66,17 @@ def test_serving_distribution_declares_no_torch() -> None:
 def test_batcher_imports_no_transport_or_runtime() -> None:
     names = _imported_modules(SERVE_PACKAGES / "serve" / "batching.py")
     assert not {n for n in names if _is_under(n, ("grpc", "onnxruntime", "onyx.proto"))}, names
+
+
+def test_only_rpc_maps_errors_to_grpc_status_codes() -> None:
+    names = _imported_modules(SERVE_PACKAGES / "serve" / "errors.py")
+    assert not any(_is_under(n, ("grpc",)) for n in names), names
+    mapping = {
+        path.name
+        for path in (SERVE_PACKAGES / "serve").glob("*.py")
+        if "grpc.StatusCode[" in path.read_text()
+    }
+    assert mapping == {"rpc.py"}
 
 
 def test_serve_imports_with_torch_unavailable() -> None:
