@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -107,12 +108,15 @@ def test_serve_alone_installs_and_runs_without_torch(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
+    # The development checkout on PYTHONPATH (serve/ and train/) would leak into the new venv.
+    alone = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     install = subprocess.run(
         [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", source],
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
+        env=alone,
     )
     assert install.returncode == 0, install.stderr[-3000:]
     check = (
@@ -123,16 +127,16 @@ def test_serve_alone_installs_and_runs_without_torch(tmp_path: Path) -> None:
         "    __import__(module)\n"
     )
     imported = subprocess.run(
-        [python, "-c", check], cwd=tmp_path, capture_output=True, text=True, check=False
+        [python, "-c", check], cwd=tmp_path, capture_output=True, text=True, check=False, env=alone
     )
     assert imported.returncode == 0, imported.stderr
     onyx = env_dir / "bin" / "onyx"
     for command in (["serve", "--help"], ["classify", "--help"], ["bench", "--help"]):
         done = subprocess.run(
-            [onyx, *command], cwd=tmp_path, capture_output=True, text=True, check=False
+            [onyx, *command], cwd=tmp_path, capture_output=True, text=True, check=False, env=alone
         )
         assert done.returncode == 0, (command, done.stderr)
-    top = subprocess.run([onyx, "--help"], capture_output=True, text=True, check=False)
+    top = subprocess.run([onyx, "--help"], capture_output=True, text=True, check=False, env=alone)
     assert top.returncode == 0 and "pip install ./train" in top.stdout, top.stdout
-    train = subprocess.run([onyx, "train"], capture_output=True, text=True, check=False)
+    train = subprocess.run([onyx, "train"], capture_output=True, text=True, check=False, env=alone)
     assert train.returncode == 2 and "pip install ./train" in train.stderr, train.stderr
