@@ -35,8 +35,8 @@ import numpy as np
 
 from onyx.bench.baseline import BaselineResult, measure, newest_model_file
 from onyx.bench.runner import spawned_server
+from onyx.serve.dtypes import DTYPES
 from onyx.serve.model_config import CONFIG_FILE, load_config
-from onyx.serve.runtime import NUMPY_DTYPES
 
 CUDA_RUNTIME = "libcudart.so.12"
 MISSING_LIBRARY = "error while loading shared libraries"
@@ -140,7 +140,7 @@ def raw_sample(repository: Path, model: str) -> tuple[Path, np.ndarray, int]:
     dims = list(config.input.dims[1:])
     if any(d < 0 for d in dims):
         raise SystemExit(f"{model}: variable input dims {dims}; use a fixed-shape model")
-    dtype = NUMPY_DTYPES[config.input.dtype]
+    dtype = DTYPES[config.input.dtype].numpy
     sample = np.random.default_rng(0).random(dims).astype(dtype)
     return model_file, sample, max(1, config.batching.max_batch_size)
 

@@ -3,6 +3,7 @@
 - `onyx.serve` (and the rest of the serving distribution) never imports torch nor `onyx.train`,
   directly or indirectly; a fresh environment with only `serve/` installed serves without torch.
 - The batcher knows nothing of transport or runtime: it imports neither gRPC nor ONNX Runtime.
+- Serving errors are gRPC-free; `onyx.serve.rpc` alone turns them into gRPC status codes.
 """
 
 from __future__ import annotations
@@ -71,6 +72,17 @@ def test_batcher_imports_no_transport_or_runtime() -> None:
     assert not {n for n in names if _is_under(n, ("grpc", "onnxruntime", "onyx.proto"))}, names
 
 
+def test_only_rpc_maps_errors_to_grpc_status_codes() -> None:
+    names = _imported_modules(SERVE_PACKAGES / "serve" / "errors.py")
+    assert not any(_is_under(n, ("grpc",)) for n in names), names
+    mapping = {
+        path.name
+        for path in (SERVE_PACKAGES / "serve").glob("*.py")
+        if "grpc.StatusCode[" in path.read_text()
+    }
+    assert mapping == {"rpc.py"}
+
+
 def test_serve_imports_with_torch_unavailable() -> None:
     # Block torch for real, then import every serving module in a fresh interpreter.
     script = (
@@ -103,6 +115,7 @@ def test_serve_alone_installs_and_runs_without_torch(
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
+    # The development checkout on PYTHONPATH (serve/ and train/) would leak into the new venv.
     install = subprocess.run(
         [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", source],
         capture_output=True,

@@ -46,7 +46,6 @@ class Recorder:
     def __init__(self) -> None:
         self.started: list[int] = []
         self.finished: list[tuple[int, bool]] = []
-        self.queue: list[int] = []
 
     def batch_started(self, size: int, queue_waits_s: Sequence[float]) -> None:
         assert all(w >= 0 for w in queue_waits_s)
@@ -55,9 +54,6 @@ class Recorder:
     def batch_finished(self, size: int, compute_s: float, ok: bool) -> None:
         assert compute_s >= 0
         self.finished.append((size, ok))
-
-    def queue_changed(self, queued_rows: int) -> None:
-        self.queue.append(queued_rows)
 
 
 def rows(start: int, count: int) -> np.ndarray:
@@ -348,7 +344,7 @@ def test_concurrent_batches_are_bounded_by_max_concurrent_batches() -> None:
     run(test, max_batch_size=1, max_queue_delay_us=0, max_concurrent_batches=2)
 
 
-def test_the_observer_sees_batches_and_the_queue() -> None:
+def test_the_observer_sees_every_batch() -> None:
     async def main() -> None:
         model = FakeModel()
         recorder = Recorder()
@@ -363,7 +359,7 @@ def test_the_observer_sees_batches_and_the_queue() -> None:
         await batcher.close()
         assert recorder.started == [3, 2, 1]
         assert recorder.finished == [(3, True), (2, True), (1, False)]
-        assert recorder.queue[-1] == 0 and max(recorder.queue) == 5
+        assert batcher.queued_rows == 0
 
     asyncio.run(main())
 

@@ -98,6 +98,27 @@ def test_counts_and_histograms_follow_known_traffic(
     )
 
 
+def test_streaming_rpcs_are_counted_when_they_end(
+    served: tuple[ServerThread, ServerMetrics],
+) -> None:
+    server, metrics = served
+    labels = {
+        "grpc_type": "bidi_stream",
+        "grpc_service": "onyx.v1.Classifier",
+        "grpc_method": "ClassifyStream",
+    }
+    one = api.ClassifyRequest(model="tiny", inputs=[api.Input(image=png_bytes(0))])
+    with grpc.insecure_channel(server.address) as channel:
+        stub = api_grpc.ClassifierStub(channel)
+        requests = [api.ClassifyStreamRequest(id=str(i), request=one) for i in range(3)]
+        assert len(list(stub.ClassifyStream(iter(requests)))) == 3
+        assert _value(metrics, "grpc_server_started_total", labels) == 1
+        assert len(list(stub.ClassifyStream(iter(requests[:1])))) == 1
+    assert _value(metrics, "grpc_server_started_total", labels) == 2
+    assert _settled(metrics, "grpc_server_handled_total", {**labels, "grpc_code": "OK"}, 2) == 2
+    assert _settled(metrics, "grpc_server_handling_seconds_count", labels, 2) == 2
+
+
 def test_metrics_are_served_over_http(served: tuple[ServerThread, ServerMetrics]) -> None:
     server, _ = served
     assert server.running is not None and server.running.metrics_port

@@ -9,24 +9,11 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.errors import InvalidInput, LimitExceeded, ServeError
 from onyx.serve.inputs import InputLimits, decode_inputs
-from onyx.serve.text import PAD, TOKENIZER_NAME, UNK, TextEncoder, Vocabulary
+from onyx.serve.text import PAD, UNK, TextEncoder, Vocabulary
+from tests.serve.tiny_models import text_config
 
 LIMITS = InputLimits(max_text_chars=1000)
-
-
-def text_config() -> pb.ModelConfig:
-    return pb.ModelConfig(
-        name="sentiment",
-        task=pb.TASK_TEXT,
-        labels=["negative", "positive"],
-        input=pb.TensorSpec(name="input", dtype=pb.DATA_TYPE_INT64, dims=[-1, -1]),
-        output=pb.TensorSpec(name="logits", dtype=pb.DATA_TYPE_FLOAT32, dims=[-1, 2]),
-        output_activation=pb.ACTIVATION_SOFTMAX,
-        text=pb.TextPreprocessing(
-            vocabulary_file="vocab.txt", max_length=4, pad_id=0, unk_id=1, tokenizer=TOKENIZER_NAME
-        ),
-        batching=pb.Batching(max_batch_size=4),
-    )
+TEXT_CONFIG = text_config("sentiment", max_length=4)  # read only: decoding never changes it
 
 
 def image_config() -> pb.ModelConfig:
@@ -45,7 +32,7 @@ ENCODER = TextEncoder(Vocabulary([PAD, UNK, "not", "bad"]), max_length=4)
 
 def test_texts_become_one_padded_batch() -> None:
     inputs = [api.Input(text="Not bad"), api.Input(text="bad bad bad bad bad"), api.Input(text="")]
-    batch = decode_inputs(inputs, text_config(), LIMITS, ENCODER)
+    batch = decode_inputs(inputs, TEXT_CONFIG, LIMITS, ENCODER)
     assert batch.dtype == np.int64
     assert batch.tolist() == [[2, 3, 0, 0], [3, 3, 3, 3], [1, 0, 0, 0]]
 
@@ -55,7 +42,7 @@ def test_image_bytes_to_a_text_model_is_invalid_and_says_send_text() -> None:
         InvalidInput, match=r"input 1: is image but model 'sentiment' is a text model"
     ):
         decode_inputs(
-            [api.Input(text="ok"), api.Input(image=b"\x89PNG")], text_config(), LIMITS, ENCODER
+            [api.Input(text="ok"), api.Input(image=b"\x89PNG")], TEXT_CONFIG, LIMITS, ENCODER
         )
 
 
@@ -67,19 +54,19 @@ def test_text_to_an_image_model_is_invalid_and_says_send_image() -> None:
 
 def test_too_long_text_names_the_limit() -> None:
     with pytest.raises(LimitExceeded, match="max_text_chars"):
-        decode_inputs([api.Input(text="x" * 1001)], text_config(), LIMITS, ENCODER)
+        decode_inputs([api.Input(text="x" * 1001)], TEXT_CONFIG, LIMITS, ENCODER)
 
 
 def test_pretokenized_ids_outside_the_vocabulary_are_refused() -> None:
     good = api.Tensor(shape=[2], data=np.array([2, 3], dtype="<i8").tobytes())
-    assert decode_inputs([api.Input(tensor=good)], text_config(), LIMITS, ENCODER).tolist() == [
+    assert decode_inputs([api.Input(tensor=good)], TEXT_CONFIG, LIMITS, ENCODER).tolist() == [
         [2, 3]
     ]
     bad = api.Tensor(shape=[2], data=np.array([2, 99], dtype="<i8").tobytes())
     with pytest.raises(InvalidInput, match="input 0: token ids"):
-        decode_inputs([api.Input(tensor=bad)], text_config(), LIMITS, ENCODER)
+        decode_inputs([api.Input(tensor=bad)], TEXT_CONFIG, LIMITS, ENCODER)
 
 
 def test_text_without_an_encoder_is_a_server_error() -> None:
     with pytest.raises(ServeError, match="no text encoder"):
-        decode_inputs([api.Input(text="ok")], text_config(), LIMITS)
+        decode_inputs([api.Input(text="ok")], TEXT_CONFIG, LIMITS)

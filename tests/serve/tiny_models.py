@@ -157,12 +157,11 @@ def png_bytes(seed: int = 0, size: int = SIZE) -> bytes:
     return buffer.getvalue()
 
 
-def write_text_model(root: Path, name: str = "words", version: int = 1) -> pb.ModelConfig:
-    """Embedding lookup -> mean over time -> 2 logits, with its vocabulary (no torch)."""
-    from onyx.serve.text import TOKENIZER_NAME, Vocabulary
+def text_config(name: str = "words", max_length: int = 16) -> pb.ModelConfig:
+    """A two-class text model's config: int64 token ids in, logits out; pad 0, unknown 1."""
+    from onyx.serve.text import TOKENIZER_NAME
 
-    vocabulary = Vocabulary(["<pad>", "<unk>", "good", "bad", "not"])
-    config = pb.ModelConfig(
+    return pb.ModelConfig(
         name=name,
         task=pb.TASK_TEXT,
         labels=["negative", "positive"],
@@ -170,10 +169,22 @@ def write_text_model(root: Path, name: str = "words", version: int = 1) -> pb.Mo
         output=pb.TensorSpec(name="logits", dtype=pb.DATA_TYPE_FLOAT32, dims=[-1, 2]),
         output_activation=pb.ACTIVATION_SOFTMAX,
         text=pb.TextPreprocessing(
-            vocabulary_file="vocab.txt", max_length=16, pad_id=0, unk_id=1, tokenizer=TOKENIZER_NAME
+            vocabulary_file="vocab.txt",
+            max_length=max_length,
+            pad_id=0,
+            unk_id=1,
+            tokenizer=TOKENIZER_NAME,
         ),
         batching=pb.Batching(max_batch_size=4),
     )
+
+
+def write_text_model(root: Path, name: str = "words", version: int = 1) -> pb.ModelConfig:
+    """Embedding lookup -> mean over time -> 2 logits, with its vocabulary (no torch)."""
+    from onyx.serve.text import Vocabulary
+
+    vocabulary = Vocabulary(["<pad>", "<unk>", "good", "bad", "not"])
+    config = text_config(name)
     embedding = np.random.default_rng(0).standard_normal((5, 2)).astype(np.float32)
     graph = helper.make_graph(
         [

@@ -26,9 +26,6 @@ class BatchSizes:
     def batch_finished(self, size: int, compute_s: float, ok: bool) -> None:
         pass
 
-    def queue_changed(self, queued_rows: int) -> None:
-        pass
-
 
 def stub(address: str) -> api_grpc.ClassifierStub:
     return api_grpc.ClassifierStub(grpc.insecure_channel(address))

@@ -20,8 +20,8 @@ from onyx.bench.load import RunResult, classify_call, closed_loop, make_sender, 
 from onyx.bench.scrape import scrape, server_split
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.dtypes import DTYPES, wire_dtype
 from onyx.serve.inputs import InputLimits, decode_inputs
-from onyx.serve.runtime import NUMPY_DTYPES, wire_dtype
 from onyx.serve.text import load_encoder
 
 SEQUENCE_LENGTH = 32  # for inputs with a dynamic time axis
@@ -52,7 +52,7 @@ def build_input(config: BenchConfig, model: pb.ModelConfig, seed: int = 0) -> ap
     if config.text is not None:
         return api.Input(text=config.text)
     dims = [SEQUENCE_LENGTH if d == -1 else d for d in model.input.dims[1:]]
-    dtype = NUMPY_DTYPES[model.input.dtype]
+    dtype = DTYPES[model.input.dtype].numpy
     rng = np.random.default_rng(seed)
     values = rng.integers(2, 100, dims) if np.issubdtype(dtype, np.integer) else rng.random(dims)
     array = values.astype(wire_dtype(model.input.dtype))

@@ -77,8 +77,6 @@ class BatchObserver(Protocol):
 
     def batch_finished(self, size: int, compute_s: float, ok: bool) -> None: ...
 
-    def queue_changed(self, queued_rows: int) -> None: ...
-
 
 @dataclass(eq=False)  # each queued request is itself: identity, not field, equality
 class _Item:
@@ -154,14 +152,9 @@ class DynamicBatcher:
     def _enqueue(self, inputs: np.ndarray, deadline: float | None) -> _Item:
         item = _Item(inputs, asyncio.get_running_loop().create_future(), deadline)
         self._queue.append(item)
-        self._set_queued(self._queued_rows + item.rows)
+        self._queued_rows += item.rows
         self._arrived.set()
         return item
-
-    def _set_queued(self, rows: int) -> None:
-        self._queued_rows = rows
-        if self._observer is not None:
-            self._observer.queue_changed(rows)
 
     async def close(self) -> None:
         """Stop accepting, finish everything queued and in flight, then stop."""
@@ -224,7 +217,7 @@ class DynamicBatcher:
                 self._queue.popleft()
         else:
             self._queue = deque(item for item in self._queue if item not in gone)
-        self._set_queued(self._queued_rows - sum(item.rows for item in gone))
+        self._queued_rows -= sum(item.rows for item in gone)
 
     def _oldest_first(self, live: list[_Item]) -> list[_Item]:
         batch: list[_Item] = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,8 +24,6 @@ from tqdm import tqdm
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.preprocess import IMAGE_SUFFIXES
-
-log = logging.getLogger(__name__)
 
 CSV_FIELDS = ["path", "label", "score", "top_k"]
 

@@ -1,4 +1,4 @@
-"""Serving commands: `onyx serve`, `onyx classify`, `onyx models`. Parse, validate, delegate."""
+"""Serving commands: `onyx serve`, `onyx classify`. Parse, validate, delegate."""
 
 from __future__ import annotations
 

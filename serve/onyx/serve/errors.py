@@ -8,20 +8,17 @@
     ├── LimitExceeded        RESOURCE_EXHAUSTED  a configured limit; the message names the limit
     ├── Overloaded           RESOURCE_EXHAUSTED  the queue is full; retry later
     ├── DeadlineExpired      DEADLINE_EXCEEDED   the deadline passed while the request was queued
-    ├── RequestCancelled     CANCELLED           the client went away while the request was queued
     ├── InferenceFailed      INTERNAL            the runtime failed on a batch
     └── ConfigError          INTERNAL            a model config unreadable or at odds with its file
 
 Each class names its code as a string so this module (and the batcher that raises some of these)
-stays free of gRPC; `status_code` is the one place that turns them into `grpc.StatusCode`.
+stays free of gRPC; `onyx.serve.rpc.status_code` is the one place that turns them into
+`grpc.StatusCode`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
-
-if TYPE_CHECKING:
-    import grpc
+from typing import ClassVar
 
 
 class ServeError(Exception):
@@ -58,10 +55,6 @@ class DeadlineExpired(ServeError):
     code = "DEADLINE_EXCEEDED"
 
 
-class RequestCancelled(ServeError):
-    code = "CANCELLED"
-
-
 class InferenceFailed(ServeError):
     code = "INTERNAL"
 
@@ -73,10 +66,3 @@ class ConfigError(ServeError):
 def code_name(error: BaseException) -> str:
     """The name of the gRPC status code `error` is answered with (INTERNAL if unplanned)."""
     return error.code if isinstance(error, ServeError) else "INTERNAL"
-
-
-def status_code(error: BaseException) -> grpc.StatusCode:
-    """The gRPC status code `error` is answered with (INTERNAL for anything unplanned)."""
-    import grpc
-
-    return grpc.StatusCode[code_name(error)]

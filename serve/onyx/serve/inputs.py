@@ -13,9 +13,9 @@ import numpy as np
 
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.dtypes import wire_dtype
 from onyx.serve.errors import InvalidInput, LimitExceeded, ServeError
 from onyx.serve.preprocess import DEFAULT_MAX_IMAGE_PIXELS, image_bytes_to_array
-from onyx.serve.runtime import wire_dtype
 from onyx.serve.text import TextEncoder, pad_batch
 
 _KIND_FOR_TASK = {pb.TASK_IMAGE: "image", pb.TASK_TEXT: "text"}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -64,35 +65,36 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             handler.request_deserializer, handler.response_serializer,
         )  # fmt: skip
 
+    @contextlib.contextmanager
+    def _recorded(
+        self, kind: str, method: str, context: grpc.aio.ServicerContext
+    ) -> Iterator[None]:
+        """Time one call and count it under the status code it ends with."""
+        done = self._metrics.record(kind, method)
+        error: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            done(_code_of(context, error))
+
     def _unary(self, behaviour: Any, kind: str, method: str) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            done = self._metrics.record(kind, method)
-            error: BaseException | None = None
-            try:
+            with self._recorded(kind, method, context):
                 return await behaviour(request, context)
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                done(_code_of(context, error))
 
         return wrapped
 
     def _streaming(self, behaviour: Any, kind: str, method: str) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            done = self._metrics.record(kind, method)
-            error: BaseException | None = None
-            try:
+            with self._recorded(kind, method, context):
                 result = behaviour(request, context)
                 if inspect.isasyncgen(result):
                     async for response in result:
                         yield response
                 else:  # a coroutine that writes with context.write() (e.g. health Watch)
                     await result
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                done(_code_of(context, error))
 
         return wrapped

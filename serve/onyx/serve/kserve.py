@@ -21,7 +21,6 @@ model-repository extension (index, load, unload; load/unload need `--model-contr
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeAlias
 
@@ -32,15 +31,14 @@ from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve import __version__
+from onyx.serve.dtypes import DTYPES
 from onyx.serve.errors import InvalidInput, ModelNotFound, NotAllowed, ServeError
 from onyx.serve.inputs import InputLimits
-from onyx.serve.kserve_tensors import DATATYPES, add_output, decode_tensor, raw_input
+from onyx.serve.kserve_tensors import add_output, decode_tensor, raw_input
 from onyx.serve.pipeline import Pipeline
 from onyx.serve.repository import Model, ModelControl
-from onyx.serve.servicer import answers_errors, deadline_of
+from onyx.serve.rpc import answers_errors, deadline_of, log_if_unplanned
 from onyx.serve.streams import answer_concurrently
-
-log = logging.getLogger(__name__)
 
 SERVICE_NAME = kv2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 PLATFORM = "onnxruntime_onnx"
@@ -107,8 +105,7 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
             try:
                 response = await self.infer(request, deadline)
             except Exception as exc:
-                if not isinstance(exc, ServeError):
-                    log.exception("ModelStreamInfer request %r failed", request.id)
+                log_if_unplanned(exc, f"ModelStreamInfer request {request.id!r}")
                 return kv2.ModelStreamInferResponse(
                     error_message=str(exc),
                     infer_response=kv2.ModelInferResponse(
@@ -215,7 +212,7 @@ def triton_config(config: pb.ModelConfig) -> kv2.ModelConfig:
 
 
 def _triton_type(dtype: int) -> str:
-    return f"TYPE_{DATATYPES[dtype]}"  # protobuf takes enum values by name
+    return f"TYPE_{DTYPES[dtype].kserve}"  # protobuf takes enum values by name
 
 
 def parse_version(text: str) -> int:
@@ -242,14 +239,14 @@ def model_metadata(model: Model) -> kv2.ModelMetadataResponse:
         inputs=[
             metadata(
                 name=config.input.name,
-                datatype=DATATYPES[config.input.dtype],
+                datatype=DTYPES[config.input.dtype].kserve,
                 shape=list(config.input.dims),
             )
         ],
         outputs=[
             metadata(
                 name=config.output.name,
-                datatype=DATATYPES[config.output.dtype],
+                datatype=DTYPES[config.output.dtype].kserve,
                 shape=list(config.output.dims),
             )
         ],

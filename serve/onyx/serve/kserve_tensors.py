@@ -17,19 +17,11 @@ import numpy as np
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.dtypes import DTYPES, wire_dtype
 from onyx.serve.errors import InvalidInput
 from onyx.serve.inputs import InputLimits, check_input_count, decode_inputs, dims_fit
-from onyx.serve.runtime import wire_dtype
 from onyx.serve.scores import activate, top_k
 from onyx.serve.text import TextEncoder
-
-DATATYPES: dict[int, str] = {
-    pb.DATA_TYPE_FLOAT32: "FP32",
-    pb.DATA_TYPE_INT64: "INT64",
-    pb.DATA_TYPE_FLOAT16: "FP16",
-    pb.DATA_TYPE_INT32: "INT32",
-}
-_TYPED_FIELD = {"FP32": "fp32_contents", "INT64": "int64_contents", "INT32": "int_contents"}
 
 
 def raw_input(request: kv2.ModelInferRequest) -> bytes | None:
@@ -71,7 +63,8 @@ def _decode_numeric(
     config: pb.ModelConfig,
 ) -> np.ndarray:
     spec = config.input
-    expected = DATATYPES[spec.dtype]
+    expected = DTYPES[spec.dtype].kserve
+    contents = DTYPES[spec.dtype].kserve_contents
     if tensor.name != spec.name:
         raise InvalidInput(f"model {config.name!r} has input {spec.name!r}, not {tensor.name!r}")
     if tensor.datatype != expected:
@@ -90,10 +83,10 @@ def _decode_numeric(
                 f"{int(np.prod(shape)) * dtype.itemsize}"
             )
         array = np.frombuffer(raw, dtype=dtype)
-    elif expected not in _TYPED_FIELD:
+    elif contents is None:
         raise InvalidInput(f"send {expected} input {tensor.name!r} as raw_input_contents")
     else:
-        array = np.asarray(getattr(tensor.contents, _TYPED_FIELD[expected]), dtype=dtype)
+        array = np.asarray(getattr(tensor.contents, contents), dtype=dtype)
         if array.size != int(np.prod(shape)):
             raise InvalidInput(f"input {tensor.name!r} has {array.size} values for shape {shape}")
     return array.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
@@ -160,7 +153,7 @@ def add_output(
         response.raw_output_contents.append(join_bytes([item for row in rows for item in row]))
         return
     array = np.ascontiguousarray(outputs, dtype=wire_dtype(config.output.dtype))
-    tensor.datatype, tensor.shape[:] = DATATYPES[config.output.dtype], list(array.shape)
+    tensor.datatype, tensor.shape[:] = DTYPES[config.output.dtype].kserve, list(array.shape)
     response.raw_output_contents.append(array.tobytes())
 
 

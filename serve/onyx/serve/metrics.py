@@ -140,10 +140,6 @@ class BatchMetrics:
         if not ok:
             self.failures.inc()
 
-    def queue_changed(self, queued_rows: int) -> None:
-        # Read at scrape time by RepositoryCollector instead: no per-request gauge updates.
-        pass
-
 
 class RepositoryCollector(Collector):
     """Model state straight from the repository at scrape time, so it can never go stale."""

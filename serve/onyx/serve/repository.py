@@ -50,10 +50,11 @@ from onyx.serve.batching import (
     Length,
     concatenate,
 )
+from onyx.serve.dtypes import DTYPES
 from onyx.serve.errors import ConfigError, ModelNotFound, ModelNotReady
 from onyx.serve.metrics import ServerMetrics
 from onyx.serve.model_config import CONFIG_FILE, load_config
-from onyx.serve.runtime import CUDA, NUMPY_DTYPES, RuntimeOptions, Session
+from onyx.serve.runtime import CUDA, RuntimeOptions, Session
 from onyx.serve.text import TextEncoder, load_encoder, pad_rows
 
 log = logging.getLogger(__name__)
@@ -501,7 +502,7 @@ async def _warm_up(
 ) -> None:
     """Run every session (not just one) over the batch sizes the batcher will form."""
     loop = asyncio.get_running_loop()
-    dtype = NUMPY_DTYPES[config.input.dtype]
+    dtype = DTYPES[config.input.dtype].numpy
     sizes = warmup_batch_sizes(max_batch_size, CUDA in sessions[0].providers)
     for session in sessions:
         for size in sizes:

@@ -11,12 +11,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
 
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.dtypes import DTYPES
 from onyx.serve.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -24,26 +25,6 @@ log = logging.getLogger(__name__)
 Device = Literal["auto", "cuda", "cpu"]
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-
-NUMPY_DTYPES: dict[int, type[np.generic]] = {
-    pb.DATA_TYPE_FLOAT32: np.float32,
-    pb.DATA_TYPE_INT64: np.int64,
-    pb.DATA_TYPE_FLOAT16: np.float16,
-    pb.DATA_TYPE_INT32: np.int32,
-}
-
-
-def wire_dtype(dtype: int) -> np.dtype[Any]:
-    """A model dtype as it travels in requests and responses: little-endian."""
-    return np.dtype(NUMPY_DTYPES[dtype]).newbyteorder("<")
-
-
-_ORT_TYPES = {
-    pb.DATA_TYPE_FLOAT32: "tensor(float)",
-    pb.DATA_TYPE_INT64: "tensor(int64)",
-    pb.DATA_TYPE_FLOAT16: "tensor(float16)",
-    pb.DATA_TYPE_INT32: "tensor(int32)",
-}
 
 
 @dataclass(frozen=True)
@@ -120,7 +101,6 @@ class Session:
         check_signature(self._session, config, path)
         self.input_name = config.input.name
         self.output_name = config.output.name
-        self.input_dtype = NUMPY_DTYPES[config.input.dtype]
         self.providers: list[str] = self._session.get_providers()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -154,10 +134,9 @@ def _signature_problems(
     if arg is None:
         return [f"{what} {spec.name!r} not in the graph (it has {sorted(actual)})"]
     problems = []
-    if arg.type != _ORT_TYPES.get(spec.dtype):
-        problems.append(
-            f"{what} {spec.name!r} is {arg.type}, config says {_ORT_TYPES.get(spec.dtype)}"
-        )
+    expected = DTYPES[spec.dtype].onnx if spec.dtype in DTYPES else None
+    if arg.type != expected:
+        problems.append(f"{what} {spec.name!r} is {arg.type}, config says {expected}")
     if len(arg.shape) != len(spec.dims):
         problems.append(
             f"{what} {spec.name!r} has rank {len(arg.shape)}, config says {len(spec.dims)}"

@@ -7,55 +7,22 @@ request that fails is answered with `error_code`/`error_message` and the stream 
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
-from onyx.serve.errors import InvalidInput, ServeError, status_code
+from onyx.serve.errors import InvalidInput
 from onyx.serve.inputs import InputLimits, decode_inputs
 from onyx.serve.pipeline import Pipeline
 from onyx.serve.repository import Model
+from onyx.serve.rpc import answers_errors, deadline_of, log_if_unplanned, status_code
 from onyx.serve.scores import activate, top_k
 from onyx.serve.streams import answer_concurrently
 
-log = logging.getLogger(__name__)
-
 DEFAULT_TOP_K = 5
-Request = TypeVar("Request")
-Response = TypeVar("Response")
-Handler = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Response]]
-
-
-def answers_errors(handler: Handler[Request, Response]) -> Handler[Request, Response]:
-    """Answer deliberate errors with their status code, and anything else with INTERNAL."""
-
-    @functools.wraps(handler)
-    async def wrapper(self: Any, request: Request, context: grpc.aio.ServicerContext) -> Response:
-        try:
-            return await handler(self, request, context)
-        except ServeError as exc:
-            await context.abort(status_code(exc), str(exc))
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as exc:
-            log.exception("%s failed", handler.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
-        raise AssertionError("unreachable: context.abort raises")
-
-    return wrapper
-
-
-def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
-    """The client's deadline as a `time.monotonic()` instant, if it set one."""
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
 
 
 class ClassifierServicer(api_grpc.ClassifierServicer):
@@ -105,8 +72,7 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
             try:
                 response = await self.classify(item.request, deadline)
             except Exception as exc:
-                if not isinstance(exc, ServeError):
-                    log.exception("ClassifyStream request %r failed", item.id)
+                log_if_unplanned(exc, f"ClassifyStream request {item.id!r}")
                 return api.ClassifyStreamResponse(
                     id=item.id, error_code=status_code(exc).value[0], error_message=str(exc)
                 )
