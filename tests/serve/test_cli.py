@@ -79,9 +79,7 @@ def test_old_flag_names_still_work(served: list[ServerConfig]) -> None:
     assert (config.startup_models, config.repository, config.port) == (("pets",), Path("repo"), 0)
 
 
-def test_poll_interval_implies_poll_and_conflicts_with_explicit(
-    tmp_path: Path, served: list[ServerConfig]
-) -> None:
+def test_poll_interval_implies_poll_and_conflicts_with_explicit(served: list[ServerConfig]) -> None:
     assert serve(["--poll-interval-s", "2"]).exit_code == 0
     assert serve([], {"ONYX_POLL_INTERVAL_S": "3"}).exit_code == 0
     assert serve(["--model-control", "explicit"]).exit_code == 0

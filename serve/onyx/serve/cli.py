@@ -17,7 +17,6 @@ from onyx.serve.config import DEFAULT_PORT, ServerConfig
 from onyx.serve.options import ConfigCommand, config_options, explicit_fields, precedence_epilog
 from onyx.serve.server import serve as run_server
 
-
 SERVE_EPILOG = f"""\b
 Examples:
   onyx serve --repository models --port 50051 --model-control poll

@@ -34,10 +34,15 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import click
 from click.core import ParameterSource
+
+if TYPE_CHECKING:  # generic in recent click (8.2+), plain before: subscript for mypy only
+    AnyParamType = click.ParamType[Any, Any]
+else:
+    AnyParamType = click.ParamType
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,8 +93,10 @@ def field_specs(
     seen: dict[str, str] = {}
     for spec in specs:
         if spec.name in seen:
-            raise ValueError(f"{cls.__name__}: fields {seen[spec.name]} and {spec.key} both "
-                             f"make --{spec.name}; give the nested one a metadata prefix")  # fmt: skip
+            raise ValueError(
+                f"{cls.__name__}: fields {seen[spec.name]} and {spec.key} both make "
+                f"--{spec.name}; give the nested one a metadata prefix"
+            )
         seen[spec.name] = spec.key
     return specs
 
@@ -152,12 +159,12 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
     raise TypeError(f"no option for the union {tp}")
 
 
-class CommaList(click.ParamType):
+class CommaList(AnyParamType):
     """A tuple or list option as one comma-separated value; a sequence (from TOML) as is."""
 
     name = "list"
 
-    def __init__(self, item: click.ParamType, container: type[tuple[Any, ...]] | type[list[Any]]):
+    def __init__(self, item: AnyParamType, container: type[tuple[Any, ...]] | type[list[Any]]):
         self.item, self.container = item, container
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -170,10 +177,10 @@ class CommaList(click.ParamType):
         return self.container(self.item.convert(p, param, ctx) for p in parts)
 
 
-class Nullable(click.ParamType):
+class Nullable(AnyParamType):
     """An optional value: `none` (any case) gives None, anything else the inner type."""
 
-    def __init__(self, inner: click.ParamType):
+    def __init__(self, inner: AnyParamType):
         self.inner, self.name = inner, inner.name
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -182,14 +189,14 @@ class Nullable(click.ParamType):
         return self.inner.convert(value, param, ctx)
 
 
-def click_type(tp: Any, metadata: Mapping[str, Any]) -> click.ParamType:
+def click_type(tp: Any, metadata: Mapping[str, Any]) -> AnyParamType:
     """The click type of a field annotation (bool fields are flags, not handled here)."""
     inner, optional = _strip_optional(tp)
     base = _base_type(inner, metadata)
     return Nullable(base) if optional and inner is not str else base
 
 
-def _base_type(tp: Any, metadata: Mapping[str, Any]) -> click.ParamType:
+def _base_type(tp: Any, metadata: Mapping[str, Any]) -> AnyParamType:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return click.Choice([str(v) for v in typing.get_args(tp)])
@@ -225,7 +232,7 @@ class ConfigCommand(click.Command):
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         sections: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
             if record is not None:
                 sections.setdefault(getattr(param, "group", OTHER_GROUP), []).append(record)
         if OTHER_GROUP in sections:  # last, after the config's own sections
@@ -245,7 +252,7 @@ def _shown_default(spec: FieldSpec) -> str | None:
 
 
 def _option(spec: FieldSpec, envvar_prefix: str | None, extra: Mapping[str, Any]) -> Decorator:
-    md = {**spec.metadata, **extra}
+    md = {**extra, **spec.metadata}  # the dataclass's own metadata wins
     aliases = tuple(md.get("aliases", ()))
     envvar = md.get("envvar") or (
         f"{envvar_prefix}_{spec.name.upper().replace('-', '_')}" if envvar_prefix else None
@@ -285,8 +292,8 @@ def config_options(
     command receives the resolved `cls` as keyword `name` instead of the separate values.
 
     `arguments`: top-level fields taken from click arguments of the same name.
-    `extra`: metadata per field name (top level) added by the command, e.g. aliases for a
-    dataclass it does not own: {"out_dir": {"aliases": ("-o",)}}.
+    `extra`: metadata per field name (top level) that the command adds where the field's own
+    has none, e.g. aliases for a dataclass it does not own: {"out_dir": {"aliases": ("-o",)}}.
     """
     extra = extra or {}
     specs = field_specs(cls, exclude=arguments, group=group)
@@ -394,7 +401,9 @@ def _check_keys(
         leaf = any(s.path == (*path, key) for s in specs)
         if not leaf:
             if not isinstance(value, dict):
-                raise click.BadParameter(f"{file}: {key!r} must be a [table]", param_hint="--config")
+                raise click.BadParameter(
+                    f"{file}: {key!r} must be a [table]", param_hint="--config"
+                )
             _check_keys(value, (*path, key), specs, file)
 
 
