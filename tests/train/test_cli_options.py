@@ -96,7 +96,9 @@ def test_image_help_shows_the_dataclass_defaults() -> None:
     assert f"--model TEXT [default: {ImageTrainConfig.model}]" in flat
     assert f"--weights TEXT [default: {ImageTrainConfig.weights}]" in flat
     assert "Examples:" in output and "--config FILE" in output
-    assert "Augment:" in output and output.index("Training:") < output.index("Other options:")
+    assert "Augment ([augment] in a --config file):" in output and output.index(
+        "Training:"
+    ) < output.index("Other options:")
 
 
 def test_export_is_listed_without_importing_torch_and_built_when_used() -> None:

@@ -60,7 +60,8 @@ def precedence_epilog(envvar_prefix: str | None = None) -> str:
     env = "its environment variable (env var: ...), " if envvar_prefix else ""
     return (
         f"Each option takes its value from, first wins: the command line, {env}"
-        "the --config TOML file (keys: the option names with _ for -), the default shown."
+        "the --config TOML file (keys: the option names with _ for -, a section's in its "
+        "[table]), the default shown."
     )
 
 
@@ -117,8 +118,10 @@ def _walk(
         own_group = f.metadata.get("group", group)
         nested = _nested_class(tp)
         if nested is not None:
-            sub_prefix = f"{f.metadata['prefix']}-" if f.metadata.get("prefix") else prefix
-            sub_group = f.metadata.get("group", f.name.replace("_", " ").capitalize())
+            sub_prefix = prefix + (f"{f.metadata['prefix']}-" if f.metadata.get("prefix") else "")
+            title = f.metadata.get("group", f.name.replace("_", " ").capitalize())
+            table = ".".join((*path, f.name))
+            sub_group = f"{title} ([{table}] in a --config file)"
             value = defaults.get(f.name)
             yield from _walk(nested, (*path, f.name), sub_prefix,
                              _defaults_of(nested, value), sub_group, exclude)  # fmt: skip
@@ -131,13 +134,8 @@ def _defaults_of(cls: type, instance: Any = None) -> dict[str, Any]:
     """Field defaults; those of `instance` when the parent's default is one."""
     if instance is not None:
         return {f.name: getattr(instance, f.name) for f in dataclasses.fields(cls)}
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
+    pairs = ((f.name, _default_value(f)) for f in dataclasses.fields(cls))
+    return {name: value for name, value in pairs if value is not dataclasses.MISSING}
 
 
 def _nested_class(tp: Any) -> type | None:
@@ -259,7 +257,8 @@ def _option(spec: FieldSpec, envvar_prefix: str | None, extra: Mapping[str, Any]
     )
     text = md.get("help", "")
     if spec.default is dataclasses.MISSING and "cli_default" not in md:
-        text = f"{text} (required)".strip()
+        needed = "(required)" if len(spec.path) == 1 else "(required with this section)"
+        text = f"{text} {needed}".strip()
     attrs: dict[str, Any] = {"help": text, "envvar": envvar, "show_envvar": envvar is not None,
                              "group": spec.group, "cls": ConfigOption}  # fmt: skip
     inner, _ = _strip_optional(spec.type)
