@@ -108,3 +108,12 @@ def test_tls_options_go_together(tmp_path: Path, served: list[ServerConfig]) -> 
     assert result.exit_code == 2 and "missing --tls-cert" in result.output
     result = serve(["--tls-cert", str(tmp_path / "none.pem"), "--tls-key", str(key)])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_the_config_file_shown_in_help_is_valid(tmp_path: Path, served: list[ServerConfig]) -> None:
+    lines = serve(["--help"]).output.split("A --config file")[1].split("\n\n")[0].splitlines()[1:]
+    file = tmp_path / "serve.toml"
+    file.write_text("\n".join(line.strip() for line in lines) + "\n")
+    result = serve(["--config", str(file)])
+    assert result.exit_code == 0, result.output
+    assert served[0].model_control == "poll" and served[0].limits.max_image_pixels == 20_000_000

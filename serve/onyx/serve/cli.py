@@ -23,6 +23,14 @@ Examples:
   ONYX_PORT=50052 onyx serve --config serve.toml --no-metrics
   onyx serve --model-control explicit --startup-models pets,digits
 
+\b
+A --config file (TOML; keys are the option names with _ for -):
+  repository = "/srv/models"
+  model_control = "poll"
+  poll_interval_s = 10
+  [limits]
+  max_image_pixels = 20_000_000
+
 {precedence_epilog("ONYX")}
 """
 
