@@ -247,3 +247,21 @@ def test_fields_taken_from_arguments() -> None:
     result = CliRunner().invoke(command, ["d", "-e", "3"])
     assert result.exit_code == 0, result.output
     assert seen == [Job("d", 3)]
+
+
+def test_a_default_is_not_checked_until_used(tmp_path: Path) -> None:
+    @dataclass
+    class Keys:
+        key: Path = field(default=Path("no-such.pem"), metadata={"exists": True})
+
+    seen: list[Keys] = []
+
+    @click.command(cls=ConfigCommand)
+    @config_options(Keys)
+    def command(config: Keys) -> None:
+        seen.append(config)
+
+    assert CliRunner().invoke(command, []).exit_code == 0
+    assert seen == [Keys()]
+    result = CliRunner().invoke(command, ["--key", str(tmp_path / "none.pem")])
+    assert result.exit_code == 2 and "does not exist" in result.output

@@ -223,6 +223,13 @@ class ConfigOption(click.Option):
         super().__init__(*args, **kwargs)
         self.group = group
 
+    def type_cast_value(self, ctx: click.Context, value: Any) -> Any:
+        # The default only shows in --help; resolve_config never reads it, so it need not
+        # convert (a default Path that must exist need not exist until it is used).
+        if ctx.get_parameter_source(self.name or "") is ParameterSource.DEFAULT:
+            return value
+        return super().type_cast_value(ctx, value)
+
 
 class ConfigCommand(click.Command):
     """A command whose --help lists options by section (ConfigOption.group), then the rest."""
