@@ -48,3 +48,32 @@ def test_demo_runs_the_whole_path(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "held-out accuracy over gRPC" in result.output
     assert (tmp_path / "models" / "digits" / "1" / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize(
+    ("command", "variables"),
+    [
+        (["classify"], ["ONYX_SERVER"]),
+        (["bench"], ["ONYX_SERVER", "ONYX_REPOSITORY"]),
+        (["export"], ["ONYX_REPOSITORY"]),
+        (["demo"], ["ONYX_REPOSITORY"]),
+    ],
+)
+def test_server_and_repository_options_read_the_same_variables(
+    command: list[str], variables: list[str]
+) -> None:
+    output = " ".join(CliRunner().invoke(main, [*command, "--help"]).output.split())
+    for variable in variables:
+        assert f"env var: {variable}" in output, variable
+
+
+def test_root_help_lists_the_training_commands_without_importing_torch() -> None:
+    import subprocess
+    import sys
+
+    from tests.checkout import PYTHONPATH
+
+    script = "import sys, onyx.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    done = subprocess.run([sys.executable, "-c", script], env={"PYTHONPATH": PYTHONPATH},
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]

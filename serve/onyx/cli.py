@@ -67,7 +67,8 @@ def main() -> None:
     \b
     A typical session:
       onyx demo                                   # the whole path on bundled data
-      onyx train image data/ --out runs/pets      # fine-tune on a folder of images
+      onyx train image data/ --out runs/pets \\
+          --model resnet18 --weights imagenet     # fine-tune on a folder of images
       onyx export runs/pets/best.pt --name pets   # to ONNX, parity-checked, into models/
       onyx serve                                  # serve models/ over gRPC on :50051
       onyx classify --model pets photo.jpg        # ask the server

@@ -33,7 +33,7 @@ def test_train_image_cli_small_cnn(shapes_dir: Path, tmp_path: Path) -> None:
         "--batch-size",
         "32",
         "--no-hflip",
-        "--rotation",
+        "--rotation-degrees",
         "0",
         "--out",
         str(out),
@@ -122,13 +122,15 @@ def test_torchrun_two_cpu_processes(shapes_dir: Path, tmp_path: Path) -> None:
     assert len(metrics["history"]) == 2
 
 
-def test_default_resnet18_without_cached_weights_says_where_to_put_them(
+def test_resnet18_without_cached_weights_says_where_to_put_them(
     shapes_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     result = CliRunner().invoke(
-        main, ["train", "image", str(shapes_dir), "--out", str(tmp_path / "o")]
-    )
+        main,
+        ["train", "image", str(shapes_dir), "--model", "resnet18", "--weights", "imagenet",
+         "--out", str(tmp_path / "o")],
+    )  # fmt: skip
     assert result.exit_code == 1
     assert "resnet18-f37072fd.pth" in result.output and "--weights none" in result.output
 

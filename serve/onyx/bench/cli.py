@@ -42,12 +42,18 @@ def _target(
 @click.command("bench")
 @click.option("--model", "-m", required=True, help="Model to load.")
 @click.option(
-    "--server", "-s", help="host:port of a running server (else --repository starts one)."
+    "--server",
+    "-s",
+    envvar="ONYX_SERVER",
+    show_envvar=True,
+    help="host:port of a running server (else --repository starts one).",
 )
 @click.option(
     "--repository",
     "-r",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="ONYX_REPOSITORY",
+    show_envvar=True,
     help="Start `onyx serve` on this repository in its own process (and find the model "
     "file there for --baseline).",
 )

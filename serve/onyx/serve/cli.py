@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -12,217 +13,53 @@ import grpc
 
 from onyx.serve.bulk import BulkJob, classify_folder
 from onyx.serve.client import Client, as_json_records, format_table
-from onyx.serve.config import DEFAULT_METRICS_PORT, DEFAULT_PORT, ServerConfig, TlsConfig
-from onyx.serve.inputs import InputLimits
-from onyx.serve.repository import MODEL_CONTROLS, ModelControl
+from onyx.serve.config import DEFAULT_PORT, ServerConfig
+from onyx.serve.options import ConfigCommand, config_options, explicit_fields, precedence_epilog
 from onyx.serve.server import serve as run_server
 
-DEFAULT_REPOSITORY = Path("models")
+SERVE_EPILOG = f"""\b
+Examples:
+  onyx serve --repository models --port 50051 --model-control poll
+  ONYX_PORT=50052 onyx serve --config serve.toml --no-metrics
+  onyx serve --model-control explicit --startup-models pets,digits
+
+\b
+A --config file (TOML; keys are the option names with _ for -):
+  repository = "/srv/models"
+  model_control = "poll"
+  poll_interval_s = 10
+  [limits]
+  max_image_pixels = 20_000_000
+
+{precedence_epilog("ONYX")}
+"""
 
 
-@click.command("serve")
-@click.option(
-    "--repository",
-    "-r",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=DEFAULT_REPOSITORY,
-    show_default=True,
-    envvar="ONYX_REPOSITORY",
-    help="Model repository: <name>/config.pbtxt, <name>/<version>/model.onnx.",
-)
-@click.option(
-    "--host", default="[::]", show_default=True, envvar="ONYX_HOST", help="Interface to listen on."
-)
-@click.option(
-    "--port",
-    "-p",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_PORT,
-    show_default=True,
-    envvar="ONYX_PORT",
-    help="gRPC port (0: any free port).",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cuda", "cpu"]),
-    default="auto",
-    show_default=True,
-    envvar="ONYX_DEVICE",
-    help="auto uses CUDA when a GPU and driver are present, else CPU.",
-)
-@click.option(
-    "--intra-op-threads",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="ONNX Runtime threads per session (0: cores / instances).",
-)
-@click.option(
-    "--max-inputs",
-    type=click.IntRange(1),
-    default=InputLimits.max_inputs_per_request,
-    show_default=True,
-    help="Most inputs in one Classify request.",
-)
-@click.option(
-    "--max-image-pixels",
-    type=click.IntRange(1),
-    default=InputLimits.max_image_pixels,
-    show_default=True,
-    help="Larger images are refused before decoding (decompression-bomb guard).",
-)
-@click.option(
-    "--max-text-chars",
-    type=click.IntRange(1),
-    default=InputLimits.max_text_chars,
-    show_default=True,
-    help="Longest text input accepted.",
-)
-@click.option(
-    "--grace",
-    type=click.FloatRange(0),
-    default=10.0,
-    show_default=True,
-    help="Seconds in-flight requests get to finish on SIGTERM.",
-)
-@click.option(
-    "--instances",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    envvar="ONYX_INSTANCES",
-    help="ONNX Runtime sessions per model version for every model (0: each config's instances).",
-)
-@click.option(
-    "--max-message-bytes",
-    type=click.IntRange(1024),
-    default=ServerConfig.max_message_bytes,
-    show_default=True,
-    help="Largest gRPC message accepted or sent.",
-)
-@click.option(
-    "--model-control",
-    type=click.Choice(MODEL_CONTROLS),
-    default=None,
-    help="none: load at start; poll: follow the repository (implied by --poll-interval); "
-    "explicit: RepositoryModelLoad/Unload.",
-)
-@click.option(
-    "--poll-interval",
-    type=click.FloatRange(0, min_open=True),
-    default=None,
-    help="Seconds between repository polls (implies --model-control poll).",
-)
-@click.option(
-    "--load-model",
-    "load_models",
-    multiple=True,
-    help="With --model-control explicit: a model to load at start ('*': all); repeatable.",
-)
-@click.option(
-    "--tls-cert",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="PEM certificate chain; serve TLS only.",
-)
-@click.option(
-    "--tls-key",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="PEM private key of --tls-cert.",
-)
-@click.option(
-    "--tls-client-ca",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="PEM CA; clients must present a certificate it signed.",
-)
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_METRICS_PORT,
-    show_default=True,
-    envvar="ONYX_METRICS_PORT",
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port).",
-)
-@click.option(
-    "--metrics/--no-metrics",
-    default=True,
-    show_default=True,
-    help="Record metrics at all (off only to measure their cost).",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-)
-def serve_command(
-    repository: Path,
-    host: str,
-    port: int,
-    device: str,
-    intra_op_threads: int,
-    max_inputs: int,
-    max_image_pixels: int,
-    max_text_chars: int,
-    grace: float,
-    instances: int,
-    max_message_bytes: int,
-    model_control: str | None,
-    poll_interval: float | None,
-    load_models: tuple[str, ...],
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    tls_client_ca: Path | None,
-    metrics_port: int,
-    metrics: bool,
-    log_level: str,
-) -> None:
-    """Serve every model of a repository over gRPC until SIGTERM/SIGINT.
-
-    Example: onyx serve --repository models --port 50051 --poll-interval 5
-    """
+@click.command("serve", cls=ConfigCommand, epilog=SERVE_EPILOG)
+@config_options(ServerConfig, envvar_prefix="ONYX")
+def serve_command(config: ServerConfig) -> None:
+    """Serve every model of a repository over gRPC until SIGTERM/SIGINT."""
     from onyx.serve.logs import configure_logging
 
-    configure_logging(log_level)
-    control = resolve_model_control(model_control, poll_interval)
-    config = ServerConfig(
-        repository=repository,
-        host=host,
-        port=port,
-        device=device,  # type: ignore[arg-type]
-        intra_op_threads=intra_op_threads,
-        grace_s=grace,
-        instances=instances,
-        max_message_bytes=max_message_bytes,
-        limits=InputLimits(max_inputs, max_image_pixels, max_text_chars),
-        model_control=control,
-        poll_interval_s=poll_interval or ServerConfig.poll_interval_s,
-        startup_models=load_models,
-        tls=resolve_tls(tls_cert, tls_key, tls_client_ca),
-        metrics=metrics,
-        metrics_port=metrics_port if metrics else None,
-    )
+    configure_logging(config.log_level)
+    config = resolve_serve_config(config, explicit_fields(click.get_current_context()))
     asyncio.run(run_server(config))
 
 
-def resolve_model_control(model_control: str | None, poll_interval: float | None) -> ModelControl:
-    if poll_interval is not None and model_control not in (None, "poll"):
-        raise click.BadParameter(
-            f"--poll-interval needs --model-control poll, not {model_control}",
-            param_hint="--poll-interval",
-        )
-    if model_control is None:
-        return "poll" if poll_interval is not None else "none"
-    return model_control  # type: ignore[return-value]
-
-
-def resolve_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> TlsConfig | None:
-    if (cert is None) != (key is None):
-        raise click.UsageError("--tls-cert and --tls-key go together")
-    if cert is None or key is None:
-        if client_ca is not None:
-            raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
-        return None
-    return TlsConfig(cert=cert, key=key, client_ca=client_ca)
+def resolve_serve_config(config: ServerConfig, explicit: frozenset[str]) -> ServerConfig:
+    """What the options imply for each other: a poll interval asks for polling, and
+    --no-metrics serves no metrics endpoint."""
+    if "poll_interval_s" in explicit:
+        if "model_control" not in explicit:
+            config = replace(config, model_control="poll")
+        elif config.model_control != "poll":
+            raise click.BadParameter(
+                f"--poll-interval-s needs --model-control poll, not {config.model_control}",
+                param_hint="--poll-interval-s",
+            )
+    if not config.metrics:
+        config = replace(config, metrics_port=None)
+    return config
 
 
 @click.command("classify")
@@ -248,6 +85,7 @@ def resolve_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> 
     default=f"localhost:{DEFAULT_PORT}",
     show_default=True,
     envvar="ONYX_SERVER",
+    show_envvar=True,
     help="host:port of an Onyx server.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records instead of a table.")

@@ -1,9 +1,15 @@
-"""The server's configuration: one dataclass, filled from flags and environment by `onyx serve`."""
+"""The server's configuration: dataclasses that `onyx serve` turns into its options.
+
+Each field's metadata carries its --help text and section; `onyx.serve.options` generates one
+option per field, with an `ONYX_<NAME>` environment variable, so a name, type or default is
+written here once.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 from onyx.serve.inputs import InputLimits
 from onyx.serve.repository import ModelControl
@@ -11,46 +17,141 @@ from onyx.serve.runtime import Device
 
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9090
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+_LISTEN, _MODELS, _RUNTIME, _METRICS = "Listening", "Models", "Runtime", "Metrics and logs"
+
+
+def _meta(help: str, group: str = "", **more: Any) -> dict[str, Any]:
+    """A field's --help text and section, and more for `onyx.serve.options`."""
+    return {"help": help, **({"group": group} if group else {}), **more}
 
 
 @dataclass(frozen=True)
 class TlsConfig:
-    cert: Path
-    key: Path
+    cert: Path = field(metadata=_meta("PEM certificate chain; serve TLS only.", exists=True))
+    key: Path = field(metadata=_meta("PEM private key of --tls-cert.", exists=True))
     # When set, clients must present a certificate signed by this CA (mutual TLS).
-    client_ca: Path | None = None
+    client_ca: Path | None = field(
+        default=None,
+        metadata=_meta("PEM CA; clients must present a certificate it signed.", exists=True),
+    )
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    # The model repository to serve.
-    repository: Path = Path("models")
+    repository: Path = field(
+        default=Path("models"),
+        metadata=_meta(
+            "Model repository: <name>/config.pbtxt, <name>/<version>/model.onnx.",
+            _MODELS,
+            aliases=("-r",),
+        ),
+    )
     # "[::]" listens on every interface; tests use "127.0.0.1" and port 0 (any free port).
-    host: str = "[::]"
-    port: int = DEFAULT_PORT
-    device: Device = "auto"
-    # ONNX Runtime threads per session; 0 divides the cores among each model's instances.
-    intra_op_threads: int = 0
-    # Sessions per model version for every model (0: each config's `instances`).
-    instances: int = 0
-    # Threads decoding and resizing images (0: one per core).
-    preprocess_threads: int = 0
-    # Largest gRPC message accepted or sent.
-    max_message_bytes: int = 64 * 1024 * 1024
-    limits: InputLimits = field(default_factory=InputLimits)
-    # Queued inputs per model version when its config sets no max_queue_size.
-    default_max_queue_size: int = 1024
-    # Seconds in-flight requests get to finish on shutdown.
-    grace_s: float = 10.0
-    # none: models load at start; poll: the repository is re-read every poll_interval_s;
-    # explicit: only `startup_models` load at start, the rest by RepositoryModelLoad.
-    model_control: ModelControl = "none"
-    poll_interval_s: float = 5.0
-    startup_models: tuple[str, ...] = ()
-    # Requests of one ClassifyStream in flight at once (more wait unread: flow control).
-    stream_window: int = 64
-    tls: TlsConfig | None = None
-    # Record Prometheus metrics (off only to measure what they cost).
-    metrics: bool = True
-    # Serve GET /metrics on this port (0: any free port; None: not served over HTTP).
-    metrics_port: int | None = None
+    host: str = field(
+        default="[::]", metadata=_meta("Interface to listen on ([::]: all).", _LISTEN)
+    )
+    port: int = field(
+        default=DEFAULT_PORT,
+        metadata=_meta("gRPC port (0: any free port).", _LISTEN, aliases=("-p",), min=0, max=65535),
+    )
+    device: Device = field(
+        default="auto",
+        metadata=_meta("auto uses CUDA when a GPU and driver are present, else CPU.", _RUNTIME),
+    )
+    intra_op_threads: int = field(
+        default=0,
+        metadata=_meta(
+            "ONNX Runtime threads per session (0: the cores divided among instances).",
+            _RUNTIME,
+            min=0,
+        ),
+    )
+    instances: int = field(
+        default=0,
+        metadata=_meta(
+            "ONNX Runtime sessions per model version for every model (0: each config's).",
+            _RUNTIME,
+            min=0,
+        ),
+    )
+    preprocess_threads: int = field(
+        default=0,
+        metadata=_meta("Threads decoding and resizing images (0: one per core).", _RUNTIME, min=0),
+    )
+    max_message_bytes: int = field(
+        default=64 * 1024 * 1024,
+        metadata=_meta("Largest gRPC message accepted or sent.", _LISTEN, min=1024),
+    )
+    limits: InputLimits = field(default_factory=InputLimits, metadata={"group": "Input limits"})
+    default_max_queue_size: int = field(
+        default=1024,
+        metadata=_meta(
+            "Queued inputs per model version when its config sets no max_queue_size.",
+            _MODELS,
+            min=1,
+        ),
+    )
+    grace_s: float = field(
+        default=10.0,
+        metadata=_meta(
+            "Seconds in-flight requests get to finish on SIGTERM.",
+            _LISTEN,
+            aliases=("--grace",),
+            min=0,
+        ),
+    )
+    model_control: ModelControl = field(
+        default="none",
+        metadata=_meta(
+            "none: load at start; poll: follow the repository (implied by --poll-interval-s); "
+            "explicit: RepositoryModelLoad/Unload.",
+            _MODELS,
+        ),
+    )
+    poll_interval_s: float = field(
+        default=5.0,
+        metadata=_meta(
+            "Seconds between repository polls (set: implies --model-control poll).",
+            _MODELS,
+            aliases=("--poll-interval",),
+            min=0,
+            min_open=True,
+        ),
+    )
+    startup_models: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(
+            "With --model-control explicit: models to load at start, comma-separated ('*': all).",
+            _MODELS,
+            aliases=("--load-model",),
+        ),
+    )
+    stream_window: int = field(
+        default=64,
+        metadata=_meta(
+            "Requests of one ClassifyStream in flight at once (more wait unread: flow control).",
+            _LISTEN,
+            min=1,
+        ),
+    )
+    tls: TlsConfig | None = field(default=None, metadata={"prefix": "tls", "group": "TLS"})
+    metrics: bool = field(
+        default=True,
+        metadata=_meta("Record metrics at all (off only to measure their cost).", _METRICS),
+    )
+    # The library serves no HTTP unless asked (tests, embedded servers); `onyx serve` does.
+    metrics_port: int | None = field(
+        default=None,
+        metadata=_meta(
+            "Serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port; none: not "
+            "served).",
+            _METRICS,
+            min=0,
+            max=65535,
+            cli_default=DEFAULT_METRICS_PORT,
+        ),
+    )
+    # Applied by `onyx serve`; the library leaves logging to its caller.
+    log_level: LogLevel = field(default="info", metadata=_meta("Logging threshold.", _METRICS))

@@ -7,7 +7,7 @@ one was bad. Blocking (image decoding): call from an executor.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,9 +24,19 @@ _ARTICLE = {"image": "an", "text": "a"}
 
 @dataclass(frozen=True)
 class InputLimits:
-    max_inputs_per_request: int = 256
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    max_text_chars: int = 100_000
+    max_inputs_per_request: int = field(
+        default=256,
+        metadata={"help": "Most inputs in one Classify request.", "aliases": ("--max-inputs",),
+                  "min": 1},
+    )  # fmt: skip
+    max_image_pixels: int = field(
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        metadata={"help": "Larger images are refused before decoding (decompression-bomb "
+                  "guard).", "min": 1},
+    )  # fmt: skip
+    max_text_chars: int = field(
+        default=100_000, metadata={"help": "Longest text input accepted.", "min": 1}
+    )
 
 
 def decode_inputs(

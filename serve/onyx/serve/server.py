@@ -1,8 +1,8 @@
 """The gRPC server: `create_server` builds and starts it, `serve` runs it until SIGTERM/SIGINT.
 
     onyx serve --repository models --port 50051
-    onyx serve --poll-interval 5                      # follow new / removed / edited versions
-    onyx serve --model-control explicit --load-model pets
+    onyx serve --poll-interval-s 5                    # follow new / removed / edited versions
+    onyx serve --model-control explicit --startup-models pets
 
 Besides `onyx.v1.Classifier` it serves KServe v2's `inference.GRPCInferenceService`, the standard
 `grpc.health.v1.Health` (overall, per service, and one service name per model, kept in step with

@@ -1,0 +1,58 @@
+"""`onyx export`: a checkpoint to ONNX, parity-checked, published as the next version.
+
+Its options come from `onyx.train.export.ExportConfig`, whose module imports torch, so the
+command is built on first use (`LazyCommand`). The resolved options land in the published
+version's export.json, beside model.onnx.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from onyx.serve.options import ConfigCommand, config_options, precedence_epilog
+from onyx.train.commands.lazy import LazyCommand
+
+EXPORT_HELP = "Export CHECKPOINT to ONNX, check ONNX Runtime against torch, publish it."
+EXPORT_EPILOG = f"""\b
+Examples:
+  onyx export runs/digits/best.pt --name digits
+  onyx export runs/pets/best.pt -n pets --max-batch-size 32 --repository /srv/models
+
+{precedence_epilog()} --repository also comes from ONYX_REPOSITORY (before the file).
+"""
+
+
+def build_export_command() -> click.Command:
+    from onyx.train.export import ExportConfig, ParityError, export_checkpoint
+
+    @click.command("export", cls=ConfigCommand, epilog=EXPORT_EPILOG)
+    @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @config_options(
+        ExportConfig,
+        arguments=["checkpoint"],
+        extra={"name": {"aliases": ("-n",), "help": "Model name in the repository."},
+               "repository": {"aliases": ("-r",), "envvar": "ONYX_REPOSITORY"}},
+    )  # fmt: skip
+    def export_command(config: ExportConfig) -> None:
+        """Export CHECKPOINT to ONNX, check ONNX Runtime against torch, publish it as the next
+        version of --name in --repository (export.json beside it records these options)."""
+        from onyx.serve.logs import configure_logging
+
+        configure_logging("info")
+        with tempfile.TemporaryDirectory(prefix="onyx-export-") as work:
+            try:
+                result = export_checkpoint(config, Path(work))
+            except ParityError as exc:
+                raise click.ClickException(str(exc)) from exc
+        click.echo(
+            f"published {config.name} version {result.version}: {result.model_path} "
+            f"(max |onnx - torch| {result.max_abs_diff:.2g})"
+        )
+
+    return export_command
+
+
+export_command = LazyCommand("export", build_export_command, EXPORT_HELP)
