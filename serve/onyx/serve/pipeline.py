@@ -74,8 +74,9 @@ class Pipeline:
     ) -> Inferred:
         model = self.repository.get(model_name)
         version = model.version(version_number)
-        config = model.config
-        assert config is not None  # a model with a ready version has a config
+        # The version's own config: its labels, tensors, preprocessing and tokenizer.
+        config = version.config
+        assert config is not None  # a ready version has one
         tracking = (
             self._track(model.name, version.version) if self._track else contextlib.nullcontext()
         )
