@@ -169,6 +169,7 @@ def write_image_model(
 def write_model_config(root: Path, config: pb.ModelConfig) -> None:
     """`root/<name>/config.pbtxt` with the serving policy of `config` only."""
     policy, _description = split_config(config)
+    (root / config.name).mkdir(parents=True, exist_ok=True)
     save_config(policy, root / config.name / CONFIG_FILE)
 
 
