@@ -49,7 +49,8 @@ def ready_versions(server: ServerThread, model: str = "tiny") -> set[int]:
 def classify(server: ServerThread, version: int, seed: int = 0) -> api.ClassifyResponse:
     request = tensor_request(random_batch(1, seed))
     request.version = version
-    return stub(server.address).Classify(request, timeout=10)
+    response: api.ClassifyResponse = stub(server.address).Classify(request, timeout=10)
+    return response
 
 
 def labels_of(response: api.ClassifyResponse) -> set[str]:
@@ -84,7 +85,8 @@ def test_a_new_version_with_other_labels_leaves_the_old_one_alone(
 def classify_text(server: ServerThread, text: str, version: int) -> api.ClassifyResponse:
     request = api.ClassifyRequest(model="words", inputs=[api.Input(text=text)], top_k=2)
     request.version = version
-    return stub(server.address).Classify(request, timeout=10)
+    response: api.ClassifyResponse = stub(server.address).Classify(request, timeout=10)
+    return response
 
 
 def text_scores(ids: list[int], vocabulary_size: int) -> np.ndarray:

@@ -121,7 +121,8 @@ def test_a_polling_server_loads_just_the_published_version(tmp_path: Path) -> No
         def classify(version: int) -> api.ClassifyResponse:
             request = tensor_request(random_batch(1))
             request.version = version
-            return client.Classify(request, timeout=10)
+            response: api.ClassifyResponse = client.Classify(request, timeout=10)
+            return response
 
         assert loads(1) == 1
         publish(repo, whole_config(OTHER_LABELS), exported(tmp_path / "v2", seed=2))
