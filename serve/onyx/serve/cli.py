@@ -28,7 +28,7 @@ DEFAULT_REPOSITORY = Path("models")
     default=DEFAULT_REPOSITORY,
     show_default=True,
     envvar="ONYX_REPOSITORY",
-    help="Model repository: <name>/config.pbtxt, <name>/<version>/model.onnx.",
+    help="Model repository: <name>/config.pbtxt, <name>/<version>/{model.onnx,model.pbtxt}.",
 )
 @click.option(
     "--host", default="[::]", show_default=True, envvar="ONYX_HOST", help="Interface to listen on."
