@@ -29,8 +29,8 @@ from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.repository import Repository
 from onyx.serve.text import TextEncoder
 
-# Request -> the model's input array, given the config and (text models) the tokenizer of the
-# version that will run it.
+# Request -> the model's input array, given the own config and (text models) tokenizer of the
+# version that will run it (versions of one model may differ in both).
 Decode = Callable[[pb.ModelConfig, TextEncoder | None], np.ndarray]
 
 
