@@ -36,7 +36,7 @@ import numpy as np
 from onyx.bench.baseline import BaselineResult, measure, newest_model_file
 from onyx.bench.runner import spawned_server
 from onyx.serve.dtypes import DTYPES
-from onyx.serve.model_config import CONFIG_FILE, load_config
+from onyx.serve.layout import version_config
 
 CUDA_RUNTIME = "libcudart.so.12"
 MISSING_LIBRARY = "error while loading shared libraries"
@@ -136,7 +136,8 @@ def parse_report(text: str) -> list[Level]:
 def raw_sample(repository: Path, model: str) -> tuple[Path, np.ndarray, int]:
     """The newest model file, one random input of its shape, and its max batch size."""
     model_file = newest_model_file(repository, model)
-    config = load_config(repository / model / CONFIG_FILE)
+    # The newest version's own description: its input tensor; batching from config.pbtxt.
+    config = version_config(repository / model, int(model_file.parent.name))
     dims = list(config.input.dims[1:])
     if any(d < 0 for d in dims):
         raise SystemExit(f"{model}: variable input dims {dims}; use a fixed-shape model")

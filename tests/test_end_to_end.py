@@ -15,7 +15,7 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
-from onyx.serve.model_config import load_config
+from onyx.serve.layout import CONFIG_FILE, VERSION_CONFIG_FILE, version_config
 from onyx.serve.preprocess import image_bytes_to_array
 from onyx.serve.scores import activate
 from onyx.train.config import ImageTrainConfig
@@ -44,9 +44,14 @@ def repository(colour_folder: Path, tmp_path_factory: pytest.TempPathFactory) ->
         work / "export",
     )
     assert result.version == 1 and result.max_abs_diff < 1e-4
-    broken = repo / "broken"
+    # Published as a version is: policy at model level, the description in the version folder.
+    colours, broken = repo / "colours", repo / "broken"
+    assert sorted(p.name for p in colours.iterdir()) == ["1", CONFIG_FILE]
+    assert "labels" not in (colours / CONFIG_FILE).read_text()
     (broken / "1").mkdir(parents=True)
-    (broken / "config.pbtxt").write_text((repo / "colours" / "config.pbtxt").read_text())
+    (broken / CONFIG_FILE).write_text((colours / CONFIG_FILE).read_text())
+    description = (colours / "1" / VERSION_CONFIG_FILE).read_text()
+    (broken / "1" / VERSION_CONFIG_FILE).write_text(description)
     (broken / "1" / "model.onnx").write_bytes(b"this is not an onnx file")
     return repo
 
@@ -75,7 +80,7 @@ def test_scores_equal_onnx_runtime_in_process(
         api.ClassifyRequest(model="colours", inputs=[api.Input(image=b) for b in images], top_k=3),
         timeout=30,
     )
-    config = load_config(repository / "colours" / "config.pbtxt")
+    config = version_config(repository / "colours", 1)
     session = ort.InferenceSession(str(repository / "colours" / "1" / "model.onnx"))
     batch = np.stack([image_bytes_to_array(b, config.image) for b in images])
     (logits,) = session.run(None, {config.input.name: batch})

@@ -22,13 +22,14 @@ from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
-from onyx.serve.model_config import CONFIG_FILE, save_config
+from onyx.serve.layout import CONFIG_FILE
 from tests.serve.tiny_models import (
     image_config,
     random_batch,
     reference,
     write_corrupt_version,
     write_image_model,
+    write_model_config,
     write_version,
 )
 from tests.serve.wire import scores_of, softmax, stub, tensor_request
@@ -91,17 +92,29 @@ def test_hot_reload_under_load_has_no_failed_requests(repo: Path, start_server: 
         write_version(repo, "tiny", 2, seed=2)  # new version: loaded, warmed, switched in
         load.wait_for(lambda: any(v == 2 for v, _ in load.seen[-3:]))
         load.wait_for(lambda: versions_of(server) == {2: api.VERSION_STATE_READY})
-        config = image_config()
-        config.labels[:] = ["lion", "wolf", "lynx"]
-        save_config(config, repo / "tiny" / CONFIG_FILE)  # edited config: the model reloads
-        load.wait_for(lambda: load.seen[-1][1] in {"lion", "wolf", "lynx"})
-        # Each client has at most one request in flight: those may still finish on the old one.
+        # An edited policy (config.pbtxt) loads the whole model afresh, then swaps it in.
+        write_model_config(repo, image_config(max_batch_size=4))
+        load.wait_for(lambda: served_batch_size(server) == 4)
+        assert loads_of(server, 2) == 2  # loaded for the new version, then for the new policy
         count = len(load.seen) + load.clients
         load.wait_for(lambda: len(load.seen) > count + 5)
     finally:
         load.stop()
     assert load.failures == []
-    assert all(label in {"lion", "wolf", "lynx"} for _, label in load.seen[count:])
+    assert {v for v, _ in load.seen[count:]} == {2}
+
+
+def served_batch_size(server: ServerThread) -> int:
+    info = stub(server.address).GetModel(api.GetModelRequest(name="tiny"), timeout=10)
+    return int(info.config.batching.max_batch_size)
+
+
+def loads_of(server: ServerThread, version: int, model: str = "tiny") -> float:
+    """How often `version` was loaded, from the server's Prometheus registry."""
+    assert server.running is not None and server.running.metrics is not None
+    labels = {"model": model, "version": str(version)}
+    value = server.running.metrics.registry.get_sample_value("onyx_model_loads_total", labels)
+    return value or 0.0
 
 
 def test_a_corrupt_new_version_keeps_the_old_one_serving(repo: Path, start_server: Start) -> None:
@@ -127,7 +140,7 @@ def test_a_corrupt_new_version_keeps_the_old_one_serving(repo: Path, start_serve
 def test_a_removed_version_is_drained_then_unloaded(repo: Path, start_server: Start) -> None:
     config = image_config()
     config.version_policy.CopyFrom(pb.VersionPolicy(all=pb.VersionPolicy.All()))
-    save_config(config, repo / "tiny" / CONFIG_FILE)
+    write_model_config(repo, config)
     write_version(repo, "tiny", 2, seed=2)
     server = start_server(repo, **POLL)
     assert versions_of(server) == {1: api.VERSION_STATE_READY, 2: api.VERSION_STATE_READY}

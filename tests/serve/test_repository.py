@@ -1,4 +1,4 @@
-"""Repository pieces without a server: version policy, warm-up sizes, input limits.
+"""Repository and version pieces without a server: version policy, warm-up sizes, limits.
 
 python -m pytest tests/serve/test_repository.py
 """
@@ -15,13 +15,8 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.errors import LimitExceeded, ModelNotReady
 from onyx.serve.inputs import InputLimits, text_to_ids
-from onyx.serve.repository import (
-    Repository,
-    RepositoryOptions,
-    length_for,
-    select_versions,
-    warmup_batch_sizes,
-)
+from onyx.serve.repository import Repository, RepositoryOptions, select_versions
+from onyx.serve.version import length_for, warmup_batch_sizes
 from tests.serve.tiny_models import (
     image_config,
     write_corrupt_version,

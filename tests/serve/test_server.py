@@ -6,6 +6,7 @@ python -m pytest tests/serve/test_server.py
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -193,18 +194,25 @@ def test_expired_and_cancelled_requests_never_reach_the_model(
     sizes = BatchSizes()
     server = start_server(root, observers=sizes)
     client = stub(server.address)
-    busy = client.Classify.future(tensor_request(random_batch(256)), timeout=120)
-    while not sizes.sizes:  # the model is working through the big request
+    # Enough queued work ahead of them that the cancel surely lands while the cancelled request
+    # still waits its turn (one request of 256 rows was too little on a fast, idle machine).
+    busy = [
+        client.Classify.future(tensor_request(random_batch(256, seed=i)), timeout=120)
+        for i in range(3)
+    ]
+    started = time.monotonic()
+    while not sizes.sizes:  # the model is working through the big requests
+        assert time.monotonic() - started < 30, "the model never started"
         threading.Event().wait(0.005)
     with pytest.raises(grpc.RpcError) as info:
         client.Classify(tensor_request(random_batch(1)), timeout=0.05)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     cancelled = client.Classify.future(tensor_request(random_batch(3)), timeout=120)
     threading.Event().wait(0.02)
-    assert not busy.done(), "the model finished too fast for this test to mean anything"
+    assert not busy[-1].done(), "the model finished too fast for this test to mean anything"
     assert cancelled.cancel()
-    assert len(busy.result().results) == 256
-    assert sum(sizes.sizes) == 256  # neither the late nor the cancelled request ran
+    assert [len(call.result().results) for call in busy] == [256] * 3
+    assert sum(sizes.sizes) == 3 * 256  # neither the late nor the cancelled request ran
     assert client.Classify(tensor_request(random_batch(2)), timeout=30).version == 1
 
 

@@ -1,6 +1,8 @@
 """Tiny ONNX models and their configs for serving tests, built with `onnx.helper` (no torch).
 
-    write_image_model(root, "tiny", version=1)   # root/tiny/config.pbtxt + root/tiny/1/model.onnx
+    write_image_model(root, "tiny", version=1)   # root/tiny/config.pbtxt (policy) and
+                                                 # root/tiny/1/{model.onnx,model.pbtxt}
+    write_version(root, "tiny", 2, config=image_config(labels=["ant", "bee", "cow"]))
 
 The "image" model is Flatten -> MatMul -> Add over a 3x8x8 RGB input with three labels; its
 weights depend only on the seed, so expected scores can be computed with numpy (`reference`).
@@ -10,6 +12,7 @@ weights depend only on the seed, so expected scores can be computed with numpy (
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.model_config import CONFIG_FILE, save_config
+from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
+from onyx.serve.model_config import save_config, save_version_config, split_config
 
 SIZE = 8
 LABELS = ["cat", "dog", "fox"]
@@ -34,11 +38,13 @@ def image_config(
     max_queue_delay_us: int = 2000,
     max_queue_size: int = 0,
     instances: int = 1,
+    labels: Sequence[str] = LABELS,
 ) -> pb.ModelConfig:
+    """The whole config (policy and per-version facts); writers split it as publishing does."""
     config = pb.ModelConfig(
         name=name,
         task=pb.TASK_IMAGE,
-        labels=LABELS,
+        labels=labels,
         input=pb.TensorSpec(name="image", dtype=pb.DATA_TYPE_FLOAT32, dims=[-1, 3, SIZE, SIZE]),
         output=pb.TensorSpec(name="logits", dtype=pb.DATA_TYPE_FLOAT32, dims=[-1, len(LABELS)]),
         output_activation=pb.ACTIVATION_SOFTMAX,
@@ -112,23 +118,35 @@ def image_graph(seed: int = 1, hidden_layers: int = 0, width: int = 1024) -> onn
 
 
 def write_version(
-    root: Path, name: str, version: int, seed: int = 1, hidden_layers: int = 0
+    root: Path,
+    name: str,
+    version: int,
+    seed: int = 1,
+    hidden_layers: int = 0,
+    config: pb.ModelConfig | None = None,
+    describe: bool = True,
 ) -> Path:
-    """Write `root/name/version/model.onnx` atomically (a polling server never sees half a file)."""
+    """Write `root/name/version/` (model.onnx, and model.pbtxt from the per-version part of
+    `config` unless `describe` is off) atomically: a polling server never sees half a folder."""
     folder = root / name / str(version)
     staging = root / name / f".staging-{version}"
     staging.mkdir(parents=True, exist_ok=True)
-    onnx.save(image_graph(seed, hidden_layers), str(staging / "model.onnx"))
+    onnx.save(image_graph(seed, hidden_layers), str(staging / MODEL_FILE))
+    if describe:
+        _policy, description = split_config(config or image_config(name))
+        save_version_config(description, staging / VERSION_CONFIG_FILE)
     staging.rename(folder)
-    return folder / "model.onnx"
+    return folder / MODEL_FILE
 
 
 def write_corrupt_version(root: Path, name: str, version: int) -> Path:
     folder = root / name / f".staging-{version}"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.onnx").write_bytes(b"this is not an onnx file")
+    (folder / MODEL_FILE).write_bytes(b"this is not an onnx file")
+    _policy, description = split_config(image_config(name))
+    save_version_config(description, folder / VERSION_CONFIG_FILE)
     folder.rename(root / name / str(version))
-    return root / name / str(version) / "model.onnx"
+    return root / name / str(version) / MODEL_FILE
 
 
 def write_image_model(
@@ -139,10 +157,27 @@ def write_image_model(
     seed: int = 1,
     hidden_layers: int = 0,
 ) -> Path:
-    """A whole model: config.pbtxt plus one version; returns the model folder."""
+    """A whole model as publishing lays it out: config.pbtxt holding the serving policy, plus
+    one self-describing version; returns the model folder."""
+    config = config or image_config(name)
     (root / name).mkdir(parents=True, exist_ok=True)
-    save_config(config or image_config(name), root / name / CONFIG_FILE)
-    write_version(root, name, version, seed, hidden_layers)
+    write_model_config(root, config)
+    write_version(root, name, version, seed, hidden_layers, config)
+    return root / name
+
+
+def write_model_config(root: Path, config: pb.ModelConfig) -> None:
+    """`root/<name>/config.pbtxt` with the serving policy of `config` only."""
+    policy, _description = split_config(config)
+    (root / config.name).mkdir(parents=True, exist_ok=True)
+    save_config(policy, root / config.name / CONFIG_FILE)
+
+
+def write_old_layout_model(root: Path, name: str = "tiny", version: int = 1) -> Path:
+    """A model as onyx 0.2 wrote it: every fact in config.pbtxt, no model.pbtxt per version."""
+    (root / name).mkdir(parents=True, exist_ok=True)
+    save_config(image_config(name), root / name / CONFIG_FILE)
+    write_version(root, name, version, describe=False)
     return root / name
 
 
@@ -155,6 +190,9 @@ def png_bytes(seed: int = 0, size: int = SIZE) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+TEXT_TOKENS = ("<pad>", "<unk>", "good", "bad", "not")
 
 
 def text_config(name: str = "words", max_length: int = 16) -> pb.ModelConfig:
@@ -179,13 +217,22 @@ def text_config(name: str = "words", max_length: int = 16) -> pb.ModelConfig:
     )
 
 
-def write_text_model(root: Path, name: str = "words", version: int = 1) -> pb.ModelConfig:
-    """Embedding lookup -> mean over time -> 2 logits, with its vocabulary (no torch)."""
+def write_text_model(
+    root: Path,
+    name: str = "words",
+    version: int = 1,
+    max_length: int = 16,
+    tokens: Sequence[str] = TEXT_TOKENS,
+) -> pb.ModelConfig:
+    """Embedding lookup -> mean over time -> 2 logits, with its vocabulary (no torch).
+
+    The version folder gets model.onnx, vocab.txt and its model.pbtxt; config.pbtxt (policy) is
+    written when the model has none, as publishing does. Returns the version's whole config."""
     from onyx.serve.text import Vocabulary
 
-    vocabulary = Vocabulary(["<pad>", "<unk>", "good", "bad", "not"])
-    config = text_config(name)
-    embedding = np.random.default_rng(0).standard_normal((5, 2)).astype(np.float32)
+    vocabulary = Vocabulary(list(tokens))
+    config = text_config(name, max_length)
+    embedding = np.random.default_rng(0).standard_normal((len(tokens), 2)).astype(np.float32)
     graph = helper.make_graph(
         [
             helper.make_node("Gather", ["embedding", "input"], ["vectors"]),
@@ -198,9 +245,12 @@ def write_text_model(root: Path, name: str = "words", version: int = 1) -> pb.Mo
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
-    folder = root / name / str(version)
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(folder / "model.onnx"))
-    vocabulary.save(folder / "vocab.txt")
-    save_config(config, root / name / CONFIG_FILE)
+    staging = root / name / f".staging-{version}"
+    staging.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(staging / MODEL_FILE))
+    vocabulary.save(staging / "vocab.txt")
+    save_version_config(split_config(config)[1], staging / VERSION_CONFIG_FILE)
+    if not (root / name / CONFIG_FILE).exists():
+        write_model_config(root, config)
+    staging.rename(root / name / str(version))
     return config

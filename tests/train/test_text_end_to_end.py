@@ -116,10 +116,10 @@ def serving_ids(trained: Trained, texts: list[str]) -> list[np.ndarray]:
         try:
             model = repository.get("sentiment")
             version = model.version()
-            assert model.config is not None
+            assert version.config is not None
             return [
                 decode_inputs(
-                    [api.Input(text=t)], model.config, InputLimits(), version.text_encoder
+                    [api.Input(text=t)], version.config, InputLimits(), version.text_encoder
                 )[0]
                 for t in texts
             ]

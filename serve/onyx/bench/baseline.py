@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from onyx.serve.repository import MODEL_FILE, version_numbers
+from onyx.serve.layout import model_file, version_numbers
 from onyx.serve.runtime import Device, choose_providers
 
 
@@ -26,7 +26,7 @@ def newest_model_file(repository: Path, model: str) -> Path:
     versions = version_numbers(repository / model)
     if not versions:
         raise FileNotFoundError(f"no versions of {model!r} under {repository}")
-    return repository / model / str(versions[-1]) / MODEL_FILE
+    return model_file(repository / model, versions[-1])
 
 
 def open_session(model_path: Path, device: Device = "auto") -> ort.InferenceSession:

@@ -43,7 +43,7 @@ class ServerConfig:
     repository: Path = field(
         default=Path("models"),
         metadata=_meta(
-            "Model repository: <name>/config.pbtxt, <name>/<version>/model.onnx.",
+            "Model repository: <name>/config.pbtxt, <name>/<version>/{model.onnx,model.pbtxt}.",
             _MODELS,
             aliases=("-r",),
         ),

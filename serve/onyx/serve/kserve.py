@@ -89,8 +89,10 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
     @answers_errors
     async def ModelMetadata(self, request: kv2.ModelMetadataRequest, context: Context) -> Any:
         model = self._repository.get(request.name)
-        model.version(parse_version(request.version))  # NOT_FOUND / UNAVAILABLE as for infer
-        return model_metadata(model)
+        # NOT_FOUND / UNAVAILABLE as for infer; the tensors are the requested version's own.
+        version = model.version(parse_version(request.version))
+        assert version.config is not None
+        return model_metadata(model, version.config)
 
     @answers_errors
     async def ModelInfer(self, request: kv2.ModelInferRequest, context: Context) -> Any:
@@ -145,9 +147,9 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
     @answers_errors
     async def ModelConfig(self, request: kv2.ModelConfigRequest, context: Context) -> Any:
         model = self._repository.get(request.name)
-        model.version(parse_version(request.version))
-        assert model.config is not None
-        return kv2.ModelConfigResponse(config=triton_config(model.config))
+        config = model.version(parse_version(request.version)).config
+        assert config is not None
+        return kv2.ModelConfigResponse(config=triton_config(config))
 
     @answers_errors
     async def RepositoryIndex(self, request: kv2.RepositoryIndexRequest, context: Context) -> Any:
@@ -224,9 +226,7 @@ def parse_version(text: str) -> int:
     return int(text)
 
 
-def model_metadata(model: Model) -> kv2.ModelMetadataResponse:
-    config = model.config
-    assert config is not None
+def model_metadata(model: Model, config: pb.ModelConfig) -> kv2.ModelMetadataResponse:
     metadata = kv2.ModelMetadataResponse.TensorMetadata
     return kv2.ModelMetadataResponse(
         name=model.name,

@@ -75,6 +75,10 @@ class ServerMetrics:
             f"{PREFIX}_model_load_failures", "Model version loads that failed.", ["model"],
             registry=r,
         )  # fmt: skip
+        self.loads = Counter(
+            f"{PREFIX}_model_loads", "Model version loads that succeeded (a reload counts again).",
+            MODEL_LABELS, registry=r,
+        )  # fmt: skip
         self.grpc = GrpcMetrics(r)
         self._series: dict[tuple[str, int], ModelSeries] = {}
         if process:
@@ -85,9 +89,18 @@ class ServerMetrics:
         """Export readiness, load time and queue depth of every version, read at scrape time."""
         self.registry.register(RepositoryCollector(repository))
 
-    def model_seen(self, model: str) -> None:
-        """Create the model's load-failure series at zero, so `increase()` works from the start."""
+    # The repository's LoadObserver. Load time is exported from the version itself at scrape
+    # time (RepositoryCollector), so it disappears with the version.
+    def load_started(self, model: str, version: int) -> None:
+        """Create the load series at zero, so `increase()` works from the first load."""
         self.load_failures.labels(model)
+        self.loads.labels(model, str(version))
+
+    def load_succeeded(self, model: str, version: int, seconds: float) -> None:
+        self.loads.labels(model, str(version)).inc()
+
+    def load_failed(self, model: str, version: int, reason: str) -> None:
+        self.load_failures.labels(model).inc()
 
     def track(self, model: str, version: int) -> RequestTracker:
         series = self._series.get((model, version))

@@ -29,8 +29,8 @@ from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.repository import Repository
 from onyx.serve.text import TextEncoder
 
-# Request -> the model's input array, given the config and (text models) the tokenizer of the
-# version that will run it.
+# Request -> the model's input array, given the own config and (text models) tokenizer of the
+# version that will run it (versions of one model may differ in both).
 Decode = Callable[[pb.ModelConfig, TextEncoder | None], np.ndarray]
 
 
@@ -74,8 +74,9 @@ class Pipeline:
     ) -> Inferred:
         model = self.repository.get(model_name)
         version = model.version(version_number)
-        config = model.config
-        assert config is not None  # a model with a ready version has a config
+        # The version's own config: its labels, tensors, preprocessing and tokenizer.
+        config = version.config
+        assert config is not None  # a ready version has one
         tracking = (
             self._track(model.name, version.version) if self._track else contextlib.nullcontext()
         )

@@ -32,9 +32,10 @@ from onyx.serve.kserve import SERVICE_NAME as KSERVE_SERVICE
 from onyx.serve.kserve import KServeServicer
 from onyx.serve.metrics import ServerMetrics
 from onyx.serve.pipeline import Pipeline
-from onyx.serve.repository import ObserverFactory, Repository, RepositoryOptions
+from onyx.serve.repository import Repository, RepositoryOptions
 from onyx.serve.runtime import RuntimeOptions
 from onyx.serve.servicer import ClassifierServicer
+from onyx.serve.version import ObserverFactory
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def repository_options(
         instances=config.instances,
         model_control=config.model_control,
         startup_models=config.startup_models,
-        metrics=metrics,
+        loads=metrics,
     )
 
 

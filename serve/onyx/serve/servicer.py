@@ -105,8 +105,9 @@ def _classification(scores: Any, k: int, labels: Any) -> api.Classification:
 
 def model_info(model: Model) -> api.ModelInfo:
     info = api.ModelInfo(name=model.name, ready=model.ready, reason=model.reason)
-    if model.config is not None:
-        info.config.CopyFrom(model.config)
+    config = model.describe()
+    if config is not None:
+        info.config.CopyFrom(config)
     for version in sorted(model.versions.values(), key=lambda v: v.version):
         info.versions.add(
             version=version.version,

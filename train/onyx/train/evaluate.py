@@ -80,20 +80,20 @@ def _torch_predictor(path: Path) -> Predictor:
 def _onnx_predictor(path: Path) -> Predictor:
     import onnxruntime as ort
 
-    from onyx.serve.model_config import CONFIG_FILE, load_config
-    from onyx.serve.repository import MODEL_FILE, version_numbers
+    from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, version_config, version_numbers
 
     model_dir, version_dir = (path.parent, path) if path.name.isdigit() else (path, None)
     if not (model_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(
             f"{path}: not a checkpoint file nor a model directory (no {model_dir / CONFIG_FILE})"
         )
-    config = load_config(model_dir / CONFIG_FILE)
     if version_dir is None:
         versions = version_numbers(model_dir)
         if not versions:
             raise FileNotFoundError(f"{model_dir}: no version folders with {MODEL_FILE}")
         version_dir = model_dir / str(versions[-1])
+    # The version's own labels and preprocessing, not whatever the newest version uses.
+    config = version_config(model_dir, int(version_dir.name))
     session = ort.InferenceSession(
         str(version_dir / MODEL_FILE), providers=["CPUExecutionProvider"]
     )

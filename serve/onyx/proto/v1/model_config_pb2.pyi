@@ -205,3 +205,25 @@ class ModelConfig(_message.Message):
     instances: int
     description: str
     def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., output_activation: _Optional[_Union[Activation, str]] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., batching: _Optional[_Union[Batching, _Mapping]] = ..., version_policy: _Optional[_Union[VersionPolicy, _Mapping]] = ..., export: _Optional[_Union[ExportInfo, _Mapping]] = ..., instances: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+
+class VersionConfig(_message.Message):
+    __slots__ = ("task", "labels", "input", "output", "output_activation", "image", "text", "export", "description")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    input: TensorSpec
+    output: TensorSpec
+    output_activation: Activation
+    image: ImagePreprocessing
+    text: TextPreprocessing
+    export: ExportInfo
+    description: str
+    def __init__(self, task: _Optional[_Union[Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., output_activation: _Optional[_Union[Activation, str]] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., export: _Optional[_Union[ExportInfo, _Mapping]] = ..., description: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,79 @@
+"""The model repository on disk: where each file lives, version numbering, reading descriptions.
+
+    <repo>/
+      <model>/
+        config.pbtxt        ModelConfig: serving policy (batching, version policy, instances)
+        1/
+          model.onnx
+          model.pbtxt       VersionConfig: labels, tensors, preprocessing, tokenizer, provenance
+          vocab.txt         (text models) the vocabulary named by model.pbtxt
+          export.json       (published by training) how it was exported, from which run
+        2/ ...
+
+Versions are immutable: publishing adds a folder (renamed into place whole) and changes nothing
+else. Folders whose name is not a positive integer (e.g. `.staging-*`) are not versions.
+
+Training (publish, evaluate) and the bench import this module to find files without pulling in the
+server: it imports only the standard library, the generated protobuf stubs and `model_config`
+(itself protobuf-only); `tests/serve/test_layout.py` keeps it that way.
+
+    versions = version_numbers(repo / "pets")                      # [1, 2]
+    config = version_config(repo / "pets", versions[-1])           # effective ModelConfig of v2
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.model_config import (
+    effective_config,
+    load_config,
+    load_version_config,
+    validate_config,
+)
+
+CONFIG_FILE = "config.pbtxt"
+MODEL_FILE = "model.onnx"
+VERSION_CONFIG_FILE = "model.pbtxt"
+
+
+def version_numbers(model_dir: Path) -> list[int]:
+    """Version folders of a model (positive integer names), ascending."""
+    if not model_dir.is_dir():
+        return []
+    numbers = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    return sorted(n for n in numbers if n > 0)
+
+
+def next_version(model_dir: Path) -> int:
+    existing = version_numbers(model_dir)
+    return (existing[-1] + 1) if existing else 1
+
+
+def version_dir(model_dir: Path, version: int) -> Path:
+    return model_dir / str(version)
+
+
+def model_file(model_dir: Path, version: int) -> Path:
+    return version_dir(model_dir, version) / MODEL_FILE
+
+
+def read_version_config(folder: Path) -> pb.VersionConfig | None:
+    """A version folder's own description, or None when it has none (an older repository)."""
+    path = folder / VERSION_CONFIG_FILE
+    return load_version_config(path) if path.is_file() else None
+
+
+def describe_version(model: pb.ModelConfig, folder: Path) -> pb.ModelConfig:
+    """The validated config the version in `folder` is served with: the model's config
+    combined with the version's model.pbtxt (or, without one, the model's per-version fields)."""
+    config = effective_config(model, read_version_config(folder))
+    validate_config(config, str(folder))
+    return config
+
+
+def version_config(model_dir: Path, version: int) -> pb.ModelConfig:
+    """`describe_version` straight from the files: config.pbtxt and the version's model.pbtxt."""
+    model = load_config(model_dir / CONFIG_FILE)
+    return describe_version(model, version_dir(model_dir, version))

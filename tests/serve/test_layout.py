@@ -1,0 +1,66 @@
+"""The on-disk layout module: light enough for training and tools, and its numbering rules.
+
+python -m pytest tests/serve/test_layout.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from onyx.serve.layout import (
+    CONFIG_FILE,
+    VERSION_CONFIG_FILE,
+    next_version,
+    version_config,
+    version_numbers,
+)
+from tests.checkout import PYTHONPATH
+from tests.serve.tiny_models import LABELS, image_config, write_image_model, write_version
+
+# What `layout` must not pull in: the server, its runtime, its metrics and its transport.
+HEAVY = (
+    "asyncio",
+    "grpc",
+    "numpy",
+    "onnxruntime",
+    "prometheus_client",
+    "onyx.serve.batching",
+    "onyx.serve.repository",
+    "onyx.serve.version",
+    "onyx.serve.runtime",
+    "onyx.serve.metrics",
+)
+
+
+def test_importing_the_layout_does_not_import_the_server() -> None:
+    code = "import json, sys, onyx.serve.layout; print(json.dumps(sorted(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    loaded = set(json.loads(out))
+    assert "onyx.serve.layout" in loaded
+    assert sorted(m for m in HEAVY if m in loaded) == []
+
+
+def test_version_folders_are_positive_integers(tmp_path: Path) -> None:
+    for name in ("1", "3", "0", ".staging-4", "notes", "10"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "7").write_text("a file, not a folder")
+    assert version_numbers(tmp_path) == [1, 3, 10]
+    assert next_version(tmp_path) == 11
+    assert next_version(tmp_path / "absent") == 1
+
+
+def test_each_version_is_described_by_its_own_folder(tmp_path: Path) -> None:
+    model_dir = write_image_model(tmp_path, "tiny", 1)
+    write_version(tmp_path, "tiny", 2, config=image_config(labels=["ant", "bee", "cow"]))
+    assert (model_dir / "2" / VERSION_CONFIG_FILE).is_file()
+    assert "labels" not in (model_dir / CONFIG_FILE).read_text()  # policy only
+    assert list(version_config(model_dir, 1).labels) == LABELS
+    assert list(version_config(model_dir, 2).labels) == ["ant", "bee", "cow"]
+    assert version_config(model_dir, 2).batching == image_config().batching
