@@ -1,28 +1,33 @@
-"""fit(): learns, keeps the best epoch, stops early, resumes exactly, is deterministic, and
-survives Ctrl-C; the transfer schedule freezes what it should."""
+"""The one engine on both tasks: fit() learns, keeps the best epoch, stops early, resumes
+exactly, is deterministic, survives Ctrl-C; the transfer schedule freezes what it should; the
+AMP policy and the step; text runs get the same machinery (reports, frozen vectors, schedule)."""
 
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from onyx.train import engine
-from onyx.train.checkpoint import load_raw
-from onyx.train.config import AugmentConfig, ImageTrainConfig
+from onyx.train.checkpoint import load_checkpoint as load_raw
+from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig
 from onyx.train.engine import fit
-from onyx.train.export import load_checkpoint
-from onyx.train.models import get_model
-from onyx.train.schedule import lr_factor, set_trainable, train_mode
+from onyx.train.export import load_model
+from onyx.train.image.models import get_model
+from onyx.train.image.transfer import set_trainable
+from onyx.train.metrics import classification_report, confusion_matrix, roc_auc
+from onyx.train.schedule import build_scheduler, lr_factor, train_mode
 
 
 def small_config(data: Path, out: Path, **overrides: Any) -> ImageTrainConfig:
     base = ImageTrainConfig(
-        data_dir=str(data),
+        data=str(data),
         out_dir=str(out),
         model="small_cnn",
         weights="none",
@@ -30,7 +35,7 @@ def small_config(data: Path, out: Path, **overrides: Any) -> ImageTrainConfig:
         epochs=4,
         batch_size=16,
         lr=5e-3,
-        warmup_steps=2,
+        warmup_fraction=0.2,
         augment=AugmentConfig(
             crop_scale_min=0.8,
             hflip=True,
@@ -52,7 +57,7 @@ def test_learns_a_synthetic_task_and_keeps_the_best_epoch(shapes_dir: Path, tmp_
     assert {"model", "optimizer", "scheduler", "epoch", "config", "metrics"} <= set(best)
     for name in ("config.json", "split.json", "metrics.json", "curves.png", "last.pt"):
         assert (tmp_path / "run" / name).is_file(), name
-    model, _ = load_checkpoint(result.best_checkpoint)  # rebuilt from the name alone
+    model, _ = load_model(result.best_checkpoint)  # rebuilt from the name alone
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
@@ -137,7 +142,7 @@ def test_options_sgd_step_schedule_smoothing_weights_clipping(
 
 def test_transfer_schedule_freezes_then_unfreezes_last_stages() -> None:
     config = ImageTrainConfig(
-        data_dir=".", model="resnet18", weights="imagenet", freeze_epochs=1, unfreeze=2
+        data=Path(), model="resnet18", weights="imagenet", freeze_epochs=1, unfreeze=2
     )
     model = get_model("resnet18", 3)
     set_trainable(config, model, epoch=1)
@@ -167,7 +172,7 @@ def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_pat
     data = write_shapes(tmp_path / "data", 8, classes=("a", "b"))
     pretrained = get_model("efficientnet_lite0", 2, weights="imagenet").state_dict()
     config = ImageTrainConfig(
-        data_dir=str(data),
+        data=str(data),
         out_dir=str(tmp_path / "run"),
         model="efficientnet_lite0",
         weights="imagenet",
@@ -220,9 +225,100 @@ def test_mixed_precision_step_scales_unscales_clips_and_steps() -> None:
     model = get_model("small_cnn", 3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.AdamW(model.parameters(), 1e-2)
-    options = engine.StepOptions(scaler=torch.amp.GradScaler("cpu"), clip_grad_norm=1.0)
+    options = engine.StepOptions(
+        scaler=torch.amp.GradScaler("cpu"), autocast_dtype=torch.bfloat16, clip_grad_norm=1.0
+    )
     images, targets = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
     logits, loss = engine._step(model, images, targets, optimizer, options)
     assert logits.shape == (4, 3) and torch.isfinite(loss.detach())
     after = model.state_dict()
     assert not torch.equal(after["features.0.0.weight"], before["features.0.0.weight"])
+
+
+# --- text ----------------------------------------------------------------------------------
+
+WORDS = {"red": "crimson scarlet ruby", "green": "emerald lime olive", "blue": "navy azure cobalt"}
+
+
+def write_imdb_style(root: Path, per_label: int = 12) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label, words in WORDS.items():
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(per_label):
+                picked = rng.choice(words.split(), size=3)
+                (folder / f"{i}.txt").write_text(
+                    " ".join(picked) + "<br />the end", encoding="utf-8"
+                )
+    return root
+
+
+def test_multiclass_folders_report_validation_and_test(tmp_path: Path) -> None:
+    data = write_imdb_style(tmp_path / "data")
+    config = TextTrainConfig(
+        data=data,
+        out_dir=tmp_path / "run",
+        embed_dim=8,
+        hidden=8,
+        epochs=2,
+        batch_size=8,
+        device="cpu",
+    )
+    result = fit(config)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["val"]["confusion_matrix"] and len(metrics["val"]["confusion_matrix"]) == 3
+    assert "binary" not in metrics["val"]  # ROC-AUC and positive-class figures: binary only
+    assert metrics["test"]["confusion_matrix"] and np.sum(metrics["test"]["confusion_matrix"]) == 36
+    checkpoint = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)
+    assert checkpoint["labels"] == ["blue", "green", "red"]
+    assert checkpoint["task"] == "text"
+    assert "crimson" in checkpoint["vocabulary"]
+
+
+def test_frozen_word_vectors_stay_frozen(tmp_path: Path) -> None:
+    data = write_imdb_style(tmp_path / "data")
+    vectors = tmp_path / "vectors.txt"
+    lines = [f"{w} {i}.0 {i + 1}.0" for i, w in enumerate(" ".join(WORDS.values()).split())]
+    vectors.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = TextTrainConfig(
+        data=data,
+        out_dir=tmp_path / "run",
+        embed_dim=2,
+        hidden=4,
+        epochs=1,
+        vectors=str(vectors),
+        freeze_vectors=True,
+        device="cpu",
+        plots=False,
+    )
+    result = fit(config)
+    checkpoint = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)
+    row = checkpoint["vocabulary"].index("crimson")
+    assert checkpoint["model"]["embedding.weight"][row].tolist() == [0.0, 1.0]
+
+
+def test_warmup_fraction_then_cosine_to_zero() -> None:
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    config = TextTrainConfig(data=Path(), epochs=10, warmup_fraction=0.1)
+    scheduler = build_scheduler(config, optimizer, steps_per_epoch=10)
+    rates = []
+    for _ in range(100):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == 0.1 and rates[9] == 1.0  # linear warm-up over 10 steps
+    assert rates[10] > rates[50] > rates[99] >= 0 and rates[99] < 0.01
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    y_true = np.array([0, 0, 1, 1, 1, 2])
+    y_pred = np.array([0, 1, 1, 1, 0, 2])
+    assert confusion_matrix(y_true, y_pred, 3).tolist() == [[1, 1, 0], [1, 2, 0], [0, 0, 1]]
+    report = classification_report(y_true, np.eye(3)[y_pred], ["a", "b", "c"])
+    assert report["accuracy"] == 4 / 6
+    assert report["per_class"]["b"] == {
+        "precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3,
+    }  # fmt: skip
+    # AUC: 3 of 4 positive/negative pairs ordered right, one tie counted half.
+    assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.5, 0.5, 0.9])) == 0.875

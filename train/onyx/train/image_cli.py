@@ -40,7 +40,7 @@ def _options(fn: Any) -> Any:
             "--model",
             default="resnet18",
             show_default=True,
-            help="Architecture; see `onyx.train.models.list_models()`.",
+            help="Architecture; see `onyx.train.image.models.list_models()`.",
         ),
         click.option(
             "--weights",
@@ -84,7 +84,13 @@ def _options(fn: Any) -> Any:
             show_default=True,
             help="After the warmup.",
         ),
-        click.option("--warmup-steps", type=click.IntRange(0), default=0, show_default=True),
+        click.option(
+            "--warmup-fraction",
+            type=click.FloatRange(0, 1),
+            default=0.05,
+            show_default=True,
+            help="Linear warm-up over this share of all steps.",
+        ),
         click.option(
             "--label-smoothing",
             type=click.FloatRange(0, 1, max_open=True),
@@ -223,7 +229,7 @@ def train_image_command(data_dir: Path, **options: Any) -> None:
     require_torch()
     from onyx.serve.logs import configure_logging
     from onyx.train.engine import fit
-    from onyx.train.models import list_models
+    from onyx.train.image.models import list_models
 
     configure_logging(options.pop("log_level"))
     if options["model"] not in list_models():
@@ -258,7 +264,7 @@ def build_train_config(data_dir: Path, options: dict[str, Any]) -> Any:
     grayscale = options.pop("grayscale")
     options["resume"] = options["resume"] or ""
     return ImageTrainConfig(
-        data_dir=str(data_dir),
+        data=data_dir,
         color_mode="grayscale" if grayscale else "rgb",
         augment=augment,
         **options,

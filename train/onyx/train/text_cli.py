@@ -5,6 +5,8 @@ torch is imported only when the command runs.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -72,7 +74,7 @@ Choice = click.Choice
 @click.option(
     "--patience",
     type=click.IntRange(0),
-    default=3,
+    default=0,
     show_default=True,
     help="Early-stop after this many epochs without improvement (0: never).",
 )
@@ -108,22 +110,28 @@ def train_text_command(
     """
     require_torch()
     from onyx.serve.logs import configure_logging
-    from onyx.train.text_config import TextTrainConfig
-    from onyx.train.text_data import DataError
-    from onyx.train.text_engine import fit_text
+    from onyx.train.config import TextTrainConfig
+    from onyx.train.engine import fit
+    from onyx.train.text.data import DataError
 
     configure_logging(log_level)
     config = TextTrainConfig(
-        data=str(data),
-        out_dir=str(out),
+        data=data,
+        out_dir=out,
         val_data=str(val_data or ""),
         vectors=str(vectors or ""),
         resume=str(resume or ""),
-        labels=[x.strip() for x in labels.split(",") if x.strip()],
+        labels=tuple(x.strip() for x in labels.split(",") if x.strip()),
         **options,  # type: ignore[arg-type]
     )
     try:
-        result = fit_text(config)
+        result = fit(config)
     except (DataError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"best val accuracy {result.best_accuracy:.4f}; checkpoint {result.best_checkpoint}")
+    if result.interrupted:
+        click.echo(f"interrupted; resume with --resume {result.last_checkpoint}", err=True)
+        sys.exit(130)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
+        click.echo(
+            f"best val accuracy {result.best_accuracy:.4f}; checkpoint {result.best_checkpoint}"
+        )
