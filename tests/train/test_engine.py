@@ -23,6 +23,7 @@ from onyx.train.image.models import get_model
 from onyx.train.image.transfer import set_trainable
 from onyx.train.metrics import classification_report, confusion_matrix, roc_auc
 from onyx.train.schedule import build_scheduler, lr_factor, train_mode
+from onyx.train.text.models import TextClassifier, TextModelConfig
 
 
 def small_config(data: Path, out: Path, **overrides: Any) -> ImageTrainConfig:
@@ -322,3 +323,40 @@ def test_metrics_match_hand_computed_values() -> None:
     }  # fmt: skip
     # AUC: 3 of 4 positive/negative pairs ordered right, one tie counted half.
     assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.5, 0.5, 0.9])) == 0.875
+
+
+# --- AMP ------------------------------------------------------------------------------------
+
+
+def test_amp_is_chosen_only_on_cuda_and_scales_only_float16() -> None:
+    config = TextTrainConfig(data=Path())
+    assert engine.amp_policy(config, torch.device("cpu")) == engine.AmpPolicy(None, False)
+    cuda = torch.device("cuda")  # a device object only: nothing runs on it here
+    assert engine.amp_policy(config, cuda) == engine.AmpPolicy(torch.float16, True)
+    bf16 = TextTrainConfig(data=Path(), amp_dtype="bfloat16")
+    assert engine.amp_policy(bf16, cuda) == engine.AmpPolicy(torch.bfloat16, False)
+    assert engine.amp_policy(replace(config, amp=False), cuda) == engine.AmpPolicy()
+
+
+def test_text_step_without_amp_on_cpu_learns() -> None:
+    torch.manual_seed(0)
+    model = TextClassifier(TextModelConfig(vocab_size=20, num_classes=2, embed_dim=4, hidden=4))
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-2)
+    options = engine.StepOptions(clip_grad_norm=1.0)  # CPU: no scaler, no autocast
+    ids = torch.tensor([[2, 3, 4, 0], [5, 6, 0, 0]])
+    targets = torch.tensor([0, 1])
+    before = model.embedding.weight.detach().clone()
+    losses = [
+        float(engine._step(model, ids, targets, optimizer, options)[1].detach()) for _ in range(20)
+    ]
+    assert losses[-1] < losses[0]
+    assert not torch.equal(model.embedding.weight, before)
+
+
+def test_text_run_on_cpu_has_no_scaler_and_full_precision(tmp_path: Path) -> None:
+    data = write_imdb_style(tmp_path / "data", per_label=4)
+    result = fit(TextTrainConfig(data=data, out_dir=tmp_path / "run", embed_dim=4, hidden=4,
+                                 epochs=1, device="cpu", plots=False, amp=True))  # fmt: skip
+    last = load_raw(result.last_checkpoint)  # type: ignore[arg-type]
+    assert last["scaler"] is None and last["config"]["amp"] is True
+    assert all(v.dtype == torch.float32 for v in last["model"].values())
