@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from onyx.train import engine
-from onyx.train.checkpoint import load_checkpoint as load_raw
+from onyx.train.checkpoint import load_checkpoint
 from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig
 from onyx.train.engine import fit
 from onyx.train.export import load_model
@@ -53,7 +53,7 @@ def test_learns_a_synthetic_task_and_keeps_the_best_epoch(shapes_dir: Path, tmp_
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0] * 0.7, losses
     assert result.best_accuracy >= 0.9, result.history
-    best = load_raw(result.best_checkpoint)
+    best = load_checkpoint(result.best_checkpoint)
     assert best["metrics"]["val_accuracy"] == result.best_accuracy
     assert {"model", "optimizer", "scheduler", "epoch", "config", "metrics"} <= set(best)
     for name in ("config.json", "split.json", "metrics.json", "curves.png", "last.pt"):
@@ -66,7 +66,7 @@ def test_same_seed_same_weights_on_cpu(shapes_dir: Path, tmp_path: Path) -> None
     first = fit(small_config(shapes_dir, tmp_path / "a", epochs=1, max_steps=3))
     second = fit(small_config(shapes_dir, tmp_path / "b", epochs=1, max_steps=3))
     other = fit(small_config(shapes_dir, tmp_path / "c", epochs=1, max_steps=3, seed=1))
-    a, b, c = (load_raw(r.last_checkpoint)["model"] for r in (first, second, other))  # type: ignore[arg-type]
+    a, b, c = (load_checkpoint(r.last_checkpoint)["model"] for r in (first, second, other))  # type: ignore[arg-type]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -86,7 +86,7 @@ def test_early_stopping_restores_the_best_weights(
     assert result.stopped_early
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
     assert result.best_accuracy == 0.7
-    best = load_raw(result.best_checkpoint)
+    best = load_checkpoint(result.best_checkpoint)
     assert best["epoch"] == 2
     assert result.model is not None
     restored = result.model.state_dict()
@@ -109,14 +109,14 @@ def test_ctrl_c_saves_last_and_resume_continues_exactly(
     config = small_config(shapes_dir, tmp_path / "run", epochs=2, max_steps=2)
     result = fit(config)  # Ctrl-C as epoch 2 starts
     assert result.interrupted
-    last = load_raw(tmp_path / "run" / "last.pt")
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["epoch"] == 1
     monkeypatch.setattr(engine, "train_one_epoch", real)
     resumed = fit(replace(config, resume=str(tmp_path / "run" / "last.pt")))
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     straight = fit(replace(config, out_dir=str(tmp_path / "straight")))
-    a = load_raw(straight.last_checkpoint)["model"]  # type: ignore[arg-type]
-    b = load_raw(resumed.last_checkpoint)["model"]  # type: ignore[arg-type]
+    a = load_checkpoint(straight.last_checkpoint)["model"]  # type: ignore[arg-type]
+    b = load_checkpoint(resumed.last_checkpoint)["model"]  # type: ignore[arg-type]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -188,7 +188,7 @@ def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_pat
         augment=AugmentConfig.off(),
     )
     fit(config)
-    after_head = load_raw(tmp_path / "run" / "last.pt")
+    after_head = load_checkpoint(tmp_path / "run" / "last.pt")
     changed = {
         k
         for k, v in after_head["model"].items()
@@ -198,7 +198,7 @@ def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_pat
     head = after_head["model"]["classifier.weight"]
     assert not torch.equal(head, pretrained["classifier.weight"])
     fit(replace(config, epochs=2, resume=str(tmp_path / "run" / "last.pt")))
-    after = load_raw(tmp_path / "run" / "last.pt")
+    after = load_checkpoint(tmp_path / "run" / "last.pt")
     moved = {
         k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("blocks") else "")
         for k, v in after["model"].items()
@@ -357,6 +357,6 @@ def test_text_run_on_cpu_has_no_scaler_and_full_precision(tmp_path: Path) -> Non
     data = write_imdb_style(tmp_path / "data", per_label=4)
     result = fit(TextTrainConfig(data=data, out_dir=tmp_path / "run", embed_dim=4, hidden=4,
                                  epochs=1, device="cpu", plots=False, amp=True))  # fmt: skip
-    last = load_raw(result.last_checkpoint)  # type: ignore[arg-type]
+    last = load_checkpoint(result.last_checkpoint)  # type: ignore[arg-type]
     assert last["scaler"] is None and last["config"]["amp"] is True
     assert all(v.dtype == torch.float32 for v in last["model"].values())
