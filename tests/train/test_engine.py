@@ -360,3 +360,27 @@ def test_text_run_on_cpu_has_no_scaler_and_full_precision(tmp_path: Path) -> Non
     last = load_checkpoint(result.last_checkpoint)  # type: ignore[arg-type]
     assert last["scaler"] is None and last["config"]["amp"] is True
     assert all(v.dtype == torch.float32 for v in last["model"].values())
+
+
+def test_text_ctrl_c_before_any_epoch_leaves_the_start_state_and_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = engine.train_one_epoch
+
+    def interrupted(*args: Any, **kwargs: Any) -> engine.EpochStats:
+        real(*args, **kwargs)  # the weights move, then Ctrl-C before the epoch ends
+        raise KeyboardInterrupt
+
+    data = write_imdb_style(tmp_path / "data", per_label=4)
+    config = TextTrainConfig(data=data, out_dir=tmp_path / "run", embed_dim=4, hidden=4,
+                             epochs=2, device="cpu", plots=False)  # fmt: skip
+    monkeypatch.setattr(engine, "train_one_epoch", interrupted)
+    result = fit(config)
+    assert result.interrupted and result.history == []
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 0
+    monkeypatch.setattr(engine, "train_one_epoch", real)
+    resumed = fit(replace(config, resume=str(tmp_path / "run" / "last.pt")))
+    straight = fit(replace(config, out_dir=tmp_path / "straight"))
+    a = load_checkpoint(resumed.last_checkpoint)["model"]  # type: ignore[arg-type]
+    b = load_checkpoint(straight.last_checkpoint)["model"]  # type: ignore[arg-type]
+    assert all(torch.equal(a[k], b[k]) for k in a)

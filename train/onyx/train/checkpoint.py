@@ -67,7 +67,8 @@ def release() -> str:
 def save_checkpoint(path: Path, parts: dict[str, Any]) -> None:
     """Write atomically: a Ctrl-C or crash mid-write never leaves a truncated checkpoint."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": FORMAT, "written_by": release(), **parts}, tmp)
+    stamped = {k: v for k, v in parts.items() if k not in ("format", "written_by")}
+    torch.save({"format": FORMAT, "written_by": release(), **stamped}, tmp)
     tmp.replace(path)
 
 

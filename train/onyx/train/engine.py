@@ -279,7 +279,8 @@ def prepare(task: Task, context: DistContext) -> Run:
     options = step_options(config, data, context, optimizer, steps)
     state = _restore(resume, optimizer, options) if resume is not None else TrainState()
     run = Run(task, context, data, model, optimizer, options, loaders, state, generator, {})
-    run.start = resume if resume is not None else _snapshot(run)
+    if context.is_main:  # only rank 0 writes checkpoints
+        run.start = resume if resume is not None else _snapshot(run)
     return run
 
 
@@ -390,14 +391,15 @@ def train_epochs(run: Run) -> FitResult:
 
 
 def _save_on_interrupt(run: Run) -> None:
-    """Leave a last.pt that resumes exactly: the weights of a half-trained epoch would not."""
+    """Leave a last.pt that resumes exactly: the weights of a half-trained epoch would not.
+    After a finished epoch that is the last.pt already written; before one, the start state."""
     if not run.context.is_main:
         return
     path = run.out_dir / ckpt.LAST
-    if run.saved_epoch != run.state.epoch or not path.is_file():
+    if run.saved_epoch < 0:
         ckpt.save_checkpoint(path, run.start)
-    log.warning("interrupted: %s holds epoch %d; continue with --resume %s", path,
-                run.saved_epoch if run.saved_epoch >= 0 else run.start["epoch"], path)  # fmt: skip
+    epoch = run.saved_epoch if run.saved_epoch >= 0 else int(run.start["epoch"])
+    log.warning("interrupted: %s holds epoch %d; continue with --resume %s", path, epoch, path)
 
 
 def _log_start(run: Run) -> None:
