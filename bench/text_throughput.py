@@ -37,10 +37,10 @@ from onyx.bench.runner import wait_listening
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.text import PAD, UNK, Vocabulary, pad_batch
-from onyx.train.export import ExportConfig
+from onyx.train.export import ExportConfig, export_verified
+from onyx.train.export.text import build_text_config, example_ids, parity_inputs
 from onyx.train.publish import publish
-from onyx.train.text_export import build_text_config, export_verified, parity_inputs
-from onyx.train.text_models import TextClassifier, TextModelConfig
+from onyx.train.text.models import TextClassifier, TextModelConfig
 
 # The checkout, so the server subprocess runs this code (a git worktree included).
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,17 @@ def build_repository(root: Path, args: argparse.Namespace) -> Path:
     work = root / "export"
     work.mkdir(parents=True)
     inputs = parity_inputs(args.vocab, args.max_length)
-    exporter, diff = export_verified(model, work / "model.onnx", 18, inputs, 1e-4, 1e-3)
+    exporter, diff = export_verified(
+        model,
+        work / "model.onnx",
+        18,
+        inputs,
+        1e-4,
+        1e-3,
+        example=example_ids(model.config.vocab_size),
+        time_axis=True,
+        external_data=False,
+    )
     Vocabulary([PAD, UNK, *(f"w{i}" for i in range(2, args.vocab))]).save(work / "vocab.txt")
     checkpoint = {
         "labels": ["negative", "positive"],

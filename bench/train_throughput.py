@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onyx.train.engine import StepOptions, train_one_epoch
-from onyx.train.models import get_model
+from onyx.train.image.models import get_model
 
 
 def bare_epoch(

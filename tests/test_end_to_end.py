@@ -27,7 +27,7 @@ from onyx.train.export import ExportConfig, export_checkpoint
 def repository(colour_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("e2e")
     config = ImageTrainConfig(
-        data_dir=str(colour_folder),
+        data=str(colour_folder),
         out_dir=str(work / "run"),
         image_size=16,
         epochs=2,

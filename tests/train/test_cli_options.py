@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,7 @@ from onyx.cli import main
 from onyx.serve.options import ConfigOption
 from onyx.train.commands import export_command, train_group
 from onyx.train.commands.export import build_export_command
-from onyx.train.config import ImageTrainConfig
-from onyx.train.text_config import TextTrainConfig
+from onyx.train.config import ImageTrainConfig, TextTrainConfig
 
 
 def _export_config() -> type:
@@ -59,7 +59,7 @@ def shown(default: Any) -> str | None:
 
 
 COMMANDS = [
-    (lambda: train_group.commands["image"], lambda: ImageTrainConfig, {"data_dir"}),
+    (lambda: train_group.commands["image"], lambda: ImageTrainConfig, {"data"}),
     (lambda: train_group.commands["text"], lambda: TextTrainConfig, {"data"}),
     (build_export_command, _export_config, {"checkpoint"}),
 ]
@@ -93,8 +93,12 @@ def test_one_option_per_field_showing_the_dataclass_default(
 def test_image_help_shows_the_dataclass_defaults() -> None:
     output = CliRunner().invoke(main, ["train", "image", "--help"]).output
     flat = " ".join(output.split())
-    assert f"--model TEXT [default: {ImageTrainConfig.model}]" in flat
-    assert f"--weights TEXT [default: {ImageTrainConfig.weights}]" in flat
+    for name in ("model", "weights"):
+        # "--model TEXT <help from the field's metadata> [default: <the dataclass default>]"
+        shown = re.search(rf"--{name} TEXT ([^[]*)\[default: ([^]]*)\]", flat)
+        assert shown is not None, name
+        assert shown.group(1).strip(), f"--{name} has no help text"
+        assert shown.group(2) == getattr(ImageTrainConfig, name)
     assert "Examples:" in output and "--config FILE" in output
     assert "Augment ([augment] in a --config file):" in output and output.index(
         "Training:"

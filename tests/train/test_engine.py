@@ -1,28 +1,34 @@
-"""fit(): learns, keeps the best epoch, stops early, resumes exactly, is deterministic, and
-survives Ctrl-C; the transfer schedule freezes what it should."""
+"""The one engine on both tasks: fit() learns, keeps the best epoch, stops early, resumes
+exactly, is deterministic, survives Ctrl-C; the transfer schedule freezes what it should; the
+AMP policy and the step; text runs get the same machinery (reports, frozen vectors, schedule)."""
 
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from onyx.train import engine
-from onyx.train.checkpoint import load_raw
-from onyx.train.config import AugmentConfig, ImageTrainConfig
+from onyx.train.checkpoint import load_checkpoint
+from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig
 from onyx.train.engine import fit
-from onyx.train.export import load_checkpoint
-from onyx.train.models import get_model
-from onyx.train.schedule import lr_factor, set_trainable, train_mode
+from onyx.train.export import load_model
+from onyx.train.image.models import get_model
+from onyx.train.image.transfer import set_trainable
+from onyx.train.metrics import classification_report, confusion_matrix, roc_auc
+from onyx.train.schedule import build_scheduler, lr_factor, train_mode
+from onyx.train.text.models import TextClassifier, TextModelConfig
 
 
 def small_config(data: Path, out: Path, **overrides: Any) -> ImageTrainConfig:
     base = ImageTrainConfig(
-        data_dir=str(data),
+        data=str(data),
         out_dir=str(out),
         model="small_cnn",
         weights="none",
@@ -30,7 +36,7 @@ def small_config(data: Path, out: Path, **overrides: Any) -> ImageTrainConfig:
         epochs=4,
         batch_size=16,
         lr=5e-3,
-        warmup_steps=2,
+        warmup_fraction=0.2,
         augment=AugmentConfig(
             crop_scale_min=0.8,
             hflip=True,
@@ -47,12 +53,12 @@ def test_learns_a_synthetic_task_and_keeps_the_best_epoch(shapes_dir: Path, tmp_
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0] * 0.7, losses
     assert result.best_accuracy >= 0.9, result.history
-    best = load_raw(result.best_checkpoint)
+    best = load_checkpoint(result.best_checkpoint)
     assert best["metrics"]["val_accuracy"] == result.best_accuracy
     assert {"model", "optimizer", "scheduler", "epoch", "config", "metrics"} <= set(best)
     for name in ("config.json", "split.json", "metrics.json", "curves.png", "last.pt"):
         assert (tmp_path / "run" / name).is_file(), name
-    model, _ = load_checkpoint(result.best_checkpoint)  # rebuilt from the name alone
+    model, _ = load_model(result.best_checkpoint)  # rebuilt from the name alone
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
@@ -60,7 +66,7 @@ def test_same_seed_same_weights_on_cpu(shapes_dir: Path, tmp_path: Path) -> None
     first = fit(small_config(shapes_dir, tmp_path / "a", epochs=1, max_steps=3))
     second = fit(small_config(shapes_dir, tmp_path / "b", epochs=1, max_steps=3))
     other = fit(small_config(shapes_dir, tmp_path / "c", epochs=1, max_steps=3, seed=1))
-    a, b, c = (load_raw(r.last_checkpoint)["model"] for r in (first, second, other))  # type: ignore[arg-type]
+    a, b, c = (load_checkpoint(r.last_checkpoint)["model"] for r in (first, second, other))  # type: ignore[arg-type]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -80,7 +86,7 @@ def test_early_stopping_restores_the_best_weights(
     assert result.stopped_early
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
     assert result.best_accuracy == 0.7
-    best = load_raw(result.best_checkpoint)
+    best = load_checkpoint(result.best_checkpoint)
     assert best["epoch"] == 2
     assert result.model is not None
     restored = result.model.state_dict()
@@ -103,14 +109,14 @@ def test_ctrl_c_saves_last_and_resume_continues_exactly(
     config = small_config(shapes_dir, tmp_path / "run", epochs=2, max_steps=2)
     result = fit(config)  # Ctrl-C as epoch 2 starts
     assert result.interrupted
-    last = load_raw(tmp_path / "run" / "last.pt")
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["epoch"] == 1
     monkeypatch.setattr(engine, "train_one_epoch", real)
     resumed = fit(replace(config, resume=str(tmp_path / "run" / "last.pt")))
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     straight = fit(replace(config, out_dir=str(tmp_path / "straight")))
-    a = load_raw(straight.last_checkpoint)["model"]  # type: ignore[arg-type]
-    b = load_raw(resumed.last_checkpoint)["model"]  # type: ignore[arg-type]
+    a = load_checkpoint(straight.last_checkpoint)["model"]  # type: ignore[arg-type]
+    b = load_checkpoint(resumed.last_checkpoint)["model"]  # type: ignore[arg-type]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -137,7 +143,7 @@ def test_options_sgd_step_schedule_smoothing_weights_clipping(
 
 def test_transfer_schedule_freezes_then_unfreezes_last_stages() -> None:
     config = ImageTrainConfig(
-        data_dir=".", model="resnet18", weights="imagenet", freeze_epochs=1, unfreeze=2
+        data=Path(), model="resnet18", weights="imagenet", freeze_epochs=1, unfreeze=2
     )
     model = get_model("resnet18", 3)
     set_trainable(config, model, epoch=1)
@@ -167,7 +173,7 @@ def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_pat
     data = write_shapes(tmp_path / "data", 8, classes=("a", "b"))
     pretrained = get_model("efficientnet_lite0", 2, weights="imagenet").state_dict()
     config = ImageTrainConfig(
-        data_dir=str(data),
+        data=str(data),
         out_dir=str(tmp_path / "run"),
         model="efficientnet_lite0",
         weights="imagenet",
@@ -182,7 +188,7 @@ def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_pat
         augment=AugmentConfig.off(),
     )
     fit(config)
-    after_head = load_raw(tmp_path / "run" / "last.pt")
+    after_head = load_checkpoint(tmp_path / "run" / "last.pt")
     changed = {
         k
         for k, v in after_head["model"].items()
@@ -192,7 +198,7 @@ def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_pat
     head = after_head["model"]["classifier.weight"]
     assert not torch.equal(head, pretrained["classifier.weight"])
     fit(replace(config, epochs=2, resume=str(tmp_path / "run" / "last.pt")))
-    after = load_raw(tmp_path / "run" / "last.pt")
+    after = load_checkpoint(tmp_path / "run" / "last.pt")
     moved = {
         k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("blocks") else "")
         for k, v in after["model"].items()
@@ -220,9 +226,161 @@ def test_mixed_precision_step_scales_unscales_clips_and_steps() -> None:
     model = get_model("small_cnn", 3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.AdamW(model.parameters(), 1e-2)
-    options = engine.StepOptions(scaler=torch.amp.GradScaler("cpu"), clip_grad_norm=1.0)
+    options = engine.StepOptions(
+        scaler=torch.amp.GradScaler("cpu"), autocast_dtype=torch.bfloat16, clip_grad_norm=1.0
+    )
     images, targets = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
     logits, loss = engine._step(model, images, targets, optimizer, options)
     assert logits.shape == (4, 3) and torch.isfinite(loss.detach())
     after = model.state_dict()
     assert not torch.equal(after["features.0.0.weight"], before["features.0.0.weight"])
+
+
+# --- text ----------------------------------------------------------------------------------
+
+WORDS = {"red": "crimson scarlet ruby", "green": "emerald lime olive", "blue": "navy azure cobalt"}
+
+
+def write_imdb_style(root: Path, per_label: int = 12) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label, words in WORDS.items():
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(per_label):
+                picked = rng.choice(words.split(), size=3)
+                (folder / f"{i}.txt").write_text(
+                    " ".join(picked) + "<br />the end", encoding="utf-8"
+                )
+    return root
+
+
+def test_multiclass_folders_report_validation_and_test(tmp_path: Path) -> None:
+    data = write_imdb_style(tmp_path / "data")
+    config = TextTrainConfig(
+        data=data,
+        out_dir=tmp_path / "run",
+        embed_dim=8,
+        hidden=8,
+        epochs=2,
+        batch_size=8,
+        device="cpu",
+    )
+    result = fit(config)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["val"]["confusion_matrix"] and len(metrics["val"]["confusion_matrix"]) == 3
+    assert "binary" not in metrics["val"]  # ROC-AUC and positive-class figures: binary only
+    assert metrics["test"]["confusion_matrix"] and np.sum(metrics["test"]["confusion_matrix"]) == 36
+    checkpoint = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)
+    assert checkpoint["labels"] == ["blue", "green", "red"]
+    assert checkpoint["task"] == "text"
+    assert "crimson" in checkpoint["vocabulary"]
+
+
+def test_frozen_word_vectors_stay_frozen(tmp_path: Path) -> None:
+    data = write_imdb_style(tmp_path / "data")
+    vectors = tmp_path / "vectors.txt"
+    lines = [f"{w} {i}.0 {i + 1}.0" for i, w in enumerate(" ".join(WORDS.values()).split())]
+    vectors.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = TextTrainConfig(
+        data=data,
+        out_dir=tmp_path / "run",
+        embed_dim=2,
+        hidden=4,
+        epochs=1,
+        vectors=str(vectors),
+        freeze_vectors=True,
+        device="cpu",
+        plots=False,
+    )
+    result = fit(config)
+    checkpoint = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)
+    row = checkpoint["vocabulary"].index("crimson")
+    assert checkpoint["model"]["embedding.weight"][row].tolist() == [0.0, 1.0]
+
+
+def test_warmup_fraction_then_cosine_to_zero() -> None:
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    config = TextTrainConfig(data=Path(), epochs=10, warmup_fraction=0.1)
+    scheduler = build_scheduler(config, optimizer, steps_per_epoch=10)
+    rates = []
+    for _ in range(100):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == 0.1 and rates[9] == 1.0  # linear warm-up over 10 steps
+    assert rates[10] > rates[50] > rates[99] >= 0 and rates[99] < 0.01
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    y_true = np.array([0, 0, 1, 1, 1, 2])
+    y_pred = np.array([0, 1, 1, 1, 0, 2])
+    assert confusion_matrix(y_true, y_pred, 3).tolist() == [[1, 1, 0], [1, 2, 0], [0, 0, 1]]
+    report = classification_report(y_true, np.eye(3)[y_pred], ["a", "b", "c"])
+    assert report["accuracy"] == 4 / 6
+    assert report["per_class"]["b"] == {
+        "precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3,
+    }  # fmt: skip
+    # AUC: 3 of 4 positive/negative pairs ordered right, one tie counted half.
+    assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.5, 0.5, 0.9])) == 0.875
+
+
+# --- AMP ------------------------------------------------------------------------------------
+
+
+def test_amp_is_chosen_only_on_cuda_and_scales_only_float16() -> None:
+    config = TextTrainConfig(data=Path())
+    assert engine.amp_policy(config, torch.device("cpu")) == engine.AmpPolicy(None, False)
+    cuda = torch.device("cuda")  # a device object only: nothing runs on it here
+    assert engine.amp_policy(config, cuda) == engine.AmpPolicy(torch.float16, True)
+    bf16 = TextTrainConfig(data=Path(), amp_dtype="bfloat16")
+    assert engine.amp_policy(bf16, cuda) == engine.AmpPolicy(torch.bfloat16, False)
+    assert engine.amp_policy(replace(config, amp=False), cuda) == engine.AmpPolicy()
+
+
+def test_text_step_without_amp_on_cpu_learns() -> None:
+    torch.manual_seed(0)
+    model = TextClassifier(TextModelConfig(vocab_size=20, num_classes=2, embed_dim=4, hidden=4))
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-2)
+    options = engine.StepOptions(clip_grad_norm=1.0)  # CPU: no scaler, no autocast
+    ids = torch.tensor([[2, 3, 4, 0], [5, 6, 0, 0]])
+    targets = torch.tensor([0, 1])
+    before = model.embedding.weight.detach().clone()
+    losses = [
+        float(engine._step(model, ids, targets, optimizer, options)[1].detach()) for _ in range(20)
+    ]
+    assert losses[-1] < losses[0]
+    assert not torch.equal(model.embedding.weight, before)
+
+
+def test_text_run_on_cpu_has_no_scaler_and_full_precision(tmp_path: Path) -> None:
+    data = write_imdb_style(tmp_path / "data", per_label=4)
+    result = fit(TextTrainConfig(data=data, out_dir=tmp_path / "run", embed_dim=4, hidden=4,
+                                 epochs=1, device="cpu", plots=False, amp=True))  # fmt: skip
+    last = load_checkpoint(result.last_checkpoint)  # type: ignore[arg-type]
+    assert last["scaler"] is None and last["config"]["amp"] is True
+    assert all(v.dtype == torch.float32 for v in last["model"].values())
+
+
+def test_text_ctrl_c_before_any_epoch_leaves_the_start_state_and_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = engine.train_one_epoch
+
+    def interrupted(*args: Any, **kwargs: Any) -> engine.EpochStats:
+        real(*args, **kwargs)  # the weights move, then Ctrl-C before the epoch ends
+        raise KeyboardInterrupt
+
+    data = write_imdb_style(tmp_path / "data", per_label=4)
+    config = TextTrainConfig(data=data, out_dir=tmp_path / "run", embed_dim=4, hidden=4,
+                             epochs=2, device="cpu", plots=False)  # fmt: skip
+    monkeypatch.setattr(engine, "train_one_epoch", interrupted)
+    result = fit(config)
+    assert result.interrupted and result.history == []
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 0
+    monkeypatch.setattr(engine, "train_one_epoch", real)
+    resumed = fit(replace(config, resume=str(tmp_path / "run" / "last.pt")))
+    straight = fit(replace(config, out_dir=tmp_path / "straight"))
+    a = load_checkpoint(resumed.last_checkpoint)["model"]  # type: ignore[arg-type]
+    b = load_checkpoint(straight.last_checkpoint)["model"]  # type: ignore[arg-type]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -25,7 +25,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     heldout = write_shapes(root / "heldout", 8, classes=("circle", "square"), seed=1)
     result = fit(
         ImageTrainConfig(
-            data_dir=str(data),
+            data=str(data),
             out_dir=str(root / "run"),
             epochs=2,
             image_size=24,

@@ -1,4 +1,14 @@
-"""Training configuration as dataclasses; the resolved config is saved next to every checkpoint."""
+"""Training configuration as dataclasses; the resolved config is saved next to every checkpoint.
+
+    config = ImageTrainConfig(data=Path("data/pets"), model="resnet18", weights="imagenet")
+    config = TextTrainConfig(data=Path("reviews.jsonl"), cell="gru", bidirectional=True)
+
+`TrainConfig` holds what every task shares (same names, same defaults); `ImageTrainConfig` and
+`TextTrainConfig` add their task's fields. Defaults live only here and every field carries its
+help text in `metadata["help"]`: the command-line options are generated from these dataclasses
+(the field type gives the option type: `Literal[...]` a choice, `bool` a flag, `Path` a path,
+`tuple[...]` a comma-separated list).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +18,98 @@ from pathlib import Path
 from typing import Any, Literal
 
 ColorMode = Literal["rgb", "grayscale"]
-Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", ""]
+Optimizer = Literal["adamw", "sgd"]
+Schedule = Literal["cosine", "step", "constant"]
+ClassWeights = Literal["none", "balanced"]
+AmpDtype = Literal["float16", "bfloat16"]
+Cell = Literal["lstm", "gru"]
+Pooling = Literal["last", "mean", "max"]
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class TrainConfig:
+    """What every training task shares; see `ImageTrainConfig` and `TextTrainConfig`."""
+
+    data: Path = field(metadata=_help("Training data (image: a folder; text: a file or folder)."))
+    out_dir: Path = field(
+        default=Path("runs/train"),
+        metadata=_help("Where best.pt, last.pt, config.json, metrics.json and the plots go."),
+    )
+    epochs: int = field(default=10, metadata=_help("Passes over the training data."))
+    batch_size: int = field(default=64, metadata=_help("Examples per step (per process)."))
+    # AdamW's default-ish rate for small nets or new heads.
+    lr: float = field(default=1e-3, metadata=_help("Peak learning rate (image: the head's)."))
+    weight_decay: float = field(default=1e-4, metadata=_help("Decoupled weight decay."))
+    optimizer: Optimizer = field(default="adamw", metadata=_help("Optimizer."))
+    momentum: float = field(default=0.9, metadata=_help("SGD momentum (ignored by AdamW)."))
+    schedule: Schedule = field(
+        default="cosine",
+        metadata=_help("Rate after the warm-up: cosine decay to 0, step (x0.1 at 1/2 and 3/4), "
+                       "or constant."),
+    )  # fmt: skip
+    # A short warm-up keeps Adam's first, badly estimated steps small; as a share of all steps
+    # it means the same for 100 and 100 000 steps.
+    warmup_fraction: float = field(
+        default=0.05, metadata=_help("Linear warm-up over this share of all optimizer steps.")
+    )
+    label_smoothing: float = field(default=0.0, metadata=_help("Label smoothing of the loss."))
+    class_weights: ClassWeights = field(
+        default="none",
+        metadata=_help("balanced: weight each class by n / (classes * count) (imbalanced data)."),
+    )
+    clip_grad_norm: float = field(
+        default=0.0, metadata=_help("Clip the global gradient norm to this (0: off).")
+    )
+    amp: bool = field(default=True, metadata=_help("Mixed precision on CUDA (ignored on CPU)."))
+    # float16 needs loss scaling (a GradScaler); bfloat16 has float32's range and does not.
+    amp_dtype: AmpDtype = field(default="float16", metadata=_help("Autocast type under --amp."))
+    patience: int = field(
+        default=0,
+        metadata=_help("Stop after this many epochs without a better validation accuracy "
+                       "(0: never); the best weights are restored at the end either way."),
+    )  # fmt: skip
+    val_fraction: float = field(
+        default=0.2,
+        metadata=_help("Share of each class held out for validation when the data is not split."),
+    )
+    seed: int = field(
+        default=0, metadata=_help("Seeds the split, initialisation, data order and dropout.")
+    )
+    num_workers: int = field(
+        default=0,
+        metadata=_help("DataLoader worker processes (0: load in the training process)."),
+    )
+    # On a box shared with other processes 1 can be several times faster: OpenMP threads wait
+    # for a busy core.
+    threads: int = field(
+        default=0, metadata=_help("torch CPU threads (0: one per core; 1 on a busy shared box).")
+    )
+    device: str = field(default="auto", metadata=_help("auto, cpu, cuda or cuda:N."))
+    max_steps: int = field(
+        default=0, metadata=_help("Cap on optimizer steps per epoch (0: none); for smoke runs.")
+    )
+    resume: str = field(
+        default="", metadata=_help("Continue from this last.pt: weights, optimizer, history.")
+    )
+    plots: bool = field(
+        default=True, metadata=_help("Draw the training curves and confusion matrix as PNGs.")
+    )
+    labels: tuple[str, ...] = field(
+        default=(),
+        metadata=_help("Label set and order (text; empty: sorted from the training data). "
+                       "Filled in with the labels found, in the saved config."),
+    )  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types only (paths as strings): this goes into config.json and checkpoints,
+        which `torch.load(weights_only=True)` must read back."""
+        data: dict[str, Any] = json.loads(json.dumps(asdict(self), default=str))
+        return data
 
 
 @dataclass
@@ -17,14 +118,21 @@ class AugmentConfig:
     Each one can be switched off: flips and rotations are wrong where they change the label
     (digits: 6 vs 9)."""
 
-    # Random crop of this share of the image area, resized to the input size (0: off, centre crop).
-    crop_scale_min: float = 0.6
-    hflip: bool = True
-    # Small rotations and shifts; fractions of the image size for the shift.
-    rotation_degrees: float = 10.0
-    translate_fraction: float = 0.1
-    # Brightness/contrast/saturation jitter strength (0: off).
-    color_jitter: float = 0.2
+    crop_scale_min: float = field(
+        default=0.6,
+        metadata=_help("Random crop of at least this share of the area (0: centre crop)."),
+    )
+    hflip: bool = field(
+        default=True, metadata=_help("Random horizontal flips (off where mirroring changes "
+                                     "the label).")
+    )  # fmt: skip
+    rotation_degrees: float = field(default=10.0, metadata=_help("Random rotation, degrees."))
+    translate_fraction: float = field(
+        default=0.1, metadata=_help("Random shift, as a fraction of the image size.")
+    )
+    color_jitter: float = field(
+        default=0.2, metadata=_help("Brightness/contrast/saturation jitter strength (0: off).")
+    )
 
     @classmethod
     def off(cls) -> AugmentConfig:
@@ -38,75 +146,108 @@ class AugmentConfig:
 
 
 @dataclass
-class ImageTrainConfig:
-    # One sub-folder per class (or train/ and val/ sub-folders, each with class folders).
-    data_dir: str
-    # Checkpoints, the resolved config, the split and the training log go here.
-    out_dir: str = "runs/image"
-    # A name from `onyx.train.models.list_models()`.
-    model: str = "small_cnn"
-    # "imagenet", "none", or a path to a state dict (.safetensors or torch).
-    weights: str = "none"
-    # Square crop fed to the network; 0: the weights' size (224 for ImageNet nets; 32 small_cnn).
-    image_size: int = 0
-    # Shorter side before the centre crop; -1: from the weights' crop ratio (else none);
-    # 0 resizes straight to image_size (no crop).
-    resize_shorter: int = -1
-    color_mode: ColorMode = "rgb"
-    # Normalisation per channel on the 0..1 scale; empty: the weights' (0.5 without weights).
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-    # Empty: the weights' interpolation (bilinear without weights).
-    interpolation: Interpolation | Literal[""] = ""
-    epochs: int = 10
-    batch_size: int = 64
-    # Head learning rate; AdamW's default-ish rate for small nets or new heads.
-    lr: float = 1e-3
-    # The backbone's rate is lr * this once unfrozen (discriminative rates: keep pretrained
-    # features close to where they were).
-    backbone_lr_scale: float = 0.1
-    weight_decay: float = 1e-4
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    # SGD momentum (ignored by AdamW).
-    momentum: float = 0.9
-    # Linear warmup steps, then cosine decay to 0 over the remaining steps (or "step": x0.1 at
-    # 1/2 and 3/4 of training).
-    warmup_steps: int = 0
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-    label_smoothing: float = 0.0
-    # "balanced": weight each class by n / (classes * count), for imbalanced data.
-    class_weights: Literal["none", "balanced"] = "none"
-    # Clip the global gradient norm (0: off).
-    clip_grad_norm: float = 0.0
-    # Mixed precision on CUDA (ignored on CPU).
-    amp: bool = True
-    # Transfer schedule: epochs with the backbone frozen (head only); -1: 1 with pretrained
-    # weights, 0 without.
-    freeze_epochs: int = -1
-    # Backbone stages trained after the frozen epochs: -1 all, 0 none (linear probe), K the last K.
-    unfreeze: int = -1
-    # Stop after this many epochs without a better validation accuracy (0: never); the best
-    # weights are restored at the end either way.
-    patience: int = 0
-    # Share of each class held out for validation when the data is not already split.
-    val_fraction: float = 0.2
-    seed: int = 0
-    # DataLoader worker processes; 0 loads in the training process (best on 2 cores).
-    num_workers: int = 0
-    # torch intra-op threads (0: torch's default, one per core). On a box shared with other
-    # processes 1 can be several times faster: OpenMP threads wait for a busy core.
-    threads: int = 0
-    # "auto": CUDA when available, else CPU.
-    device: str = "auto"
-    # Stop each epoch after this many optimizer steps (0: no limit); tests and smoke runs use it.
-    max_steps: int = 0
-    # A last.pt (or best.pt) to continue from: model, optimizer, scheduler, epoch, history.
-    resume: str = ""
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    labels: list[str] = field(default_factory=list)
+class ImageTrainConfig(TrainConfig):
+    """Fine-tuning an image classifier on a folder of class folders."""
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    out_dir: Path = field(
+        default=Path("runs/image"),
+        metadata=_help("Where best.pt, last.pt, config.json, split.json, metrics.json and the "
+                       "plots go."),
+    )  # fmt: skip
+    model: str = field(
+        default="small_cnn",
+        metadata=_help("Architecture; see onyx.train.image.models.list_models()."),
+    )
+    weights: str = field(
+        default="none",
+        metadata=_help("imagenet, none, or a state-dict file (.safetensors or torch)."),
+    )
+    image_size: int = field(
+        default=0,
+        metadata=_help("Square network input; 0: the weights' size (224 for ImageNet nets)."),
+    )
+    resize_shorter: int = field(
+        default=-1,
+        metadata=_help("Shorter side before the centre crop; -1: from the weights' crop ratio; "
+                       "0: resize straight to image_size."),
+    )  # fmt: skip
+    color_mode: ColorMode = field(default="rgb", metadata=_help("Colour mode of the input."))
+    mean: tuple[float, ...] = field(
+        default=(),
+        metadata=_help("Per-channel normalisation mean on 0..1; empty: the weights' (or 0.5)."),
+    )
+    std: tuple[float, ...] = field(
+        default=(),
+        metadata=_help("Per-channel normalisation std on 0..1; empty: the weights' (or 0.5)."),
+    )
+    interpolation: Interpolation = field(
+        default="", metadata=_help("Resize filter; empty: the weights' (bilinear without).")
+    )
+    # Discriminative rates: keep pretrained features close to where they were.
+    backbone_lr_scale: float = field(
+        default=0.1,
+        metadata=_help("Backbone rate = lr x this once unfrozen (pretrained weights only)."),
+    )
+    freeze_epochs: int = field(
+        default=-1,
+        metadata=_help("Head-only epochs first; -1: 1 with pretrained weights, else 0."),
+    )
+    unfreeze: int = field(
+        default=-1,
+        metadata=_help("Backbone stages trained after the frozen epochs: -1 all, 0 none, K the "
+                       "last K."),
+    )  # fmt: skip
+    augment: AugmentConfig = field(
+        default_factory=AugmentConfig, metadata=_help("Train-time augmentation.")
+    )
+
+
+@dataclass
+class TextTrainConfig(TrainConfig):
+    """Training an RNN text classifier on a .csv/.tsv/.jsonl file or an IMDb-style folder."""
+
+    out_dir: Path = field(
+        default=Path("runs/text"),
+        metadata=_help("Where best.pt, last.pt, config.json, metrics.json and the plots go."),
+    )
+    # RNNs from scratch like a higher rate than fine-tuned CNNs.
+    lr: float = field(default=3e-3, metadata=_help("Peak learning rate."))
+    # RNN gradients occasionally explode; clipping is the standard cure.
+    clip_grad_norm: float = field(
+        default=1.0, metadata=_help("Clip the global gradient norm to this (0: off).")
+    )
+    val_data: str = field(
+        default="",
+        metadata=_help("A validation file; without one, val_fraction of each label is held out."),
+    )
+    text_column: str = field(default="text", metadata=_help("CSV/TSV column or JSON key."))
+    label_column: str = field(default="label", metadata=_help("CSV/TSV column or JSON key."))
+    min_freq: int = field(
+        default=1, metadata=_help("Words seen fewer times in training map to <unk>.")
+    )
+    max_vocab: int = field(
+        default=30_000, metadata=_help("Vocabulary size including <pad> and <unk>.")
+    )
+    max_length: int = field(
+        default=256,
+        metadata=_help("Tokens kept per text, in training and in the server alike."),
+    )
+    cell: Cell = field(default="lstm", metadata=_help("Recurrent cell."))
+    layers: int = field(default=1, metadata=_help("Stacked recurrent layers."))
+    hidden: int = field(default=128, metadata=_help("Hidden units per direction."))
+    embed_dim: int = field(default=64, metadata=_help("Word embedding width."))
+    bidirectional: bool = field(default=False, metadata=_help("Also read right to left."))
+    dropout: float = field(
+        default=0.2, metadata=_help("Dropout on embeddings, between layers, before the head.")
+    )
+    pooling: Pooling = field(default="last", metadata=_help("How time steps become one vector."))
+    vectors: str = field(
+        default="",
+        metadata=_help("Word vectors, text format ('word v1 v2 ...'); width must be embed_dim."),
+    )
+    freeze_vectors: bool = field(
+        default=False, metadata=_help("Keep the loaded word vectors fixed.")
+    )
 
 
 def save_json(data: dict[str, Any], path: Path) -> None:

@@ -5,7 +5,7 @@
 Builds an image-folder dataset from scikit-learn's handwritten digits (real scans, shipped with
 the package), trains a small CNN, exports it to ONNX with a parity check, publishes it into the
 repository, starts the gRPC server on it, and classifies held-out digits over a real channel.
-It also trains a small sentiment LSTM on generated reviews (`onyx.train.text_demo`), publishes it
+It also trains a small sentiment LSTM on generated reviews (`onyx.train.text.demo`), publishes it
 as `sentiment` and classifies a few sentences with the same server.
 """
 
@@ -26,7 +26,7 @@ from onyx.serve.config import ServerConfig
 from onyx.train.config import AugmentConfig, ImageTrainConfig
 from onyx.train.engine import fit
 from onyx.train.export import ExportConfig, export_checkpoint
-from onyx.train.text_demo import classify_sentences, format_sentences, publish_sentiment
+from onyx.train.text.demo import classify_sentences, format_sentences, publish_sentiment
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ def run_demo(
         train_dir, heldout_dir = write_digits(work / "digits")
         log.info("2/4 training a small CNN")
         config = ImageTrainConfig(
-            data_dir=str(train_dir),
-            out_dir=str(work / "run"),
+            data=train_dir,
+            out_dir=work / "run",
             model="small_cnn",
             image_size=DIGITS_SIZE,
             color_mode="grayscale",

@@ -1,18 +1,30 @@
-"""Training and evaluation loops: `train_one_epoch`, `evaluate`, and `fit` which drives them.
+"""The one training engine: `train_one_epoch`, `evaluate`, `predict`, and `fit` which drives them.
 
-    result = fit(ImageTrainConfig(data_dir="data/pets", model="efficientnet_lite0",
+    result = fit(ImageTrainConfig(data=Path("data/pets"), model="efficientnet_lite0",
                                   weights="imagenet", epochs=5, patience=2))
+    result = fit(TextTrainConfig(data=Path("reviews.jsonl"), cell="gru"))
 
-`fit` follows the transfer schedule (`onyx.train.schedule`), keeps the most accurate epoch as
-`best.pt` and the latest as `last.pt` (see `onyx.train.checkpoint`), stops early after `patience`
-epochs without improvement and restores the best weights at the end. Ctrl-C saves `last.pt` and
-returns cleanly; `resume=last.pt` continues. With `--seed` a CPU run is deterministic: data order,
-augmentation and dropout are reseeded from (seed, epoch) at every epoch, so a resumed run follows
-the same path as an uninterrupted one.
+What the data and model are comes from a `Task` (`onyx.train.task`; image and text); everything
+else is here and the same for both:
+
+- state and checkpoints (`onyx.train.checkpoint`): `last.pt` every epoch, `best.pt` at every better
+  validation accuracy, both written atomically; `config.json` (the resolved config), metrics.json
+  (history, validation and test reports), curves.png and confusion.png in `out_dir`;
+- early stopping after `patience` epochs without improvement; the best weights are restored at
+  the end either way;
+- Ctrl-C (SIGINT) leaves a `last.pt` to resume from exactly (the last finished epoch's, or the
+  starting state) and returns with `interrupted` set; the CLI then exits with 130;
+- `resume=last.pt` continues exactly: weights, optimizer, schedule, loss scaler and history;
+- reseeding from (seed, epoch) at every epoch: data order, augmentation and dropout are the same
+  whether or not a run was interrupted, so a CPU run with a seed is reproducible;
+- DDP under torchrun (`onyx.train.distributed`; gloo on CPU), AMP on CUDA (float16 with loss
+  scaling, or bfloat16), the warm-up + decay schedule per optimizer step, gradient clipping,
+  `max_steps` per epoch.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -23,35 +35,28 @@ from typing import Any
 
 import numpy as np
 import torch
-from google.protobuf import text_format
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from onyx.train import checkpoint as ckpt
 from onyx.train import distributed
-from onyx.train.augment import build_augment
 from onyx.train.checkpoint import TrainState
-from onyx.train.config import ImageTrainConfig, save_json
-from onyx.train.data import (
-    ImageFolderDataset,
-    Split,
-    class_counts,
-    load_split,
-    load_split_file,
-    save_split,
-)
+from onyx.train.config import TrainConfig, save_json
 from onyx.train.distributed import DistContext
-from onyx.train.models import get_model
-from onyx.train.preprocessing import image_preprocessing
-from onyx.train.schedule import build_optimizer, build_scheduler, set_trainable, train_mode
+from onyx.train.metrics import classification_report
+from onyx.train.schedule import build_optimizer, build_scheduler, train_mode
+from onyx.train.task import Checkpoint, Task, TaskData
+from onyx.train.tasks import task_for
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "AmpPolicy",
     "EpochStats",
     "FitResult",
     "StepOptions",
+    "amp_policy",
     "evaluate",
     "fit",
     "predict",
@@ -75,6 +80,25 @@ class FitResult:
     interrupted: bool = False
     # The trained model with the best weights restored.
     model: nn.Module | None = None
+    # classification_report of the best weights on the validation (and test) data.
+    report: dict[str, Any] | None = None
+    test_report: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AmpPolicy:
+    # Autocast to this type; None: full float32.
+    dtype: torch.dtype | None = None
+    # float16 needs loss scaling (a GradScaler) so small gradients do not flush to zero.
+    scale: bool = False
+
+
+def amp_policy(config: TrainConfig, device: torch.device) -> AmpPolicy:
+    """Mixed precision only on CUDA: CPU autocast is slower than float32 for these models."""
+    if not config.amp or device.type != "cuda":
+        return AmpPolicy()
+    dtype = torch.float16 if config.amp_dtype == "float16" else torch.bfloat16
+    return AmpPolicy(dtype, scale=dtype == torch.float16)
 
 
 @dataclass
@@ -83,8 +107,10 @@ class StepOptions:
 
     criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
-    # Present only for CUDA AMP (float16 needs loss scaling).
+    # Present only for float16 autocast.
     scaler: torch.amp.GradScaler | None = None
+    # Autocast type (CUDA AMP); None: off.
+    autocast_dtype: torch.dtype | None = None
     clip_grad_norm: float = 0.0
     max_steps: int = 0
     show_progress: bool = True
@@ -98,8 +124,9 @@ def train_one_epoch(
     options: StepOptions | None = None,
     description: str = "train",
 ) -> EpochStats:
+    """One pass over `loader`'s (inputs, targets) batches (at most `options.max_steps`)."""
     options = options or StepOptions()
-    train_mode(model)  # frozen BatchNorm stays in eval mode (see onyx.train.schedule)
+    train_mode(model)  # frozen BatchNorm stays in eval mode (see onyx.train.image.transfer)
     # Sums stay on the device: a .item() per step would stall the GPU pipeline.
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -107,10 +134,10 @@ def train_one_epoch(
     progress = tqdm(
         loader, desc=description, leave=False, dynamic_ncols=True, disable=not options.show_progress
     )
-    for step, (images, targets) in enumerate(progress, start=1):
-        images = images.to(device, non_blocking=True)  # (B, C, H, W)
+    for step, (inputs, targets) in enumerate(progress, start=1):
+        inputs = inputs.to(device, non_blocking=True)  # image (B, C, H, W); text (B, T) ids
         targets = targets.to(device, non_blocking=True)  # (B,)
-        logits, loss = _step(model, images, targets, optimizer, options)
+        logits, loss = _step(model, inputs, targets, optimizer, options)
         total_loss += loss.detach() * len(targets)
         correct += (logits.detach().argmax(1) == targets).sum()
         seen += len(targets)
@@ -123,14 +150,14 @@ def train_one_epoch(
 
 def _step(
     model: nn.Module,
-    images: torch.Tensor,
+    inputs: torch.Tensor,
     targets: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     options: StepOptions,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    scaler = options.scaler
-    with torch.autocast(images.device.type, dtype=torch.float16, enabled=scaler is not None):
-        logits = model(images)  # (B, classes)
+    scaler, dtype = options.scaler, options.autocast_dtype
+    with torch.autocast(inputs.device.type, dtype=dtype, enabled=dtype is not None):
+        logits = model(inputs)  # (B, classes)
         loss = options.criterion(logits.float(), targets)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
@@ -158,8 +185,8 @@ def predict(
     """(logits (N, classes), targets (N,)) over the whole loader, in eval mode."""
     model.eval()
     logits, targets = [], []
-    for images, labels in loader:
-        logits.append(model(images.to(device)).float().cpu())
+    for inputs, labels in loader:
+        logits.append(model(inputs.to(device)).float().cpu())
         targets.append(labels)
     if not logits:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
@@ -174,6 +201,15 @@ def evaluate(model: nn.Module, loader: DataLoader[Any], device: torch.device) ->
     return EpochStats(float(loss), float((logits.argmax(1) == targets).mean()))
 
 
+def report(
+    model: nn.Module, loader: DataLoader[Any], labels: list[str], device: torch.device
+) -> dict[str, Any]:
+    """classification_report (accuracy, per class and macro P/R/F1, confusion, ROC-AUC)."""
+    logits, targets = predict(model, loader, device)
+    probabilities = torch.softmax(torch.from_numpy(logits), 1).numpy()
+    return classification_report(targets, probabilities, labels)
+
+
 # --- fit ----------------------------------------------------------------------------------
 
 
@@ -181,21 +217,29 @@ def evaluate(model: nn.Module, loader: DataLoader[Any], device: torch.device) ->
 class Run:
     """Everything one training run holds."""
 
-    config: ImageTrainConfig
+    task: Task
     context: DistContext
-    split: Split
+    data: TaskData
     model: nn.Module  # bare, not DDP-wrapped
     optimizer: torch.optim.Optimizer
     options: StepOptions
-    train_loader: DataLoader[Any]
-    val_loader: DataLoader[Any]
-    out_dir: Path
+    loaders: dict[str, DataLoader[Any]]
     state: TrainState
     generator: torch.Generator
-    preprocessing: str = ""
+    # What Ctrl-C writes as last.pt before this run finished an epoch: the starting state.
+    start: Checkpoint
     # The model as trained (DDP-wrapped under torchrun), rebuilt when the trainable set changes.
     wrapped: nn.Module | None = None
     trainable: str = ""
+    saved_epoch: int = -1  # the epoch this run last wrote to last.pt
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.task.config
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.config.out_dir)
 
 
 def seed_everything(seed: int) -> None:
@@ -204,52 +248,54 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit(config: ImageTrainConfig) -> FitResult:
-    """Train per `config`, keeping the most accurate epoch's checkpoint."""
+def fit(config: TrainConfig, task: Task | None = None) -> FitResult:
+    """Train per `config` (the task follows from its type), keeping the best epoch's weights."""
     context = distributed.setup(config.device)
     try:
-        run = prepare(config, context)
+        run = prepare(task or task_for(config), context)
         return train_epochs(run)
     finally:
         distributed.teardown(context)
 
 
-def prepare(config: ImageTrainConfig, context: DistContext) -> Run:
+def prepare(task: Task, context: DistContext) -> Run:
+    config = task.config
     seed_everything(config.seed)
     _cpu_settings(config, context)
-    out_dir = Path(config.out_dir)
-    resume = ckpt.load_raw(Path(config.resume)) if config.resume else None
-    split = _split(config, out_dir, context, resume is not None)
-    config.labels = split.labels
-    spec = image_preprocessing(config)
-    model = _model(config, len(split.labels), resume).to(context.device)
-    optimizer = build_optimizer(config, model)
+    resume = _load_resume(task)
+    data = task.load_data(context, resume)
+    config.labels = tuple(data.labels)
+    if context.is_main:
+        Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+    model = task.build_model(data, resume).to(context.device)
+    optimizer = build_optimizer(config, task.param_groups(model))
     generator = torch.Generator()
-    train_set = ImageFolderDataset(split.train, spec, build_augment(config.augment, spec))
-    train_loader = _loader(train_set, config, context, generator, train=True)
-    val_loader = _loader(ImageFolderDataset(split.val, spec), config, context, generator, False)
-    steps = len(train_loader) if not config.max_steps else min(config.max_steps, len(train_loader))
-    options = _step_options(config, split, context, optimizer, steps)
-    state = TrainState()
-    if resume is not None:
-        state = _restore(resume, optimizer, options)
-    return Run(
-        config,
-        context,
-        split,
-        model,
-        optimizer,
-        options,
-        train_loader,
-        val_loader,
-        out_dir,
-        state,
-        generator,
-        text_format.MessageToString(spec),
-    )
+    loaders = {"train": _loader(data.train, config, data, context, generator, train=True)}
+    for name, dataset in (("val", data.val), ("test", data.test)):
+        if dataset is not None:
+            loaders[name] = _loader(dataset, config, data, context, generator, train=False)
+    steps = len(loaders["train"])
+    steps = min(config.max_steps, steps) if config.max_steps else steps
+    options = step_options(config, data, context, optimizer, steps)
+    state = _restore(resume, optimizer, options) if resume is not None else TrainState()
+    run = Run(task, context, data, model, optimizer, options, loaders, state, generator, {})
+    if context.is_main:  # only rank 0 writes checkpoints
+        run.start = resume if resume is not None else _snapshot(run)
+    return run
 
 
-def _cpu_settings(config: ImageTrainConfig, context: DistContext) -> None:
+def _load_resume(task: Task) -> Checkpoint | None:
+    if not task.config.resume:
+        return None
+    resume = ckpt.load_checkpoint(Path(task.config.resume))
+    if resume["task"] != task.kind:
+        raise ValueError(f"--resume {task.config.resume} is a {resume['task']} checkpoint")
+    if resume.get("optimizer") is None:
+        raise ValueError(f"--resume {task.config.resume} holds no optimizer state; use last.pt")
+    return resume
+
+
+def _cpu_settings(config: TrainConfig, context: DistContext) -> None:
     if config.threads:
         torch.set_num_threads(config.threads)
     if context.device.type == "cpu":
@@ -258,53 +304,27 @@ def _cpu_settings(config: ImageTrainConfig, context: DistContext) -> None:
         torch.set_flush_denormal(True)
 
 
-def _split(config: ImageTrainConfig, out_dir: Path, context: DistContext, resuming: bool) -> Split:
-    saved = Path(config.resume).parent / "split.json" if resuming else None
-    if saved is not None and saved.is_file():
-        log.info("resuming with the saved split %s", saved)
-        return load_split_file(saved)
-    split = load_split(Path(config.data_dir), config.val_fraction, config.seed)
-    if context.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_split(split, out_dir / "split.json")
-    return split
-
-
-def _model(config: ImageTrainConfig, num_classes: int, resume: dict[str, Any] | None) -> nn.Module:
-    in_channels = 1 if config.color_mode == "grayscale" else 3
-    if resume is not None:  # the checkpoint has every weight: no pretrained file needed
-        saved = resume["config"]["model"]
-        if saved != config.model:
-            raise ValueError(
-                f"--resume {config.resume} is a {saved} checkpoint, not {config.model}"
-            )
-        model = get_model(config.model, num_classes, in_channels)
-        model.load_state_dict(resume["model"])
-        return model
-    return get_model(config.model, num_classes, in_channels, config.weights)
-
-
-def _step_options(
-    config: ImageTrainConfig,
-    split: Split,
+def step_options(
+    config: TrainConfig,
+    data: TaskData,
     context: DistContext,
     optimizer: torch.optim.Optimizer,
     steps_per_epoch: int,
 ) -> StepOptions:
     weight = None
     if config.class_weights == "balanced":
-        counts = class_counts(split.train, len(split.labels)).astype(np.float64)
+        counts = np.bincount(np.asarray(data.train_targets), minlength=len(data.labels))
         weight = torch.tensor(
             counts.sum() / (len(counts) * np.maximum(counts, 1)),
             dtype=torch.float32,
             device=context.device,
         )
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
-    amp = config.amp and context.device.type == "cuda"
+    amp = amp_policy(config, context.device)
     return StepOptions(
-        criterion=criterion,
+        criterion=nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing),
         scheduler=build_scheduler(config, optimizer, steps_per_epoch),
-        scaler=torch.amp.GradScaler("cuda") if amp else None,
+        scaler=torch.amp.GradScaler(context.device.type) if amp.scale else None,
+        autocast_dtype=amp.dtype,
         clip_grad_norm=config.clip_grad_norm,
         max_steps=config.max_steps,
         show_progress=context.is_main,
@@ -312,8 +332,9 @@ def _step_options(
 
 
 def _loader(
-    dataset: ImageFolderDataset,
-    config: ImageTrainConfig,
+    dataset: Dataset[Any],
+    config: TrainConfig,
+    data: TaskData,
     context: DistContext,
     generator: torch.Generator,
     train: bool,
@@ -327,6 +348,7 @@ def _loader(
         shuffle=train and sampler is None,
         sampler=sampler,
         num_workers=config.num_workers,
+        collate_fn=data.collate,
         generator=generator,
         pin_memory=context.device.type == "cuda",
         drop_last=False,
@@ -334,7 +356,7 @@ def _loader(
 
 
 def _restore(
-    checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer, options: StepOptions
+    checkpoint: Checkpoint, optimizer: torch.optim.Optimizer, options: StepOptions
 ) -> TrainState:
     optimizer.load_state_dict(checkpoint["optimizer"])
     if options.scheduler is not None and checkpoint.get("scheduler"):
@@ -357,44 +379,47 @@ def train_epochs(run: Run) -> FitResult:
     try:
         for epoch in range(state.epoch + 1, config.epochs + 1):
             _run_epoch(run, epoch)
-            if config.patience and state.bad_epochs >= config.patience:
-                log.info("early stop: no better val accuracy for %d epochs", state.bad_epochs)
+            if config.patience and state.stale_epochs >= config.patience:
+                log.info("early stop: no better val accuracy for %d epochs", state.stale_epochs)
                 result.stopped_early = True
                 break
     except KeyboardInterrupt:
         result.interrupted = True
-        if run.context.is_main:
-            _save(run, run.out_dir / ckpt.LAST, state.history[-1] if state.history else {})
-            log.warning(
-                "interrupted: saved %s; continue with --resume %s",
-                result.last_checkpoint,
-                result.last_checkpoint,
-            )
+        _save_on_interrupt(run)
     _finish(run, result)
     return result
 
 
+def _save_on_interrupt(run: Run) -> None:
+    """Leave a last.pt that resumes exactly: the weights of a half-trained epoch would not.
+    After a finished epoch that is the last.pt already written; before one, the start state."""
+    if not run.context.is_main:
+        return
+    path = run.out_dir / ckpt.LAST
+    if run.saved_epoch < 0:
+        ckpt.save_checkpoint(path, run.start)
+    epoch = run.saved_epoch if run.saved_epoch >= 0 else int(run.start["epoch"])
+    log.warning("interrupted: %s holds epoch %d; continue with --resume %s", path, epoch, path)
+
+
 def _log_start(run: Run) -> None:
-    config, split = run.config, run.split
+    config, data = run.config, run.data
     log.info(
-        "training %s (weights %s) on %s: %d classes, %d train / %d val images, %d skipped, "
-        "input %dpx, device %s x%d",
-        config.model,
-        config.weights,
-        config.data_dir,
-        len(split.labels),
-        len(split.train),
-        len(split.val),
-        len(split.skipped),
-        config.image_size,
+        "training %s: %s on %s: %d classes, %d train / %d val examples, device %s x%d",
+        run.task.kind,
+        data.summary,
+        config.data,
+        len(data.labels),
+        len(data.train),  # type: ignore[arg-type]
+        len(data.val),  # type: ignore[arg-type]
         run.context.device,
         run.context.world_size,
     )
 
 
 def _start_epoch(run: Run, epoch: int) -> nn.Module:
-    """Apply the transfer schedule and reseed; returns the model to train (DDP-wrapped)."""
-    trainable = set_trainable(run.config, run.model, epoch)
+    """Apply the task's schedule and reseed; returns the model to train (DDP-wrapped)."""
+    trainable = run.task.start_epoch(run.model, epoch)
     if run.wrapped is None or trainable != run.trainable:
         if run.context.is_main:
             log.info("epoch %d: %s", epoch, trainable)
@@ -403,8 +428,9 @@ def _start_epoch(run: Run, epoch: int) -> nn.Module:
     # Reseeding per epoch makes a resumed run identical to an uninterrupted one.
     seed_everything(run.config.seed * 1000 + epoch)
     run.generator.manual_seed(run.config.seed * 1000 + epoch)
-    if isinstance(run.train_loader.sampler, DistributedSampler):
-        run.train_loader.sampler.set_epoch(epoch)
+    sampler = run.loaders["train"].sampler
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
     return run.wrapped
 
 
@@ -412,15 +438,11 @@ def _run_epoch(run: Run, epoch: int) -> None:
     config, state = run.config, run.state
     model = _start_epoch(run, epoch)
     started = time.monotonic()
-    train = train_one_epoch(
-        model,
-        run.train_loader,
-        run.optimizer,
-        run.context.device,
-        run.options,
-        f"epoch {epoch}/{config.epochs}",
-    )
-    val = evaluate(run.model, run.val_loader, run.context.device)
+    device = run.context.device
+    description = f"epoch {epoch}/{config.epochs}"
+    train = train_one_epoch(model, run.loaders["train"], run.optimizer, device, run.options,
+                            description)  # fmt: skip
+    val = evaluate(run.model, run.loaders["val"], device)
     record = {
         "epoch": epoch,
         "train_loss": train.loss,
@@ -435,9 +457,8 @@ def _run_epoch(run: Run, epoch: int) -> None:
     _keep_best(run, record)
     if run.context.is_main:
         log.info(
-            "epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  lr %.2g  (%.1fs)",
-            epoch,
-            config.epochs,
+            "%s  train loss %.4f acc %.3f  val loss %.4f acc %.3f  lr %.2g  (%.1fs)",
+            description,
             train.loss,
             train.accuracy,
             val.loss,
@@ -446,60 +467,86 @@ def _run_epoch(run: Run, epoch: int) -> None:
             record["seconds"],
         )
         _save(run, run.out_dir / ckpt.LAST, record)
+        run.saved_epoch = epoch
 
 
 def _keep_best(run: Run, record: dict[str, float]) -> None:
     state = run.state
     if record["val_accuracy"] > state.best_accuracy:
         state.best_accuracy = record["val_accuracy"]
-        state.bad_epochs = 0
+        state.stale_epochs = 0
         if run.context.is_main:
             _save(run, run.out_dir / ckpt.BEST, record)
     else:
-        state.bad_epochs += 1
+        state.stale_epochs += 1
+
+
+def _parts(run: Run, metrics: dict[str, float]) -> Checkpoint:
+    """The checkpoint schema of `onyx.train.checkpoint` (format 2), without the format keys."""
+    options = run.options
+    return {
+        "task": run.task.kind,
+        "model": run.model.state_dict(),
+        "labels": list(run.data.labels),
+        "config": run.config.to_json(),
+        "metrics": metrics,
+        "epoch": run.state.epoch,
+        "state": run.state.to_json(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": options.scheduler.state_dict() if options.scheduler else None,
+        "scaler": options.scaler.state_dict() if options.scaler else None,
+        **run.task.checkpoint_extras(run.model),
+    }
 
 
 def _save(run: Run, path: Path, metrics: dict[str, float]) -> None:
-    state, options = run.state, run.options
-    ckpt.save_checkpoint(
-        path,
-        {
-            "model": run.model.state_dict(),
-            "optimizer": run.optimizer.state_dict(),
-            "scheduler": options.scheduler.state_dict() if options.scheduler else None,
-            "scaler": options.scaler.state_dict() if options.scaler else None,
-            "epoch": state.epoch,
-            "config": run.config.to_json(),
-            "metrics": metrics,
-            "history": state.history,
-            "best_accuracy": state.best_accuracy,
-            "bad_epochs": state.bad_epochs,
-            "labels": list(run.config.labels),
-            "task": "image",
-            "preprocessing": run.preprocessing,
-        },
-    )
+    ckpt.save_checkpoint(path, _parts(run, metrics))
+
+
+def _snapshot(run: Run) -> Checkpoint:
+    """The starting state, copied: training changes the live tensors in place."""
+    parts = _parts(run, {})
+    parts["model"] = {k: v.detach().to("cpu", copy=True) for k, v in parts["model"].items()}
+    return copy.deepcopy(parts)
 
 
 def _finish(run: Run, result: FitResult) -> None:
-    """Restore the best weights into the model and write metrics.json and the curves."""
+    """Restore the best weights, report on validation (and test), write metrics and plots."""
     distributed.barrier(run.context)
     result.best_accuracy = run.state.best_accuracy
     result.model = run.model
-    if run.state.history and result.best_checkpoint.is_file():
-        run.model.load_state_dict(ckpt.load_raw(result.best_checkpoint)["model"])
+    if not (run.state.history and result.best_checkpoint.is_file()):
+        return
+    best = ckpt.load_checkpoint(result.best_checkpoint)
+    run.model.load_state_dict(best["model"])
     if not run.context.is_main:
         return
+    if not result.interrupted:  # Ctrl-C asked to stop: no more passes over the data
+        labels, device = list(run.data.labels), run.context.device
+        result.report = report(run.model, run.loaders["val"], labels, device)
+        if "test" in run.loaders:
+            result.test_report = report(run.model, run.loaders["test"], labels, device)
+    _write_metrics(run, result, int(best["epoch"]))
+
+
+def _write_metrics(run: Run, result: FitResult, best_epoch: int) -> None:
     save_json(
         {
             "history": run.state.history,
+            "best_epoch": best_epoch,
             "best_val_accuracy": run.state.best_accuracy,
             "stopped_early": result.stopped_early,
             "interrupted": result.interrupted,
+            "val": result.report,
+            "test": result.test_report,
         },
         run.out_dir / "metrics.json",
     )
-    if run.state.history:
-        from onyx.train.plots import plot_training_curves
+    if not run.config.plots:
+        return
+    from onyx.train.plots import plot_confusion_matrix, plot_training_curves  # matplotlib: slow
 
-        plot_training_curves(run.state.history, run.out_dir / "curves.png")
+    plot_training_curves(run.state.history, run.out_dir / "curves.png")
+    if result.report is not None:
+        matrix = np.asarray(result.report["confusion_matrix"])
+        plot_confusion_matrix(matrix, list(run.data.labels), run.out_dir / "confusion.png")

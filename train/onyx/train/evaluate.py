@@ -21,7 +21,7 @@ import numpy as np
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.preprocess import decode_image, preprocess_image
 from onyx.train.config import save_json
-from onyx.train.data import Sample, scan
+from onyx.train.image.data import Sample, scan
 from onyx.train.metrics import classification_report, roc_curve
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,9 @@ def _torch_predictor(path: Path) -> Predictor:
     import torch
 
     from onyx.train.checkpoint import preprocessing_of
-    from onyx.train.export import load_checkpoint
+    from onyx.train.export import load_model
 
-    model, checkpoint = load_checkpoint(path)
+    model, checkpoint = load_model(path)
     spec = preprocessing_of(checkpoint)
 
     def run(batch: np.ndarray) -> np.ndarray:
@@ -73,7 +73,7 @@ def _torch_predictor(path: Path) -> Predictor:
             return np.asarray(model(torch.from_numpy(batch)).numpy())
 
     return Predictor(
-        "torch", list(checkpoint["labels"]), spec, run, list(checkpoint.get("history", []))
+        "torch", list(checkpoint["labels"]), spec, run, list(checkpoint["state"]["history"])
     )
 
 

@@ -1,59 +1,26 @@
-"""The transfer-learning schedule: what trains when, at which learning rate.
+"""Optimizer, learning-rate schedule and train mode, shared by every task.
 
-    epochs 1..freeze_epochs   backbone frozen, only the new head trains (at lr)
-    afterwards                the last `unfreeze` backbone stages train too (-1: all), at
-                              lr * backbone_lr_scale (discriminative rates, as fastai's fine_tune)
+    optimizer = build_optimizer(config, param_groups)      # AdamW or SGD over named groups
+    scheduler = build_scheduler(config, optimizer, steps_per_epoch)
 
-One optimizer holds two parameter groups (head, backbone) from the start; frozen parameters have
-no gradient, so AdamW/SGD skip them, and the optimizer and scheduler state stay one object that a
-checkpoint saves and `--resume` restores.
+The rate warms up linearly over `warmup_fraction` of all optimizer steps, then follows
+`schedule`: cosine decay to 0, step (x0.1 at 1/2 and 3/4 of training) or constant. The scheduler
+steps once per optimizer step, so its state (saved in every checkpoint) resumes mid-schedule.
 
-BatchNorm: a frozen stage's BatchNorm layers are kept in eval mode, i.e. they normalise with their
-pretrained running statistics and do not update them. Letting small, task-specific batches
-overwrite ImageNet statistics would shift the features under a head that is learning on them, and
-is the usual cause of a frozen backbone "forgetting". Unfrozen stages train their BatchNorm
-normally. `train_mode(model)` applies this; call it instead of `model.train()`.
+`train_mode(model)` is `model.train()` except that BatchNorm layers whose parameters are frozen
+stay in eval mode: see `onyx.train.image.transfer` for why.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from onyx.train.config import ImageTrainConfig
-from onyx.train.models import backbone_stages, head_module
-
-
-def freeze_epochs(config: ImageTrainConfig) -> int:
-    if config.freeze_epochs >= 0:
-        return config.freeze_epochs
-    return 1 if config.weights != "none" else 0
-
-
-def backbone_parameters(config: ImageTrainConfig, model: nn.Module) -> Iterator[nn.Parameter]:
-    head = {id(p) for p in head_module(config.model, model).parameters()}
-    return (p for p in model.parameters() if id(p) not in head)
-
-
-def set_trainable(config: ImageTrainConfig, model: nn.Module, epoch: int) -> str:
-    """Freeze/unfreeze per the schedule for 1-based `epoch`; returns a description for the log."""
-    stages = backbone_stages(config.model, model)
-    if epoch <= freeze_epochs(config):
-        trainable = 0
-    else:
-        trainable = len(stages) if config.unfreeze < 0 else min(config.unfreeze, len(stages))
-    for p in backbone_parameters(config, model):
-        p.requires_grad_(False)
-    for stage in stages[len(stages) - trainable :]:
-        for module in stage:
-            module.requires_grad_(True)
-    head_module(config.model, model).requires_grad_(True)
-    if trainable == len(stages):
-        return "all layers trainable"
-    return f"head + last {trainable} of {len(stages)} backbone stages trainable"
+from onyx.train.config import TrainConfig
 
 
 def train_mode(model: nn.Module) -> None:
@@ -66,24 +33,18 @@ def train_mode(model: nn.Module) -> None:
                 module.eval()
 
 
-def build_optimizer(config: ImageTrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    head = list(head_module(config.model, model).parameters())
-    backbone = list(backbone_parameters(config, model))
-    scale = config.backbone_lr_scale if config.weights != "none" else 1.0
-    groups = [
-        {"params": head, "lr": config.lr, "name": "head"},
-        {"params": backbone, "lr": config.lr * scale, "name": "backbone"},
-    ]
+def build_optimizer(config: TrainConfig, groups: Sequence[dict[str, Any]]) -> torch.optim.Optimizer:
+    """`groups`: torch parameter groups, each with "params", "lr" and a "name"."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            groups,
+            list(groups),
             lr=config.lr,
             momentum=config.momentum,
             nesterov=True,
             weight_decay=config.weight_decay,
         )
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(list(groups), lr=config.lr, weight_decay=config.weight_decay)
     raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adamw or sgd")
 
 
@@ -101,10 +62,15 @@ def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
     raise ValueError(f"unknown schedule {kind!r}; choose cosine, step or constant")
 
 
+def warmup_steps(total_steps: int, warmup_fraction: float) -> int:
+    return round(total_steps * warmup_fraction)
+
+
 def build_scheduler(
-    config: ImageTrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+    config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     total = max(1, steps_per_epoch * config.epochs)
+    warmup = warmup_steps(total, config.warmup_fraction)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, config.warmup_steps, config.schedule)
+        optimizer, lambda step: lr_factor(step, total, warmup, config.schedule)
     )

@@ -14,8 +14,7 @@ import click
 
 from onyx.serve.options import OTHER_GROUP, ConfigCommand, ConfigOption, config_options
 from onyx.serve.options import precedence_epilog as _precedence
-from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.text_config import TextTrainConfig
+from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig, TrainConfig
 
 _OUT = {"out_dir": {"aliases": ("-o", "--out")}}
 _LOG_LEVEL = click.option(
@@ -52,8 +51,8 @@ Examples:
 
 
 @train_group.command("image", cls=ConfigCommand, epilog=IMAGE_EPILOG)
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
-@config_options(ImageTrainConfig, arguments=["data_dir"], extra=_OUT, group="Training")
+@click.argument("data", type=click.Path(exists=True, file_okay=False))
+@config_options(ImageTrainConfig, arguments=["data"], extra=_OUT, group="Training")
 @click.option(
     "--no-augment",
     is_flag=True,
@@ -63,18 +62,24 @@ Examples:
 )
 @_LOG_LEVEL
 def train_image_command(config: ImageTrainConfig, no_augment: bool, log_level: str) -> None:
-    """Fine-tune an image classifier on DATA_DIR (one sub-folder of images per class, or
+    """Fine-tune an image classifier on DATA (one sub-folder of images per class, or
     train/ val/ [test/] each with class folders)."""
     from onyx.serve.logs import configure_logging
-    from onyx.train.engine import fit
 
     configure_logging(log_level)
     check_image_config(config)
     if no_augment:
         config = dataclasses.replace(config, augment=AugmentConfig.off())
+    fit_and_report(config)
+
+
+def fit_and_report(config: TrainConfig) -> None:
+    """Run the one engine; bad data is a clean error, Ctrl-C exits 130 with the resume hint."""
+    from onyx.train.engine import fit
+
     try:
         result = fit(config)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError) as exc:  # DataError, SplitError are ValueErrors
         raise click.ClickException(str(exc)) from exc
     if result.interrupted:
         click.echo(f"interrupted; resume with --resume {result.last_checkpoint}", err=True)
@@ -87,7 +92,7 @@ def train_image_command(config: ImageTrainConfig, no_augment: bool, log_level: s
 
 def check_image_config(config: ImageTrainConfig) -> None:
     """The checks a click type cannot make: the registry's models, a weights file."""
-    from onyx.train.models import list_models
+    from onyx.train.image.models import list_models
 
     if config.model not in list_models():
         raise click.BadParameter(f"choose one of: {', '.join(list_models())}", param_hint="--model")
@@ -115,12 +120,6 @@ Examples:
 def train_text_command(config: TextTrainConfig, log_level: str) -> None:
     """Train a sentiment (text) classifier on DATA: a .csv/.tsv/.jsonl file or an IMDb folder."""
     from onyx.serve.logs import configure_logging
-    from onyx.train.text_data import DataError
-    from onyx.train.text_engine import fit_text
 
     configure_logging(log_level)
-    try:
-        result = fit_text(config)
-    except (DataError, ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"best val accuracy {result.best_accuracy:.4f}; checkpoint {result.best_checkpoint}")
+    fit_and_report(config)

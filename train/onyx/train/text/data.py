@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from onyx.serve.text import TextEncoder, pad_batch
+from onyx.train.splits import stratified_split
 
 IMDB_SKIPPED = frozenset({"unsup"})
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
@@ -130,24 +130,6 @@ def read_examples(
     if suffix in (".jsonl", ".ndjson"):
         return read_jsonl(path, text_column, label_column)
     raise DataError(f"{path}: unknown data format {suffix!r}; use one of {SUFFIXES} or a folder")
-
-
-def stratified_split(
-    examples: Sequence[Example], val_fraction: float, seed: int
-) -> tuple[list[Example], list[Example]]:
-    """Hold out `val_fraction` of every label (at least one each), reproducibly."""
-    rng = random.Random(seed)
-    train: list[Example] = []
-    val: list[Example] = []
-    for label in sorted({e.label for e in examples}):
-        members = [e for e in examples if e.label == label]
-        rng.shuffle(members)
-        count = max(1, round(len(members) * val_fraction))
-        if count >= len(members):
-            raise DataError(f"label {label!r} has {len(members)} examples: too few to split")
-        val += members[:count]
-        train += members[count:]
-    return train, val
 
 
 def check_labels(examples: Sequence[Example], labels: Sequence[str]) -> None:

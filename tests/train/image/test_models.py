@@ -9,15 +9,15 @@ import torch
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.models import (
+from onyx.train.image.models import (
     backbone_stages,
     get_model,
     head_module,
     list_models,
     model_entry,
 )
-from onyx.train.preprocessing import image_preprocessing
-from onyx.train.weights import torch_hub_file
+from onyx.train.image.preprocessing import image_preprocessing
+from onyx.train.image.weights import torch_hub_file
 from tests.train.conftest import write_shapes
 
 ALL = [
@@ -93,7 +93,7 @@ def test_cached_torchvision_weights_load_and_their_preprocessing_is_exported(
     assert torch.equal(
         model.state_dict()["layer1.0.conv1.weight"], published["layer1.0.conv1.weight"]
     )
-    spec = image_preprocessing(ImageTrainConfig(data_dir=".", model="resnet18", weights="imagenet"))
+    spec = image_preprocessing(ImageTrainConfig(data=".", model="resnet18", weights="imagenet"))
     assert (spec.resize_shorter, spec.crop_height) == (256, 224)
     assert list(spec.mean) == pytest.approx([0.485, 0.456, 0.406])
     assert spec.interpolation == pb.INTERPOLATION_BILINEAR
@@ -104,7 +104,7 @@ def test_cached_torchvision_weights_load_and_their_preprocessing_is_exported(
     data = write_shapes(tmp_path / "data", 4, classes=("a", "b"))
     result = fit(
         ImageTrainConfig(
-            data_dir=str(data),
+            data=str(data),
             out_dir=str(tmp_path / "run"),
             model="resnet18",
             weights="imagenet",
@@ -142,7 +142,7 @@ def test_weights_path_loads_strictly(tmp_path: Path, suffix: str) -> None:
 
 
 def test_lite0_weights_path_in_the_original_layout() -> None:
-    from onyx.train.lite0 import lite0_weights_file
+    from onyx.train.image.lite0 import lite0_weights_file
 
     model = get_model("efficientnet_lite0", 2, weights=str(lite0_weights_file()))
     reference = get_model("efficientnet_lite0", 2, weights="imagenet")

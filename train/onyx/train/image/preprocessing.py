@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.train.config import ImageTrainConfig
-from onyx.train.models import model_entry, weights_preprocessing
+from onyx.train.image.models import model_entry, weights_preprocessing
 
 INTERPOLATIONS = {
     "nearest": pb.INTERPOLATION_NEAREST,

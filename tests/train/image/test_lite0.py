@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from onyx.serve.preprocess import preprocess_image
-from onyx.train.lite0 import LITE0_REPEATS, block_position, rename_key, rename_lite0_keys
-from onyx.train.models import get_model, model_entry
-from onyx.train.weights import imagenet_categories
+from onyx.train.image.lite0 import LITE0_REPEATS, block_position, rename_key, rename_lite0_keys
+from onyx.train.image.models import get_model, model_entry
+from onyx.train.image.weights import imagenet_categories
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
@@ -25,10 +25,10 @@ def lite0() -> torch.nn.Module:
 
 def lite0_spec() -> object:
     from onyx.train.config import ImageTrainConfig
-    from onyx.train.preprocessing import image_preprocessing
+    from onyx.train.image.preprocessing import image_preprocessing
 
     return image_preprocessing(
-        ImageTrainConfig(data_dir=".", model="efficientnet_lite0", weights="imagenet")
+        ImageTrainConfig(data=".", model="efficientnet_lite0", weights="imagenet")
     )
 
 
@@ -49,7 +49,7 @@ def test_block_positions_follow_lite0_repeats() -> None:
 
 
 def test_renamed_keys_equal_the_timm_model_keys_exactly() -> None:
-    from onyx.train.lite0 import lite0_weights_file
+    from onyx.train.image.lite0 import lite0_weights_file
 
     raw = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
     assert len(raw) == 296
@@ -80,11 +80,20 @@ def test_real_weights_see_espresso_in_coffee(lite0: torch.nn.Module) -> None:
 
 
 def test_lite0_export_passes_parity(tmp_path: Path) -> None:
-    from onyx.train.export import check_parity, example_input, export_onnx
+    from onyx.train.export import export_verified
+    from onyx.train.export.image import example_input
 
     model = get_model("efficientnet_lite0", 4, weights="imagenet").eval()
     spec = lite0_spec()
     path = tmp_path / "model.onnx"
-    export_onnx(model, example_input(spec, 2), path, opset=18)  # type: ignore[arg-type]
     inputs = [example_input(spec, b, seed=b) for b in (1, 3)]  # type: ignore[arg-type]
-    assert check_parity(model, path, inputs, atol=1e-4, rtol=1e-3) < 1e-4
+    _, diff = export_verified(
+        model,
+        path,
+        18,
+        inputs,
+        1e-4,
+        1e-3,
+        example=example_input(spec, 2),  # type: ignore[arg-type]
+    )
+    assert diff < 1e-4

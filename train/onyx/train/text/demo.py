@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onyx.serve.client import Client
+from onyx.train.config import TextTrainConfig
+from onyx.train.engine import FitResult, fit
 from onyx.train.export import ExportConfig, ExportResult, export_checkpoint
-from onyx.train.synthetic_text import generate_reviews, write_jsonl
-from onyx.train.text_config import TextTrainConfig
-from onyx.train.text_engine import TextFitResult, fit_text
+from onyx.train.text.synthetic import generate_reviews, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ SENTENCES = tuple(EXPECTED)
 @dataclass(frozen=True)
 class SentimentDemo:
     data: Path
-    fit: TextFitResult
+    fit: FitResult
     exported: ExportResult
 
     @property
@@ -55,8 +55,8 @@ def publish_sentiment(
     """Generate 3000 reviews, train (a few seconds on 2 cores), export and publish."""
     data = write_jsonl(generate_reviews(3000, seed=0), work / "reviews.jsonl")
     config = TextTrainConfig(
-        data=str(data),
-        out_dir=str(work / "run"),
+        data=data,
+        out_dir=work / "run",
         max_length=64,
         embed_dim=32,
         hidden=64,
@@ -65,7 +65,7 @@ def publish_sentiment(
         lr=5e-3,
         device=device,
     )
-    fitted = fit_text(config)
+    fitted = fit(config)
     export_dir = work / "export"
     export_dir.mkdir(parents=True, exist_ok=True)
     exported = export_checkpoint(

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 
 from onyx.serve.text import PAD_ID, Vocabulary
+from onyx.train.config import Cell, Pooling
 
-Cell = Literal["lstm", "gru"]
-Pooling = Literal["last", "mean", "max"]
 CELLS: dict[str, type[nn.LSTM] | type[nn.GRU]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "mean", "max")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from onyx.train.lite0 import is_lukemelas_layout, load_lite0_state_dict, rename_lite0_keys
+from onyx.train.image.lite0 import is_lukemelas_layout, load_lite0_state_dict, rename_lite0_keys
 
 NO_WEIGHTS = "none"
 

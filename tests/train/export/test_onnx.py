@@ -1,22 +1,19 @@
-"""Text export: dynamic batch and time axes, ORT-vs-torch parity that catches exporter bugs."""
+"""The one verify-and-fall-back export path, on a text model: dynamic batch and time axes,
+ORT-vs-torch parity that catches exporter bugs, fall back to the legacy exporter."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import onnx
 import pytest
 import torch
 
-from onyx.train import text_export
-from onyx.train.export import ParityError
-from onyx.train.text_export import (
-    check_text_parity,
-    export_text_onnx,
-    export_verified,
-    parity_inputs,
-)
-from onyx.train.text_models import TextClassifier, TextModelConfig
+from onyx.train.export import ParityError, check_parity
+from onyx.train.export import onnx as export_onnx
+from onyx.train.export.text import example_ids, parity_inputs
+from onyx.train.text.models import TextClassifier, TextModelConfig
 
 MAX_LENGTH = 80
 
@@ -33,6 +30,26 @@ def tiny_gru() -> TextClassifier:
         pooling="last",
     )
     return TextClassifier(config).eval()
+
+
+def export_verified(
+    model: TextClassifier,
+    path: Path,
+    opset: int,
+    inputs: list[torch.Tensor],
+    atol: float,
+    rtol: float,
+) -> tuple[str, float]:
+    """The shared path with the text model's example and axes, as `onyx export` calls it."""
+    return export_onnx.export_verified(
+        model, path, opset, inputs, atol, rtol, example=example_ids(40), time_axis=True,
+        external_data=False,
+    )  # fmt: skip
+
+
+def write_text_onnx(model: TextClassifier, path: Path, exporter: str) -> None:
+    export_onnx.write_onnx(model, example_ids(40), path, 18, exporter, time_axis=True,
+                           external_data=False)  # fmt: skip
 
 
 def flip_linear_before_reset(source: Path, target: Path) -> None:
@@ -69,23 +86,23 @@ def test_export_has_dynamic_batch_and_time_axes_and_agrees(tmp_path: Path) -> No
 
 def test_parity_check_catches_a_wrong_gru_export(tmp_path: Path) -> None:
     model = tiny_gru()
-    export_text_onnx(model, tmp_path / "good.onnx", 18, "torchscript")
+    write_text_onnx(model, tmp_path / "good.onnx", "torchscript")
     flip_linear_before_reset(tmp_path / "good.onnx", tmp_path / "bad.onnx")
     with pytest.raises(ParityError, match="disagrees with torch"):
-        check_text_parity(model, tmp_path / "bad.onnx", parity_inputs(40, MAX_LENGTH), 1e-4, 1e-3)
+        check_parity(model, tmp_path / "bad.onnx", parity_inputs(40, MAX_LENGTH), 1e-4, 1e-3)
 
 
 def test_a_disagreeing_dynamo_export_falls_back_to_torchscript(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_export = text_export.export_text_onnx
+    real_write = export_onnx.write_onnx
 
-    def buggy_dynamo(model: TextClassifier, path: Path, opset: int, exporter: str) -> None:
-        real_export(model, path, opset, exporter)
-        if exporter == "dynamo":
+    def buggy_dynamo(model: TextClassifier, path: Path, *args: Any) -> None:
+        real_write(model, path, *args)
+        if args[2] == "dynamo":
             flip_linear_before_reset(path, path)
 
-    monkeypatch.setattr(text_export, "export_text_onnx", buggy_dynamo)
+    monkeypatch.setattr(export_onnx, "write_onnx", buggy_dynamo)
     inputs = parity_inputs(40, MAX_LENGTH)
     exporter, diff = export_verified(tiny_gru(), tmp_path / "m.onnx", 18, inputs, 1e-4, 1e-3)
     assert (exporter, diff < 1e-4) == ("torchscript", True)
@@ -94,13 +111,13 @@ def test_a_disagreeing_dynamo_export_falls_back_to_torchscript(
 def test_nothing_is_returned_when_every_exporter_disagrees(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_export = text_export.export_text_onnx
+    real_write = export_onnx.write_onnx
 
-    def always_buggy(model: TextClassifier, path: Path, opset: int, exporter: str) -> None:
-        real_export(model, path, opset, exporter)
+    def always_buggy(model: TextClassifier, path: Path, *args: Any) -> None:
+        real_write(model, path, *args)
         flip_linear_before_reset(path, path)
 
-    monkeypatch.setattr(text_export, "export_text_onnx", always_buggy)
+    monkeypatch.setattr(export_onnx, "write_onnx", always_buggy)
     with pytest.raises(ParityError, match="no exporter produced a model that agrees"):
         export_verified(
             tiny_gru(), tmp_path / "m.onnx", 18, parity_inputs(40, MAX_LENGTH), 1e-4, 1e-3

@@ -10,17 +10,17 @@ import torch
 from PIL import Image
 
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.train.augment import build_augment
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.data import ImageFolderDataset, load_split, load_split_file, save_split
 from onyx.train.engine import fit
-from onyx.train.preprocessing import image_preprocessing
+from onyx.train.image.augment import build_augment
+from onyx.train.image.data import ImageFolderDataset, load_split, load_split_file, save_split
+from onyx.train.image.preprocessing import image_preprocessing
 from tests.train.conftest import write_shapes
 
 
 def spec(grayscale: bool = False, size: int = 16) -> pb.ImagePreprocessing:
     config = ImageTrainConfig(
-        data_dir=".", image_size=size, color_mode="grayscale" if grayscale else "rgb"
+        data=".", image_size=size, color_mode="grayscale" if grayscale else "rgb"
     )
     return image_preprocessing(config)
 
@@ -49,7 +49,7 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     exif[0x0112] = 6  # rotate 90 degrees on display: tall
     (tmp_path / "a").mkdir()
     image.save(tmp_path / "a" / "rotated.jpg", exif=exif)
-    config = ImageTrainConfig(data_dir=".", image_size=16, resize_shorter=16)
+    config = ImageTrainConfig(data=".", image_size=16, resize_shorter=16)
     tall = image_preprocessing(config)
     tall.crop_height, tall.crop_width = 32, 16
     array, _ = ImageFolderDataset(load_split_from(tmp_path), tall)[0]
@@ -57,7 +57,7 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
 
 
 def load_split_from(root: Path) -> list:  # type: ignore[type-arg]
-    from onyx.train.data import Sample
+    from onyx.train.image.data import Sample
 
     return [Sample(path, 0) for path in sorted((root / "a").iterdir())]
 
@@ -92,7 +92,7 @@ def test_corrupt_and_non_image_files_are_reported_and_skipped(tmp_path: Path) ->
     assert len(split.train) + len(split.val) == 16
     result = fit(
         ImageTrainConfig(
-            data_dir=str(data),
+            data=str(data),
             out_dir=str(tmp_path / "run"),
             epochs=1,
             image_size=16,

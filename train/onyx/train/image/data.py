@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,8 @@ from torch.utils.data import Dataset
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.errors import ServeError
 from onyx.serve.preprocess import IMAGE_SUFFIXES, decode_image, preprocess_image
-from onyx.train.augment import Augment, crop_spec
+from onyx.train.image.augment import Augment, crop_spec
+from onyx.train.splits import stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -114,26 +114,6 @@ def load_split(root: Path, val_fraction: float, seed: int) -> Split:
     labels = [f.name for f in class_folders(root)]
     train, val = stratified_split(scan(root, labels, skipped), val_fraction, seed)
     return Split(labels, train, val, [], skipped)
-
-
-def stratified_split(
-    samples: Sequence[Sample], val_fraction: float, seed: int
-) -> tuple[list[Sample], list[Sample]]:
-    """Hold out `val_fraction` of every class (at least one image each), reproducibly."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    rng = random.Random(seed)
-    train: list[Sample] = []
-    val: list[Sample] = []
-    for label in sorted({s.label for s in samples}):
-        members = [s for s in samples if s.label == label]
-        rng.shuffle(members)
-        count = max(1, round(len(members) * val_fraction))
-        if count >= len(members):
-            raise ValueError(f"class {label} has {len(members)} images: too few to split")
-        val += members[:count]
-        train += members[count:]
-    return train, val
 
 
 def save_split(split: Split, path: Path) -> None:

@@ -28,12 +28,12 @@ from onyx.serve.config import ServerConfig
 from onyx.serve.inputs import InputLimits, decode_inputs
 from onyx.serve.repository import Repository
 from onyx.serve.text import TextEncoder, Vocabulary, tokenize
+from onyx.train.config import TextTrainConfig
+from onyx.train.engine import FitResult, fit
 from onyx.train.export import ExportResult
-from onyx.train.synthetic_text import generate_reviews, write_jsonl
-from onyx.train.text_config import TextTrainConfig
-from onyx.train.text_data import EncodedTexts, Example, TextSplit, load_text_split
-from onyx.train.text_demo import EXPECTED, classify_sentences, publish_sentiment
-from onyx.train.text_engine import TextFitResult, fit_text
+from onyx.train.text.data import EncodedTexts, Example, TextSplit, load_text_split
+from onyx.train.text.demo import EXPECTED, classify_sentences, publish_sentiment
+from onyx.train.text.synthetic import generate_reviews, write_jsonl
 
 MAX_LENGTH = 64  # the demo model's
 TRICKY = [
@@ -49,7 +49,7 @@ TRICKY = [
 
 @dataclass(frozen=True)
 class Trained:
-    fit: TextFitResult
+    fit: FitResult
     split: TextSplit
     exported: ExportResult
     repository: Path
@@ -60,7 +60,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """The demo's sentiment model: 3000 generated reviews, a small LSTM, 6 epochs, published."""
     root = tmp_path_factory.mktemp("sentiment")
     demo = publish_sentiment(root / "models", root / "work", device="cpu")
-    config = TextTrainConfig(data=str(demo.data))
+    config = TextTrainConfig(data=demo.data)
     split = load_text_split(demo.data, None, [], config.val_fraction, config.seed)
     return Trained(demo.fit, split, demo.exported, root / "models")
 
@@ -186,10 +186,8 @@ def test_resume_continues_from_last_checkpoint(tmp_path: Path) -> None:
         "device": "cpu",
         "patience": 0,
     }
-    first = fit_text(TextTrainConfig(epochs=1, **common))  # type: ignore[arg-type]
-    resumed = fit_text(
-        TextTrainConfig(epochs=2, resume=str(tmp_path / "run" / "last.pt"), **common)
-    )  # type: ignore[arg-type]
+    first = fit(TextTrainConfig(epochs=1, **common))  # type: ignore[arg-type]
+    resumed = fit(TextTrainConfig(epochs=2, resume=str(tmp_path / "run" / "last.pt"), **common))  # type: ignore[arg-type]
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     assert resumed.history[0] == first.history[0]
 

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from onyx.train import weights as W
+from onyx.train.image import weights as W
 
 Stages = list[list[nn.Module]]
 

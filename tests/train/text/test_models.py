@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from onyx.serve.text import PAD, UNK, Vocabulary
-from onyx.train.text_models import (
+from onyx.train.text.models import (
     TextClassifier,
     TextModelConfig,
     load_word_vectors,

@@ -16,7 +16,7 @@ from onyx.train.engine import fit
 
 def linear_probe(data: Path, out: Path, weights: str) -> float:
     config = ImageTrainConfig(
-        data_dir=str(data),
+        data=str(data),
         out_dir=str(out),
         model="efficientnet_lite0",
         weights=weights,

@@ -1,0 +1,123 @@
+"""Export a checkpoint (image or text) to ONNX, prove ONNX Runtime agrees with torch, publish it.
+
+    onyx export runs/digits/best.pt --name digits --repository models
+
+One path for both tasks: the checkpoint's task (`onyx.train.export.image`, `.text`) supplies the
+model, a tracing example and the parity inputs; `export_verified` writes with the dynamo
+exporter, falls back to the TorchScript one when it crashes or disagrees with torch, and raises
+`ParityError` when neither agrees, in which case nothing is published. The task then builds the
+ModelConfig and writes any side files (text: the vocabulary) next to model.onnx.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.text import Vocabulary
+from onyx.train import checkpoint as ckpt
+from onyx.train.config import save_json
+from onyx.train.export import image, text
+from onyx.train.export.config import ExportConfig, ExportResult
+from onyx.train.export.onnx import export_verified, ir_version_of
+from onyx.train.publish import publish
+
+log = logging.getLogger(__name__)
+
+BuildConfig = Callable[[ExportConfig, dict[str, Any], str, float, int], pb.ModelConfig]
+
+
+@dataclass
+class Exportable:
+    """What one task contributes to the shared export path."""
+
+    model: nn.Module
+    example: torch.Tensor
+    inputs: list[torch.Tensor]
+    build_config: BuildConfig
+    # Sequences: a dynamic time axis too; and one self-contained file (RNNs are small).
+    time_axis: bool = False
+    external_data: bool = True
+    side_files: Callable[[Path], None] = field(default=lambda _: None)
+
+
+def model_of(checkpoint: dict[str, Any]) -> nn.Module:
+    """The checkpoint's model in eval mode on CPU, rebuilt without any pretrained file."""
+    if checkpoint["task"] == "text":
+        return text.text_model_of(checkpoint)
+    return image.image_model_of(checkpoint)
+
+
+def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, checkpoint) for a checkpoint written by `onyx train`."""
+    checkpoint = ckpt.load_checkpoint(path)
+    return model_of(checkpoint), checkpoint
+
+
+def exportable(checkpoint: dict[str, Any]) -> Exportable:
+    if checkpoint["task"] == "text":
+        model = text.text_model_of(checkpoint)
+        vocabulary = Vocabulary(checkpoint["vocabulary"])
+        return Exportable(
+            model,
+            text.example_ids(model.config.vocab_size),
+            text.parity_inputs(model.config.vocab_size, checkpoint["max_length"]),
+            text.build_text_config,
+            time_axis=True,
+            external_data=False,
+            side_files=lambda folder: vocabulary.save(folder / text.VOCABULARY_FILE),
+        )
+    spec = ckpt.preprocessing_of(checkpoint)
+    return Exportable(
+        image.image_model_of(checkpoint),
+        image.example_input(spec, 2),
+        image.parity_inputs(spec),
+        image.build_model_config,
+    )
+
+
+def export_checkpoint(export: ExportConfig, work_dir: Path) -> ExportResult:
+    """Export, verify and publish; `work_dir` holds the files until they are published."""
+    checkpoint = ckpt.load_checkpoint(export.checkpoint)  # read once: it holds optimizer state
+    task = exportable(checkpoint)
+    onnx_path = work_dir / "model.onnx"
+    exporter, diff = export_verified(
+        task.model,
+        onnx_path,
+        export.opset,
+        task.inputs,
+        export.atol,
+        export.rtol,
+        example=task.example,
+        time_axis=task.time_axis,
+        external_data=task.external_data,
+    )
+    task.side_files(work_dir)
+    config = task.build_config(export, checkpoint, exporter, diff, ir_version_of(onnx_path))
+    return publish_export(export, checkpoint, config, work_dir)
+
+
+def publish_export(
+    export: ExportConfig, checkpoint: dict[str, Any], config: pb.ModelConfig, work_dir: Path
+) -> ExportResult:
+    """Record provenance beside the verified file, then publish it as the next version."""
+    info = config.export
+    log.info(
+        "exported with the %s exporter; ONNX Runtime vs torch max |diff| %.2g",
+        info.exporter, info.parity_max_abs_diff,
+    )  # fmt: skip
+    provenance = {
+        "export": {k: str(v) for k, v in asdict(export).items()},
+        "train": checkpoint["config"],
+        "train_metrics": checkpoint.get("metrics", {}),
+    }
+    save_json(provenance, work_dir / "export.json")
+    version, model_path = publish(export.repository, config, work_dir)
+    return ExportResult(version, model_path, config, info.parity_max_abs_diff)

@@ -1,0 +1,1 @@
+"""Image classification: data folders, CNNs, augmentation, pretrained weights, the task."""
