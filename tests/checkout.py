@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # `onyx` is a namespace package over the two distributions; the checkout's come first so a
 # subprocess runs this worktree's code, not whichever checkout is installed editable.
 PYTHONPATH = os.pathsep.join(str(ROOT / part) for part in ("serve", "train"))
+
+
+def free_port() -> int:
+    """A TCP port free right now, for tools that need a number up front (torchrun's rendezvous)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

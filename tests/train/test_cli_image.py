@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from onyx.cli import main
-from tests.checkout import PYTHONPATH
+from tests.checkout import PYTHONPATH, free_port
 
 
 def test_train_image_cli_small_cnn(shapes_dir: Path, tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_torchrun_two_cpu_processes(shapes_dir: Path, tmp_path: Path) -> None:
         "--nproc-per-node",
         "2",
         "--master-port",
-        "29531",
+        str(free_port()),
         "-m",
         "onyx",
         "train",

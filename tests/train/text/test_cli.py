@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from onyx.train.text.synthetic import generate_reviews, write_jsonl
-from tests.checkout import PYTHONPATH
+from tests.checkout import PYTHONPATH, free_port
 
 # One thread everywhere: the three runs compared below must do identical float arithmetic.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PYTHONPATH}
@@ -76,7 +76,7 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     assert torchrun is not None
     data = write_jsonl(generate_reviews(200, seed=4), tmp_path / "reviews.jsonl")
     out = tmp_path / "ddp"
-    command = [torchrun, "--nproc-per-node", "2", "--master-port", "29533", "-m", "onyx",
+    command = [torchrun, "--nproc-per-node", "2", "--master-port", str(free_port()), "-m", "onyx",
                "train", "text", str(data), "--embed-dim", "8", "--hidden", "8", "--epochs", "2",
                "--batch-size", "16", "--device", "cpu", "--out", str(out)]  # fmt: skip
     done = subprocess.run(
