@@ -384,3 +384,81 @@ def test_text_ctrl_c_before_any_epoch_leaves_the_start_state_and_resumes_exactly
     a = load_checkpoint(resumed.last_checkpoint)["model"]  # type: ignore[arg-type]
     b = load_checkpoint(straight.last_checkpoint)["model"]  # type: ignore[arg-type]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _tiny_text_config(tmp_path: Path) -> TextTrainConfig:
+    data = write_imdb_style(tmp_path / "data", per_label=4)
+    return TextTrainConfig(
+        data=data, out_dir=tmp_path / "a", embed_dim=4, hidden=4, epochs=1, device="cpu",
+        plots=False,
+    )  # fmt: skip
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_in_the_first_epoch_after_a_resume_keeps_the_resumed_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The optimizer adopts the loaded tensors and steps them in place: the saved start state
+    # must be a copy, or last.pt gets half an epoch of optimizer state under the old weights.
+    config = _tiny_text_config(tmp_path)
+    fit(config)
+    original = tmp_path / "original.pt"
+    original.write_bytes((tmp_path / "a" / "last.pt").read_bytes())
+    real = engine.train_one_epoch
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "train_one_epoch", interrupted)
+    stopped = fit(replace(config, epochs=3, out_dir=tmp_path / "b", resume=str(original)))
+    assert stopped.interrupted
+    monkeypatch.setattr(engine, "train_one_epoch", real)
+    before, after = load_checkpoint(original), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert after["epoch"] == before["epoch"]
+    assert _same_weights(after["model"], before["model"])
+    for param, state in before["optimizer"]["state"].items():
+        assert _same_weights(after["optimizer"]["state"][param], state), param
+    again = fit(
+        replace(config, epochs=3, out_dir=tmp_path / "c", resume=str(tmp_path / "b/last.pt"))
+    )
+    straight = fit(replace(config, epochs=3, out_dir=tmp_path / "d", resume=str(original)))
+    assert again.model is not None and straight.model is not None
+    assert _same_weights(again.model.state_dict(), straight.model.state_dict())
+
+
+def test_resuming_into_another_out_dir_ends_on_the_best_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _tiny_text_config(tmp_path)
+    first = fit(config)
+    best = load_checkpoint(first.best_checkpoint)
+    # Later epochs never beat the checkpoint's best: the run must still end on its weights.
+    monkeypatch.setattr(engine, "evaluate", lambda *_: engine.EpochStats(1.0, -1.0))
+    resumed = fit(
+        replace(config, epochs=2, out_dir=tmp_path / "b", resume=str(first.last_checkpoint))
+    )
+    assert resumed.best_checkpoint.is_file()
+    assert resumed.model is not None and resumed.report is not None
+    assert _same_weights(resumed.model.state_dict(), best["model"])
+    assert (tmp_path / "b" / "metrics.json").is_file()
+
+
+def test_text_resume_refuses_another_architecture(tmp_path: Path) -> None:
+    config = _tiny_text_config(tmp_path)
+    first = fit(config)
+    for change in ({"pooling": "max"}, {"hidden": 8}):
+        other = replace(config, epochs=2, out_dir=tmp_path / "b", resume=str(first.last_checkpoint))
+        with pytest.raises(ValueError, match="another architecture"):
+            fit(replace(other, **change))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("epochs", 0), ("lr", 0.0), ("dropout", 1.0), ("val_fraction", 1.0)]
+)
+def test_configs_refuse_values_outside_their_range(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        TextTrainConfig(data=Path("x"), **{field: value})  # type: ignore[arg-type]

@@ -3,13 +3,14 @@
     {format: 2, written_by: "onyx-train 0.2.0", task: "image" | "text",
      model, labels, config, metrics, epoch,
      state: {best_accuracy, stale_epochs, history},
-     optimizer, scheduler, scaler,                       # None in best.pt
+     optimizer, scheduler, scaler,                       # in best.pt and last.pt alike
      ...task extras}                                     # image: preprocessing; text: vocabulary,
                                                          #   model_config, max_length, tokenizer
 
 `model` is the bare (non-DDP) state dict; the task extras rebuild the architecture without any
 pretrained file (see `onyx.train.image.task` and `onyx.train.text.task`). `best.pt` holds the
-most accurate epoch, `last.pt` the latest (kept on Ctrl-C) for `--resume`.
+most accurate epoch, `last.pt` the latest (kept on Ctrl-C); either can be `--resume`d (format-1
+image `best.pt` files carry no optimizer state and cannot).
 
 `load_checkpoint` converts on read: format 1 (no `format` key: the image trainer's flat layout
 with `history`/`best_accuracy`/`bad_epochs` at the top, or the text trainer's nested `state`)

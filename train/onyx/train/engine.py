@@ -28,6 +28,7 @@ import copy
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,8 +281,20 @@ def prepare(task: Task, context: DistContext) -> Run:
     state = _restore(resume, optimizer, options) if resume is not None else TrainState()
     run = Run(task, context, data, model, optimizer, options, loaders, state, generator, {})
     if context.is_main:  # only rank 0 writes checkpoints
-        run.start = resume if resume is not None else _snapshot(run)
+        # A copy: the optimizer adopts the loaded tensors and steps them in place, so a Ctrl-C
+        # before the first epoch ends would otherwise save half an epoch's optimizer state.
+        run.start = copy.deepcopy(resume) if resume is not None else _snapshot(run)
+        if resume is not None:
+            _carry_best(Path(config.resume), Path(config.out_dir))
     return run
+
+
+def _carry_best(resumed: Path, out_dir: Path) -> None:
+    """Resuming into another --out-dir: bring the best checkpoint along, so the run still ends
+    on the best weights (and names a best.pt that exists) when no later epoch beats it."""
+    source, target = resumed.parent / ckpt.BEST, out_dir / ckpt.BEST
+    if source.is_file() and not target.exists():
+        shutil.copy2(source, target)
 
 
 def _load_resume(task: Task) -> Checkpoint | None:

@@ -81,10 +81,12 @@ def fit_and_report(config: TrainConfig) -> None:
         result = fit(config)
     except (ValueError, FileNotFoundError) as exc:  # DataError, SplitError are ValueErrors
         raise click.ClickException(str(exc)) from exc
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks
     if result.interrupted:
-        click.echo(f"interrupted; resume with --resume {result.last_checkpoint}", err=True)
+        if main_rank:
+            click.echo(f"interrupted; resume with --resume {result.last_checkpoint}", err=True)
         sys.exit(130)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks
+    if main_rank:
         click.echo(
             f"best val accuracy {result.best_accuracy:.4f}; checkpoint {result.best_checkpoint}"
         )

@@ -10,6 +10,7 @@ The split is saved as split.json (a resumed run reuses it); the run's serving tr
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,12 @@ class ImageTask:
             f"{config.model} (weights {config.weights}), input {config.image_size}px, "
             f"{len(split.skipped)} unreadable files skipped"
         )
+        if config.labels and tuple(config.labels) != tuple(split.labels):
+            # An image model's labels are its class folders; a different list would mislabel.
+            raise ValueError(
+                f"--labels {','.join(config.labels)} does not match the class folders "
+                f"{','.join(split.labels)}"
+            )
         return TaskData(
             labels=list(split.labels),
             train=train,
@@ -74,6 +81,10 @@ class ImageTask:
         saved = Path(config.resume).parent / "split.json" if resuming else None
         if saved is not None and saved.is_file():
             log.info("resuming with the saved split %s", saved)
+            kept = out_dir / "split.json"
+            if context.is_main and not kept.exists():  # resumed into another --out-dir
+                out_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(saved, kept)
             return load_split_file(saved)
         split = load_split(Path(config.data), config.val_fraction, config.seed)
         if context.is_main:

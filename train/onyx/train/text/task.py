@@ -37,7 +37,7 @@ class TextTask:
     def config(self) -> TextTrainConfig:
         return self._config
 
-    def load_data(self, context: DistContext, resume: Checkpoint | None) -> TaskData:  # noqa: ARG002
+    def load_data(self, context: DistContext, resume: Checkpoint | None) -> TaskData:  # noqa: ARG002 (context: the protocol's)
         config = self.config
         split = load_text_split(
             Path(config.data),
@@ -70,19 +70,20 @@ class TextTask:
 
     def build_model(self, data: TaskData, resume: Checkpoint | None) -> nn.Module:
         config = self.config
-        model = TextClassifier(
-            TextModelConfig(
-                vocab_size=len(self.vocabulary),
-                num_classes=len(data.labels),
-                cell=config.cell,
-                embed_dim=config.embed_dim,
-                hidden=config.hidden,
-                layers=config.layers,
-                bidirectional=config.bidirectional,
-                dropout=config.dropout,
-                pooling=config.pooling,
-            )
+        architecture = TextModelConfig(
+            vocab_size=len(self.vocabulary),
+            num_classes=len(data.labels),
+            cell=config.cell,
+            embed_dim=config.embed_dim,
+            hidden=config.hidden,
+            layers=config.layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout,
+            pooling=config.pooling,
         )
+        if resume is not None:
+            _check_same_architecture(architecture, resume, config.resume)
+        model = TextClassifier(architecture)
         if resume is not None:
             model.load_state_dict(resume["model"])
         elif config.vectors:
@@ -120,3 +121,17 @@ class TextTask:
             "max_length": self.config.max_length,
             "tokenizer": TOKENIZER_NAME,
         }
+
+
+def _check_same_architecture(architecture: TextModelConfig, resume: Checkpoint, path: str) -> None:
+    """A resumed run must rebuild the checkpoint's network: a changed --pooling or --hidden
+    would otherwise train (or fail to load into) a different model than the one saved."""
+    saved = resume.get("model_config") or {}
+    differ = {
+        name: (saved[name], value)
+        for name, value in asdict(architecture).items()
+        if name in saved and saved[name] != value
+    }
+    if differ:
+        changes = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(differ.items()))
+        raise ValueError(f"--resume {path} was trained with another architecture ({changes})")
