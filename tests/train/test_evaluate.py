@@ -88,3 +88,16 @@ def test_unknown_class_folder_lists_the_model_labels(
     data = write_shapes(tmp_path, 2, classes=("circle", "hexagon"))
     with pytest.raises(ValueError, match="allowed: circle, square"):
         evaluate_folder(load_predictor(checkpoint), data)
+
+
+def test_a_text_checkpoint_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    from onyx.train.config import TextTrainConfig
+    from onyx.train.engine import fit
+    from onyx.train.evaluate import load_predictor
+    from tests.train.test_engine import write_imdb_style
+
+    data = write_imdb_style(tmp_path / "data", per_label=4)
+    run = fit(TextTrainConfig(data=data, out_dir=tmp_path / "run", epochs=1, device="cpu",
+                              embed_dim=4, hidden=4, plots=False))  # fmt: skip
+    with pytest.raises(ValueError, match="text checkpoint"):
+        load_predictor(run.best_checkpoint)

@@ -46,9 +46,9 @@ from onyx.train.checkpoint import TrainState
 from onyx.train.config import TrainConfig, save_json
 from onyx.train.distributed import DistContext
 from onyx.train.metrics import classification_report
+from onyx.train.registry import task_for
 from onyx.train.schedule import build_optimizer, build_scheduler, train_mode
 from onyx.train.task import Checkpoint, Task, TaskData
-from onyx.train.tasks import task_for
 
 log = logging.getLogger(__name__)
 

@@ -66,6 +66,12 @@ def _torch_predictor(path: Path) -> Predictor:
     from onyx.train.export import load_model
 
     model, checkpoint = load_model(path)
+    if checkpoint["task"] != "image":
+        # Text models are scored by their training run (metrics.json); this reads image folders.
+        raise ValueError(
+            f"{path} is a {checkpoint['task']} checkpoint; onyx evaluate scores "
+            "image models on a folder of class folders"
+        )
     spec = preprocessing_of(checkpoint)
 
     def run(batch: np.ndarray) -> np.ndarray:
@@ -94,6 +100,8 @@ def _onnx_predictor(path: Path) -> Predictor:
         version_dir = model_dir / str(versions[-1])
     # The version's own labels and preprocessing, not whatever the newest version uses.
     config = version_config(model_dir, int(version_dir.name))
+    if not config.HasField("image"):
+        raise ValueError(f"{version_dir} is not an image model; onyx evaluate scores image models")
     session = ort.InferenceSession(
         str(version_dir / MODEL_FILE), providers=["CPUExecutionProvider"]
     )

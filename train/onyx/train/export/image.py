@@ -16,20 +16,21 @@ from onyx.train import checkpoint as ckpt
 from onyx.train.export.config import ExportConfig, batching_of, export_info
 from onyx.train.export.onnx import INPUT_NAME, OUTPUT_NAME, PARITY_BATCH_SIZES
 from onyx.train.image.models import get_model
+from onyx.train.image.task import in_channels
 
 
 def image_model_of(checkpoint: dict[str, Any]) -> nn.Module:
     spec = ckpt.preprocessing_of(checkpoint)
-    in_channels = 1 if spec.color_mode == pb.COLOR_MODE_GRAYSCALE else 3
-    model = get_model(checkpoint["config"]["model"], len(checkpoint["labels"]), in_channels)
+    model = get_model(checkpoint["config"]["model"], len(checkpoint["labels"]), in_channels(spec))
     model.load_state_dict(checkpoint["model"])
     return model.eval()
 
 
 def example_input(spec: pb.ImagePreprocessing, batch: int, seed: int = 0) -> torch.Tensor:
-    channels = 1 if spec.color_mode == pb.COLOR_MODE_GRAYSCALE else 3
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, channels, spec.crop_height, spec.crop_width, generator=generator)
+    return torch.randn(
+        batch, in_channels(spec), spec.crop_height, spec.crop_width, generator=generator
+    )
 
 
 def parity_inputs(spec: pb.ImagePreprocessing) -> list[torch.Tensor]:
@@ -44,7 +45,7 @@ def build_model_config(
     ir_version: int,
 ) -> pb.ModelConfig:
     spec = ckpt.preprocessing_of(checkpoint)
-    channels = 1 if spec.color_mode == pb.COLOR_MODE_GRAYSCALE else 3
+    channels = in_channels(spec)
     labels = list(checkpoint["labels"])
     train = checkpoint["config"]
     return pb.ModelConfig(

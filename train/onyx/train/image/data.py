@@ -140,10 +140,6 @@ def load_split_file(path: Path) -> Split:
     return Split(list(data["labels"]), samples("train"), samples("val"), samples("test"))
 
 
-def class_counts(samples: Sequence[Sample], num_classes: int) -> np.ndarray:
-    return np.bincount([s.label for s in samples], minlength=num_classes)
-
-
 class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
     """Decodes one image per item; augments it (train) then applies the serving transform."""
 

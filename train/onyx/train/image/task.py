@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def in_channels(spec: pb.ImagePreprocessing) -> int:
+    """Input channels of the network: what the serving transform hands it."""
     return 1 if spec.color_mode == pb.COLOR_MODE_GRAYSCALE else 3
 
 
