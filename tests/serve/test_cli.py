@@ -90,6 +90,35 @@ def test_poll_interval_implies_poll_and_conflicts_with_explicit(served: list[Ser
     assert result.exit_code == 2 and "needs --model-control poll" in result.output
 
 
+def test_a_poll_interval_yields_to_a_model_control_given_at_a_higher_level(
+    tmp_path: Path, served: list[ServerConfig]
+) -> None:
+    polling = tmp_path / "polling.toml"
+    polling.write_text('model_control = "poll"\npoll_interval_s = 10\n')
+    # The file's interval does not stand in the way of a control given more directly.
+    assert serve(["--config", str(polling), "--model-control", "explicit"]).exit_code == 0
+    assert serve(["--config", str(polling)], {"ONYX_MODEL_CONTROL": "none"}).exit_code == 0
+    interval_only = tmp_path / "interval.toml"
+    interval_only.write_text("poll_interval_s = 10\n")
+    assert serve(["--config", str(interval_only), "--model-control", "none"]).exit_code == 0
+    # An interval given more directly than the file's control wins: it polls.
+    not_polling = tmp_path / "none.toml"
+    not_polling.write_text('model_control = "none"\n')
+    assert serve(["--config", str(not_polling), "--poll-interval-s", "3"]).exit_code == 0
+    assert serve(["--config", str(not_polling)], {"ONYX_POLL_INTERVAL_S": "4"}).exit_code == 0
+    assert [(c.model_control, c.poll_interval_s) for c in served] == [
+        ("explicit", 10.0), ("none", 10.0), ("none", 10.0), ("poll", 3.0), ("poll", 4.0)
+    ]  # fmt: skip
+    # At one level the two must agree, as on the command line.
+    both = tmp_path / "both.toml"
+    both.write_text('model_control = "explicit"\npoll_interval_s = 10\n')
+    result = serve(["--config", str(both)])
+    assert result.exit_code == 2 and "needs --model-control poll" in result.output
+    env = {"ONYX_MODEL_CONTROL": "none", "ONYX_POLL_INTERVAL_S": "2"}
+    result = serve([], env)
+    assert result.exit_code == 2 and "needs --model-control poll" in result.output
+
+
 def test_no_metrics_serves_no_endpoint(served: list[ServerConfig]) -> None:
     assert serve(["--no-metrics"]).exit_code == 0
     assert serve(["--metrics-port", "none"]).exit_code == 0

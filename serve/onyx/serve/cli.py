@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import grpc
 from onyx.serve.bulk import BulkJob, classify_folder
 from onyx.serve.client import Client, as_json_records, format_table
 from onyx.serve.config import DEFAULT_PORT, ServerConfig
-from onyx.serve.options import ConfigCommand, config_options, explicit_fields, precedence_epilog
+from onyx.serve.options import ConfigCommand, Given, config_options, given_fields, precedence_epilog
 from onyx.serve.server import serve as run_server
 
 SERVE_EPILOG = f"""\b
@@ -42,21 +43,25 @@ def serve_command(config: ServerConfig) -> None:
     from onyx.serve.logs import configure_logging
 
     configure_logging(config.log_level)
-    config = resolve_serve_config(config, explicit_fields(click.get_current_context()))
+    config = resolve_serve_config(config, given_fields(click.get_current_context()))
     asyncio.run(run_server(config))
 
 
-def resolve_serve_config(config: ServerConfig, explicit: frozenset[str]) -> ServerConfig:
+def resolve_serve_config(config: ServerConfig, given: Mapping[str, Given]) -> ServerConfig:
     """What the options imply for each other: a poll interval asks for polling, and
-    --no-metrics serves no metrics endpoint."""
-    if "poll_interval_s" in explicit:
-        if "model_control" not in explicit:
-            config = replace(config, model_control="poll")
-        elif config.model_control != "poll":
-            raise click.BadParameter(
-                f"--poll-interval-s needs --model-control poll, not {config.model_control}",
-                param_hint="--poll-interval-s",
-            )
+    --no-metrics serves no metrics endpoint.
+
+    `given`: where each field set came from. A poll interval decides the model control only
+    where it was given at the same level as --model-control or a higher one (command line >
+    environment > file): a file's interval never overrides --model-control explicit."""
+    interval, control = given.get("poll_interval_s"), given.get("model_control")
+    if interval is not None and (control is None or interval > control):
+        config = replace(config, model_control="poll")
+    elif interval is not None and interval == control and config.model_control != "poll":
+        raise click.BadParameter(
+            f"--poll-interval-s needs --model-control poll, not {config.model_control}",
+            param_hint="--poll-interval-s",
+        )
     if not config.metrics:
         config = replace(config, metrics_port=None)
     return config

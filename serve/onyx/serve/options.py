@@ -28,6 +28,7 @@ directory, as on the command line. Precedence, first wins: command line, environ
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import tomllib
 import types
@@ -49,10 +50,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 CONFIG_PARAM = "config_file"
-_EXPLICIT_KEY = "onyx.options.explicit"
-_GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+_GIVEN_KEY = "onyx.options.given"
 _NULLS = ("none", "null")
 OTHER_GROUP = "Other options"
+
+
+class Given(enum.IntEnum):
+    """Where a field's value came from; a higher level wins over a lower one."""
+
+    FILE = 1
+    ENVIRONMENT = 2
+    COMMAND_LINE = 3
+
+
+_LEVELS = {ParameterSource.COMMANDLINE: Given.COMMAND_LINE,
+           ParameterSource.ENVIRONMENT: Given.ENVIRONMENT}  # fmt: skip
 
 
 def precedence_epilog(envvar_prefix: str | None = None) -> str:
@@ -353,25 +365,30 @@ def resolve_config(
     from_file = _flatten(load_config_file(file, specs)) if file else {}
     params = {p.name: p for p in ctx.command.params}
     chosen: dict[tuple[str, ...], Any] = {(k,): v for k, v in (fixed or {}).items()}
-    explicit: set[str] = set()
+    given: dict[str, Given] = {}
     for spec in specs:
-        if ctx.get_parameter_source(spec.param) in _GIVEN:
+        source = ctx.get_parameter_source(spec.param)
+        if source in _LEVELS:
             chosen[spec.path] = values[spec.param]
+            given[spec.key] = _LEVELS[source]
         elif spec.path in from_file:
             chosen[spec.path] = _convert(params[spec.param], from_file[spec.path], ctx, file)
+            given[spec.key] = Given.FILE
         elif "cli_default" in spec.metadata:
             chosen[spec.path] = spec.metadata["cli_default"]
-            continue
-        else:
-            continue
-        explicit.add(spec.key)
-    ctx.meta[_EXPLICIT_KEY] = frozenset(explicit)
+    ctx.meta[_GIVEN_KEY] = types.MappingProxyType(given)
     return cast(T, _build(cls, (), chosen, {s.path: s for s in specs}))
+
+
+def given_fields(ctx: click.Context) -> Mapping[str, Given]:
+    """Dotted names of the fields set on the command line, by environment or in the file, each
+    with where it came from (so a command can tell which of two related values wins)."""
+    return cast(Mapping[str, Given], ctx.meta.get(_GIVEN_KEY, {}))
 
 
 def explicit_fields(ctx: click.Context) -> frozenset[str]:
     """Dotted names of the fields set on the command line, by environment or in the file."""
-    return cast(frozenset[str], ctx.meta.get(_EXPLICIT_KEY, frozenset()))
+    return frozenset(given_fields(ctx))
 
 
 def _convert(param: click.Parameter, value: Any, ctx: click.Context, file: Path | None) -> Any:
