@@ -79,6 +79,13 @@ def test_old_flag_names_still_work(served: list[ServerConfig]) -> None:
     assert (config.startup_models, config.repository, config.port) == (("pets",), Path("repo"), 0)
 
 
+def test_load_model_may_be_repeated(served: list[ServerConfig]) -> None:
+    args = ["--model-control", "explicit", "--load-model", "a", "--startup-models", "b,c"]
+    assert serve(args).exit_code == 0
+    assert serve(["--load-model", "a", "--load-model", "b"]).exit_code == 0
+    assert [c.startup_models for c in served] == [("a", "b", "c"), ("a", "b")]
+
+
 def test_poll_interval_implies_poll_and_conflicts_with_explicit(served: list[ServerConfig]) -> None:
     assert serve(["--poll-interval-s", "2"]).exit_code == 0
     assert serve([], {"ONYX_POLL_INTERVAL_S": "3"}).exit_code == 0

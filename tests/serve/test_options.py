@@ -100,6 +100,15 @@ def test_every_type_converts() -> None:
     assert Runner().config("--mean", "").mean == ()
 
 
+def test_a_list_option_may_be_repeated_its_values_joined() -> None:
+    runner = Runner("EX")
+    config = runner.config("--mean", "1", "--mean", "2,3", "--tags", "a", "--tags", "b,c")
+    assert (config.mean, config.tags) == ((1.0, 2.0, 3.0), ["a", "b", "c"])
+    assert runner.config("--tags", "", "--tags", "a").tags == ["a"]
+    # The environment variable stays one comma-separated list (spaces inside are kept).
+    assert runner.config(env={"EX_TAGS": "a b, c"}).tags == ["a b", "c"]
+
+
 def test_one_nested_option_keeps_the_parents_other_defaults() -> None:
     assert Runner().config("--name", "z").inner == Inner(depth=4, name="z")
 

@@ -7,8 +7,9 @@
 Every field becomes one option named after it (`max_queue_size` -> `--max-queue-size`):
 
 - `bool` -> `--name/--no-name`; `Literal[...]` -> a choice; `int`, `float`, `str`, `Path`;
-- `tuple[X, ...]` / `list[X]` -> ONE comma-separated value (`--mean 0.5,0.5,0.5`; `""` is empty),
-  the same on the command line, in an environment variable and (as an array) in the file;
+- `tuple[X, ...]` / `list[X]` -> comma-separated values (`--mean 0.5,0.5,0.5`; `""` is empty),
+  the same on the command line, in an environment variable and (as an array) in the file; the
+  option may be repeated, its values joined (`--tag a --tag b,c` is a,b,c);
 - `X | None` -> also accepts `none`, which gives None;
 - a nested dataclass -> its fields, flattened (metadata `prefix` names them `--prefix-field`);
   an optional nested dataclass stays None unless one of its options is set.
@@ -186,6 +187,10 @@ class CommaList(AnyParamType):
             self.fail(f"expected comma-separated values, got {value!r}", param, ctx)
         return self.container(self.item.convert(p, param, ctx) for p in parts)
 
+    def split_envvar_value(self, rv: str) -> Sequence[str]:
+        # The option is `multiple` (repeatable); its environment variable is one comma list.
+        return (rv,)
+
 
 class Nullable(AnyParamType):
     """An optional value: `none` (any case) gives None, anything else the inner type."""
@@ -240,7 +245,10 @@ class ConfigOption(click.Option):
         # convert (a default Path that must exist need not exist until it is used).
         if ctx.get_parameter_source(self.name or "") is ParameterSource.DEFAULT:
             return value
-        return super().type_cast_value(ctx, value)
+        value = super().type_cast_value(ctx, value)
+        if self.multiple and isinstance(self.type, CommaList):  # repeated: join the lists
+            return self.type.container(item for part in value for item in part)
+        return value
 
 
 class ConfigCommand(click.Command):
@@ -293,7 +301,9 @@ def _option(spec: FieldSpec, envvar_prefix: str | None, extra: Mapping[str, Any]
         shown = _shown_default(spec)
         attrs.update(type=kind, default=shown, show_default=shown is not None)
         if isinstance(kind, CommaList):
-            attrs["metavar"] = f"{kind.item.name.upper()},..."
+            # Repeatable; click wants a multiple option's default as a sequence.
+            attrs.update(metavar=f"{kind.item.name.upper()},...", multiple=True,
+                         default=None if shown is None else (shown,))  # fmt: skip
     return click.option(*decls, **attrs)
 
 
