@@ -155,6 +155,12 @@ def test_typed_contents_and_repository_index(
     np.testing.assert_allclose(logits, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
     index = kserve.RepositoryIndex(kv2.RepositoryIndexRequest(ready=True))
     assert [(m.name, m.version, m.state) for m in index.models] == [("tiny", "1", "READY")]
+    for version in ("²", "01", "-1", "v1"):  # a version is written as plain ASCII digits
+        request = kv2.ModelInferRequest(model_name="tiny", model_version=version, inputs=[tensor])
+        with pytest.raises(grpc.RpcError) as caught:
+            kserve.ModelInfer(request)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, version
+        assert "positive integer" in str(caught.value.details())
 
 
 def test_bytes_layout_round_trips() -> None:

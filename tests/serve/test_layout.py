@@ -48,7 +48,7 @@ def test_importing_the_layout_does_not_import_the_server() -> None:
 
 
 def test_version_folders_are_positive_integers(tmp_path: Path) -> None:
-    for name in ("1", "3", "0", ".staging-4", "notes", "10"):
+    for name in ("1", "3", "0", ".staging-4", "notes", "10", "²", "07", "\u0661"):
         (tmp_path / name).mkdir()
     (tmp_path / "7").write_text("a file, not a folder")
     assert version_numbers(tmp_path) == [1, 3, 10]

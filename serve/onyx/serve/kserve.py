@@ -35,6 +35,7 @@ from onyx.serve.dtypes import DTYPES
 from onyx.serve.errors import InvalidInput, ModelNotFound, NotAllowed, ServeError
 from onyx.serve.inputs import InputLimits
 from onyx.serve.kserve_tensors import add_output, decode_tensor, raw_input
+from onyx.serve.layout import is_version_name
 from onyx.serve.pipeline import Pipeline
 from onyx.serve.repository import Model, ModelControl
 from onyx.serve.rpc import answers_errors, deadline_of, log_if_unplanned
@@ -221,7 +222,7 @@ def parse_version(text: str) -> int:
     """KServe versions are strings; "" means the newest ready one (0)."""
     if not text:
         return 0
-    if not text.isdigit():
+    if not is_version_name(text):
         raise InvalidInput(f"model version must be a positive integer or empty, got {text!r}")
     return int(text)
 

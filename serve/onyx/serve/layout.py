@@ -38,12 +38,18 @@ MODEL_FILE = "model.onnx"
 VERSION_CONFIG_FILE = "model.pbtxt"
 
 
+def is_version_name(text: str) -> bool:
+    """A version number as written: ASCII digits without leading zeros ("0", "12"; not "01",
+    "²" nor other Unicode digits, which `str.isdigit` accepts)."""
+    return text.isascii() and text.isdigit() and text == str(int(text))
+
+
 def version_numbers(model_dir: Path) -> list[int]:
     """Version folders of a model (positive integer names), ascending."""
     if not model_dir.is_dir():
         return []
-    numbers = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return sorted(n for n in numbers if n > 0)
+    names = [p.name for p in model_dir.iterdir() if p.is_dir() and is_version_name(p.name)]
+    return sorted(n for n in map(int, names) if n > 0)
 
 
 def next_version(model_dir: Path) -> int:
