@@ -4,12 +4,14 @@
   directly or indirectly; a fresh environment with only `serve/` installed serves without torch.
 - The batcher knows nothing of transport or runtime: it imports neither gRPC nor ONNX Runtime.
 - Serving errors are gRPC-free; `onyx.serve.rpc` alone turns them into gRPC status codes.
+- The server's configuration (`onyx.serve.config`) reads without ONNX Runtime or the server.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.checkout import PYTHONPATH
 from tests.serve.tiny_models import LABELS, png_bytes, write_image_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +84,18 @@ def test_only_rpc_maps_errors_to_grpc_status_codes() -> None:
         if "grpc.StatusCode[" in path.read_text()
     }
     assert mapping == {"rpc.py"}
+
+
+def test_the_configuration_imports_no_runtime_nor_server() -> None:
+    code = "import json, sys, onyx.serve.config; print(json.dumps(sorted(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    loaded = set(json.loads(out))
+    assert "onyx.serve.config" in loaded
+    heavy = ("onnxruntime", "grpc", "onyx.serve.runtime", "onyx.serve.repository")
+    assert sorted(m for m in loaded if _is_under(m, heavy)) == []
 
 
 def test_serve_imports_with_torch_unavailable() -> None:

@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from onyx.serve.inputs import InputLimits
-from onyx.serve.repository import ModelControl
-from onyx.serve.runtime import Device
 
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9090
 LogLevel = Literal["debug", "info", "warning", "error"]
+# Defined here, not beside their users (`runtime`, `repository`, which re-export them), so that
+# reading the configuration (`onyx serve --help`, tools) never imports ONNX Runtime.
+# Which execution provider a session uses; auto: CUDA when a GPU and driver are present.
+Device = Literal["auto", "cuda", "cpu"]
+# none: load at start only; poll: also follow the disk; explicit: load/unload on request.
+ModelControl = Literal["none", "poll", "explicit"]
 
 _LISTEN, _MODELS, _RUNTIME, _METRICS = "Listening", "Models", "Runtime", "Metrics and logs"
 

@@ -34,9 +34,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.config import ModelControl as ModelControl
 from onyx.serve.errors import ConfigError, ModelNotFound, ModelNotReady
 from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, version_dir, version_numbers
 from onyx.serve.model_config import load_config
@@ -51,7 +51,6 @@ from onyx.serve.version import (
 
 log = logging.getLogger(__name__)
 
-ModelControl = Literal["none", "poll", "explicit"]
 MODEL_CONTROLS: tuple[ModelControl, ...] = ("none", "poll", "explicit")
 
 

@@ -11,18 +11,17 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
 
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.config import Device as Device
 from onyx.serve.dtypes import DTYPES
 from onyx.serve.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-Device = Literal["auto", "cuda", "cpu"]
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
