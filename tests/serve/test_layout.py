@@ -11,6 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from onyx.serve.errors import ConfigError
 from onyx.serve.layout import (
     CONFIG_FILE,
     VERSION_CONFIG_FILE,
@@ -64,3 +67,11 @@ def test_each_version_is_described_by_its_own_folder(tmp_path: Path) -> None:
     assert list(version_config(model_dir, 1).labels) == LABELS
     assert list(version_config(model_dir, 2).labels) == ["ant", "bee", "cow"]
     assert version_config(model_dir, 2).batching == image_config().batching
+
+
+def test_a_version_without_its_description_is_one_clear_error(tmp_path: Path) -> None:
+    model_dir = write_image_model(tmp_path, "tiny", 1)
+    (model_dir / "1" / VERSION_CONFIG_FILE).unlink()
+    with pytest.raises(ConfigError) as caught:
+        version_config(model_dir, 1)
+    assert str(caught.value) == f"{model_dir / '1' / VERSION_CONFIG_FILE} is missing"

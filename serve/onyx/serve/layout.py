@@ -26,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.errors import ConfigError
 from onyx.serve.model_config import (
     effective_config,
     load_config,
@@ -74,7 +75,12 @@ def read_version_config(folder: Path) -> pb.VersionConfig | None:
 def describe_version(model: pb.ModelConfig, folder: Path) -> pb.ModelConfig:
     """The validated config the version in `folder` is served with: the model's config
     combined with the version's model.pbtxt (or, without one, the model's per-version fields)."""
-    config = effective_config(model, read_version_config(folder))
+    own = read_version_config(folder)
+    if own is None and model.task == pb.TASK_UNSPECIFIED:
+        # config.pbtxt holds only serving policy (the current layout): nothing describes the
+        # version, and one missing file says so better than a list of every empty field.
+        raise ConfigError(f"{folder / VERSION_CONFIG_FILE} is missing")
+    config = effective_config(model, own)
     validate_config(config, str(folder))
     return config
 
