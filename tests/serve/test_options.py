@@ -177,6 +177,11 @@ def test_bad_file_values_are_errors_naming_the_file(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "'inner' must be a [table]" in result.output
     result = Runner().invoke("--config", write(tmp_path / "e.toml", "size = \n"))
     assert result.exit_code == 2 and "e.toml" in result.output
+    for text, key in [("[size]\nvalue = 3\n", "size"), ("[inner.depth]\nv = 1\n", "inner.depth"),
+                      ("port = { value = 1 }\n", "port")]:  # fmt: skip
+        result = Runner().invoke("--config", write(tmp_path / "f.toml", text))
+        assert result.exit_code == 2, text
+        assert f"{key!r} takes a value, not a [table]" in result.output
 
 
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:

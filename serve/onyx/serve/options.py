@@ -432,6 +432,11 @@ def _check_keys(
                 param_hint="--config",
             )
         leaf = any(s.path == (*path, key) for s in specs)
+        if leaf and isinstance(value, dict):  # else flattened into keys no field reads
+            where = ".".join((*path, key))
+            raise click.BadParameter(
+                f"{file}: {where!r} takes a value, not a [table]", param_hint="--config"
+            )
         if not leaf:
             if not isinstance(value, dict):
                 raise click.BadParameter(
