@@ -49,10 +49,23 @@ def _plugin_names() -> list[str]:
 
 
 def _add_plugins(group: click.Group) -> None:
+    """Add each plugin's command; one that fails to load is skipped with a warning, so a broken
+    training install never takes `onyx serve` down with it."""
     for ep in entry_points(group=COMMANDS_GROUP):
-        command = ep.load()
+        try:
+            command = ep.load()
+        except Exception as exc:  # any error of a third party's import: report, keep serving
+            logger.warning(
+                "skipping the %r command: plugin %s failed to load: %s: %s",
+                ep.name, ep.value, type(exc).__name__, exc,
+            )  # fmt: skip
+            continue
         if not isinstance(command, click.Command):
-            raise TypeError(f"entry point {ep.value} ({COMMANDS_GROUP}) is not a click command")
+            logger.warning(
+                "skipping the %r command: plugin %s (%s) is not a click command",
+                ep.name, ep.value, COMMANDS_GROUP,
+            )  # fmt: skip
+            continue
         group.add_command(command, ep.name)
 
 

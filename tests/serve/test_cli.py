@@ -5,6 +5,7 @@ channels elsewhere)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from onyx import cli as root_cli
 from onyx.cli import main
 from onyx.serve import cli
 from onyx.serve.config import DEFAULT_METRICS_PORT, ServerConfig, TlsConfig
@@ -153,3 +155,33 @@ def test_the_config_file_shown_in_help_is_valid(tmp_path: Path, served: list[Ser
     result = serve(["--config", str(file)])
     assert result.exit_code == 0, result.output
     assert served[0].model_control == "poll" and served[0].limits.max_image_pixels == 20_000_000
+
+
+class FakeEntryPoint:
+    """An `onyx.commands` entry point whose loading gives `loaded` or raises it."""
+
+    def __init__(self, name: str, loaded: object) -> None:
+        self.name, self.value, self._loaded = name, f"fake_plugin:{name}", loaded
+
+    def load(self) -> object:
+        if isinstance(self._loaded, Exception):
+            raise self._loaded
+        return self._loaded
+
+
+def test_a_plugin_that_fails_to_load_is_skipped_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = click.Command("good", callback=lambda: None)
+    plugins = [FakeEntryPoint("train", ImportError("No module named 'torch'")),
+               FakeEntryPoint("odd", "not a command"), FakeEntryPoint("good", good)]  # fmt: skip
+    monkeypatch.setattr(
+        root_cli, "entry_points", lambda group: plugins if group == root_cli.COMMANDS_GROUP else []
+    )
+    group = click.Group("onyx", commands=[cli.serve_command])
+    with caplog.at_level(logging.WARNING, logger=root_cli.__name__):
+        root_cli._add_plugins(group)
+    assert sorted(group.commands) == ["good", "serve"]
+    assert "'train' command: plugin fake_plugin:train failed to load" in caplog.text
+    assert "ImportError: No module named 'torch'" in caplog.text
+    assert "'odd' command: plugin fake_plugin:odd" in caplog.text
