@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,12 +17,14 @@ from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.errors import LimitExceeded, ModelNotReady
 from onyx.serve.inputs import InputLimits, text_to_ids
 from onyx.serve.repository import Repository, RepositoryOptions, select_versions
-from onyx.serve.version import length_for, warmup_batch_sizes
+from onyx.serve.version import VersionLoader, length_for, warmup_batch_sizes
 from tests.serve.tiny_models import (
     image_config,
     write_corrupt_version,
     write_image_model,
+    write_model_config,
     write_text_model,
+    write_version,
 )
 
 
@@ -101,6 +104,49 @@ def test_a_config_at_odds_with_the_graph_fails_that_version(tmp_path: Path) -> N
         assert version.state == api.VERSION_STATE_FAILED
         assert "does not match its config" in version.reason
         assert "'pixels' not in the graph" in version.reason
+        await repository.close()
+
+    asyncio.run(main())
+
+
+def test_a_config_edit_that_would_drop_a_serving_version_keeps_the_old_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = image_config()
+    config.version_policy.all.SetInParent()
+    write_model_config(tmp_path, config)
+    for number in (1, 2):
+        write_version(tmp_path, "tiny", number, seed=number, config=config)
+    load = VersionLoader._start
+
+    async def v2_fails(self: VersionLoader, model: str, version: Any, cfg: Any) -> None:
+        if version.version == 2:
+            raise RuntimeError("out of memory")
+        await load(self, model, version, cfg)
+
+    async def main() -> None:
+        repository = Repository(tmp_path)
+        await repository.load_all()
+        before = repository.get("tiny")
+        assert before.version().version == 2
+        monkeypatch.setattr(VersionLoader, "_start", v2_fails)
+        config.instances = 2  # an edit every version is reloaded for; v2 fails under it
+        write_model_config(tmp_path, config)
+        await repository.poll()
+        tiny = repository.get("tiny")
+        # v1 alone would load, but swapping would stop v2: the old config keeps serving both.
+        assert tiny is before and tiny.version().version == 2
+        assert sorted(v.version for v in tiny.versions.values() if v.ready) == [1, 2]
+        assert "v2 would stop serving" in tiny.reason and "out of memory" in tiny.reason
+        await repository.poll()  # not retried until the config changes again
+        assert repository.get("tiny") is before
+        monkeypatch.setattr(VersionLoader, "_start", load)
+        config.instances = 3
+        write_model_config(tmp_path, config)
+        await repository.poll()
+        tiny = repository.get("tiny")
+        assert tiny is not before and tiny.reason == "" and tiny.version().version == 2
+        assert [tiny.versions[n].ready for n in (1, 2)] == [True, True]
         await repository.close()
 
     asyncio.run(main())

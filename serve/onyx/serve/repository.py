@@ -14,7 +14,8 @@ and `RepositoryIndex`) while the others serve. Each version is served with its o
 * a version the policy no longer wants is dropped once a wanted one is ready (so a new version
   that fails to load leaves the old one serving), and a version whose folder is gone at once;
 * an edited config.pbtxt (serving policy) loads the whole model afresh beside the old one, which
-  keeps serving unless the new one is ready;
+  keeps serving unless the new one has every version ready that the old one served and the new
+  policy still wants (so a version failing under the new config never silently drops out);
 * a dropped version is drained: it takes no new requests, every request holding a `lease` on it
   finishes, then its batcher and sessions go.
 
@@ -133,6 +134,18 @@ def select_versions(available: Sequence[int], policy: pb.VersionPolicy) -> list[
     return list(available)[-max(1, count) :]
 
 
+def _lost_versions(current: Model | None, fresh: Model) -> list[int]:
+    """Versions ready in `current` that the fresh config still wants but could not make ready:
+    swapping would drop them (and `version 0` could fall back to an older one)."""
+    if current is None or fresh.config is None:
+        return []
+    wanted = select_versions(version_numbers(fresh.directory), fresh.config.version_policy)
+    return sorted(
+        n for n, v in current.versions.items()
+        if v.ready and n in wanted and not (n in fresh.versions and fresh.versions[n].ready)
+    )  # fmt: skip
+
+
 def config_stamp(model_dir: Path) -> str:
     try:
         return hashlib.sha256((model_dir / CONFIG_FILE).read_bytes()).hexdigest()
@@ -236,16 +249,18 @@ class Repository:
 
     async def _replace_model(self, name: str, current: Model | None) -> None:
         fresh = await self.load_model(self.root / name)
-        if current is None or fresh.ready or not current.ready:
+        lost = _lost_versions(current, fresh)
+        if current is None or (fresh.ready and not lost) or not current.ready:
             self._models[name] = fresh
             if current is not None:
                 await current.unload()
             return
+        why = f"v{', v'.join(map(str, lost))} would stop serving; " if fresh.ready else ""
+        current.reason = f"reload failed, previous config still serving: {why}{fresh._reasons()}"
+        current.config_stamp = fresh.config_stamp  # do not retry until it changes again
+        log.error("model %s: %s", name, current.reason)
         for version in fresh.versions.values():
             await version.unload()
-        current.config_stamp = fresh.config_stamp  # do not retry until it changes again
-        current.reason = f"reload failed, previous config still serving: {fresh._reasons()}"
-        log.error("model %s: %s", name, current.reason)
 
     async def load_model(self, model_dir: Path) -> Model:
         model = Model(model_dir.name, model_dir, config_stamp=config_stamp(model_dir))
