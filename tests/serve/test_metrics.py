@@ -6,6 +6,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -15,7 +16,8 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
-from onyx.serve.metrics import ServerMetrics
+from onyx.serve.metrics import RepositoryCollector, ServerMetrics
+from onyx.serve.repository import Model, Repository
 from tests.serve.tiny_models import png_bytes, write_image_model
 
 MODEL = {"model": "tiny", "version": "1"}
@@ -127,3 +129,31 @@ def test_metrics_are_served_over_http(served: tuple[ServerThread, ServerMetrics]
         body = response.read().decode()
     assert 'onyx_model_ready{model="tiny",version="1"} 1.0' in body
     assert "onyx_request_duration_seconds_bucket" in body
+
+
+class SwappingVersion:
+    """A loaded version whose scrape coincides with the event loop swapping in another: reading
+    it adds a version to its model, as a poll on the loop thread would meanwhile."""
+
+    ready, batcher = True, None
+
+    def __init__(self, model: Model, version: int) -> None:
+        self.model, self.version = model, version
+
+    @property
+    def load_seconds(self) -> float:
+        self.model.versions.setdefault(self.version + 1, self.model.versions[self.version])
+        return 0.5
+
+
+def test_a_scrape_during_a_version_swap_does_not_fail(tmp_path: Path) -> None:
+    model = Model("tiny", tmp_path)
+    model.versions[1] = cast("Any", SwappingVersion(model, 1))
+
+    class OneModel:
+        def models(self) -> list[Model]:
+            return [model]
+
+    families = list(RepositoryCollector(cast(Repository, OneModel())).collect())
+    ready = next(f for f in families if f.name.endswith("_model_ready"))
+    assert [s.labels["version"] for s in ready.samples] == ["1"]

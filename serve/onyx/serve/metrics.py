@@ -171,8 +171,10 @@ class RepositoryCollector(Collector):
         depth = GaugeMetricFamily(
             f"{PREFIX}_queue_depth", "Inputs waiting in the batch queue.", labels=MODEL_LABELS
         )
-        for model in self._repository.models():
-            for version in model.versions.values():
+        # Scrapes run on the HTTP server's thread while the event loop swaps versions in and
+        # out: iterate over copies, never over the live dicts.
+        for model in list(self._repository.models()):
+            for version in list(model.versions.values()):
                 labels = [model.name, str(version.version)]
                 ready.add_metric(labels, 1.0 if version.ready else 0.0)
                 load.add_metric(labels, version.load_seconds)
