@@ -150,3 +150,30 @@ def test_a_config_edit_that_would_drop_a_serving_version_keeps_the_old_config(
         await repository.close()
 
     asyncio.run(main())
+
+
+def test_a_poll_tells_listeners_once_and_only_when_something_changed(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        write_image_model(tmp_path, name, 1, config=image_config(name))
+    told: list[int] = []
+
+    async def main() -> None:
+        repository = Repository(tmp_path)
+        await repository.load_all()
+
+        async def on_change() -> None:
+            told.append(len(repository.models()))
+
+        repository.on_change = on_change
+        await repository.poll()
+        assert told == []  # nothing changed on disk
+        write_version(tmp_path, "b", 2, seed=2, config=image_config("b"))
+        write_version(tmp_path, "c", 2, seed=2, config=image_config("c"))
+        await repository.poll()
+        assert told == [3]  # two models changed: one notice
+        assert [m.version().version for m in repository.models()] == [1, 2, 2]
+        await repository.poll()
+        assert told == [3]
+        await repository.close()
+
+    asyncio.run(main())

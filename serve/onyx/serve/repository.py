@@ -205,9 +205,16 @@ class Repository:
             await self.sync(name)
 
     async def poll(self) -> None:
-        """Bring every model in line with the disk: new, edited and removed models and versions."""
+        """Bring every model in line with the disk: new, edited and removed models and versions.
+
+        Listeners hear once per poll, and only when something changed (health is published for
+        every model at once: once per model would be quadratic in the models, every poll)."""
+        before, _held = self._fingerprint(), self._objects()
         for name in sorted({*self.on_disk(), *self._models}):
-            await self.sync(name)
+            async with self._lock:
+                await self._sync(name)
+        if self._fingerprint() != before:
+            await self._changed()
 
     async def sync(self, name: str) -> None:
         """Load, reload or unload model `name` so it matches its folder."""
@@ -228,6 +235,21 @@ class Repository:
     async def close(self) -> None:
         for model in self._models.values():
             await model.unload()
+
+    def _fingerprint(self) -> tuple[object, ...]:
+        """What listeners see of the models: which objects serve, in which states, and why."""
+        return tuple(
+            (name, id(model), model.reason,
+             tuple((n, id(v), v.state, v.reason) for n, v in sorted(model.versions.items())))
+            for name, model in sorted(self._models.items())
+        )  # fmt: skip
+
+    def _objects(self) -> list[object]:
+        """The models and versions a fingerprint names: holding them keeps their ids unique."""
+        return [
+            *self._models.values(),
+            *(v for m in self._models.values() for v in m.versions.values()),
+        ]
 
     async def _changed(self) -> None:
         if self.on_change is not None:
