@@ -136,3 +136,37 @@ def test_a_repository_in_the_old_layout_still_loads(tmp_path: Path, start_server
     wait_for(lambda: ready_versions(server) == {1, 2})
     assert labels_of(classify(server, 2)) == set(OTHER_LABELS)
     assert labels_of(classify(server, 1)) == set(LABELS)
+
+
+def test_a_version_policy_edit_reloads_no_version_it_keeps(
+    tmp_path: Path, start_server: Start
+) -> None:
+    repo = tmp_path / "models"
+    config = image_config()
+    write_model_config(repo, config)
+    for number in (1, 2):
+        write_version(repo, "tiny", number, seed=number, config=config)
+    server = start_server(repo, **POLL)
+    assert ready_versions(server) == {2} and (loads_of(server, 1), loads_of(server, 2)) == (0, 1)
+
+    config.version_policy.CopyFrom(ALL_VERSIONS)
+    write_model_config(repo, config)
+    wait_for(lambda: ready_versions(server) == {1, 2})
+    assert classify(server, 1).version == 1 and classify(server, 0).version == 2
+    # v1 was loaded for the new policy; v2, wanted before and after, was not reloaded.
+    assert (loads_of(server, 1), loads_of(server, 2)) == (1, 1)
+    info = stub(server.address).GetModel(api.GetModelRequest(name="tiny"), timeout=10)
+    assert info.config.version_policy == ALL_VERSIONS
+
+    config.version_policy.CopyFrom(
+        pb.VersionPolicy(specific=pb.VersionPolicy.Specific(versions=[1]))
+    )
+    write_model_config(repo, config)
+    wait_for(lambda: ready_versions(server) == {1})
+    assert classify(server, 0).version == 1
+    assert (loads_of(server, 1), loads_of(server, 2)) == (1, 1)
+
+    config.instances = 2  # anything else is a whole reload, as before
+    write_model_config(repo, config)
+    wait_for(lambda: loads_of(server, 1) == 2)
+    assert ready_versions(server) == {1}

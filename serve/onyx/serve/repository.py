@@ -13,9 +13,11 @@ and `RepositoryIndex`) while the others serve. Each version is served with its o
   alone;
 * a version the policy no longer wants is dropped once a wanted one is ready (so a new version
   that fails to load leaves the old one serving), and a version whose folder is gone at once;
-* an edited config.pbtxt (serving policy) loads the whole model afresh beside the old one, which
-  keeps serving unless the new one has every version ready that the old one served and the new
-  policy still wants (so a version failing under the new config never silently drops out);
+* an edit of config.pbtxt that changes only the version policy (or name) is applied in place:
+  versions newly wanted load, versions no longer wanted retire, the others are not reloaded;
+* any other edit of config.pbtxt loads the whole model afresh beside the old one, which keeps
+  serving unless the new one has every version ready that the old one served and the new policy
+  still wants (so a version failing under the new config never silently drops out);
 * a dropped version is drained: it takes no new requests, every request holding a `lease` on it
   finishes, then its batcher and sessions go.
 
@@ -146,6 +148,15 @@ def _lost_versions(current: Model | None, fresh: Model) -> list[int]:
     )  # fmt: skip
 
 
+def _without_policy(config: pb.ModelConfig) -> pb.ModelConfig:
+    """`config` less what a version need not be reloaded for: its name and version policy."""
+    rest = pb.ModelConfig()
+    rest.CopyFrom(config)
+    rest.ClearField("name")
+    rest.ClearField("version_policy")
+    return rest
+
+
 def config_stamp(model_dir: Path) -> str:
     try:
         return hashlib.sha256((model_dir / CONFIG_FILE).read_bytes()).hexdigest()
@@ -265,9 +276,29 @@ class Repository:
                 await current.unload()
             return
         if current is None or current.config_stamp != config_stamp(directory):
-            await self._replace_model(name, current)
+            if current is None or not await self._apply_policy_edit(current):
+                await self._replace_model(name, current)
         elif current.config is not None:
             await self._sync_versions(current)
+
+    async def _apply_policy_edit(self, model: Model) -> bool:
+        """Apply an edit of config.pbtxt that changes only which versions serve (version_policy,
+        name) in place: the versions kept are not reloaded. False for any other edit."""
+        stamp = config_stamp(model.directory)
+        try:
+            edited = load_config(model.directory / CONFIG_FILE)
+        except ConfigError:
+            return False  # the full reload records why
+        if model.config is None or _without_policy(edited) != _without_policy(model.config):
+            return False
+        log.info("model %s: version policy edited; applying it without reloading", model.name)
+        model.config, model.config_stamp = edited, stamp
+        for version in model.versions.values():  # what GetModel shows of each
+            if version.config is not None:
+                version.config.name = edited.name
+                version.config.version_policy.CopyFrom(edited.version_policy)
+        await self._sync_versions(model)
+        return True
 
     async def _replace_model(self, name: str, current: Model | None) -> None:
         fresh = await self.load_model(self.root / name)
