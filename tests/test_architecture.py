@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.checkout import PYTHONPATH
+from tests.checkout import modules_loaded_by
 from tests.serve.tiny_models import LABELS, png_bytes, write_image_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,12 +86,7 @@ def test_only_rpc_maps_errors_to_grpc_status_codes() -> None:
 
 
 def test_the_configuration_imports_no_runtime_nor_server() -> None:
-    code = "import json, sys, onyx.serve.config; print(json.dumps(sorted(sys.modules)))"
-    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    loaded = set(json.loads(out))
+    loaded = modules_loaded_by("onyx.serve.config")
     assert "onyx.serve.config" in loaded
     heavy = ("onnxruntime", "grpc", "onyx.serve.runtime", "onyx.serve.repository")
     assert sorted(m for m in loaded if _is_under(m, heavy)) == []

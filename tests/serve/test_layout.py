@@ -5,10 +5,6 @@ python -m pytest tests/serve/test_layout.py
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +17,7 @@ from onyx.serve.layout import (
     version_config,
     version_numbers,
 )
-from tests.checkout import PYTHONPATH
+from tests.checkout import modules_loaded_by
 from tests.serve.tiny_models import LABELS, image_config, write_image_model, write_version
 
 # What `layout` must not pull in: the server, its runtime, its metrics and its transport.
@@ -40,12 +36,7 @@ HEAVY = (
 
 
 def test_importing_the_layout_does_not_import_the_server() -> None:
-    code = "import json, sys, onyx.serve.layout; print(json.dumps(sorted(sys.modules)))"
-    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    loaded = set(json.loads(out))
+    loaded = modules_loaded_by("onyx.serve.layout")
     assert "onyx.serve.layout" in loaded
     assert sorted(m for m in HEAVY if m in loaded) == []
 
