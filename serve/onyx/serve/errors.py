@@ -66,3 +66,11 @@ class ConfigError(ServeError):
 def code_name(error: BaseException) -> str:
     """The name of the gRPC status code `error` is answered with (INTERNAL if unplanned)."""
     return error.code if isinstance(error, ServeError) else "INTERNAL"
+
+
+def quoted(text: str, limit: int = 100) -> str:
+    """`text` (a name a client sent) quoted for an error message, cut to `limit` characters: a
+    100 KB model name must not come back in full (gRPC would refuse the trailing metadata)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"

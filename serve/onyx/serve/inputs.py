@@ -6,6 +6,7 @@ one was bad. Blocking (image decoding): call from an executor.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -37,6 +38,11 @@ class InputLimits:
     max_text_chars: int = field(
         default=100_000, metadata={"help": "Longest text input accepted.", "min": 1}
     )
+    max_request_elements: int = field(
+        default=64 * 2**20,
+        metadata={"help": "Most tensor elements one request may send (raw tensors, token ids): "
+                  "a request never makes the others in its batch pay for its size.", "min": 1},
+    )  # fmt: skip
 
 
 def decode_inputs(
@@ -51,6 +57,9 @@ def decode_inputs(
         raise InvalidInput("request has no inputs")
     check_input_count(len(inputs), limits)
     arrays = [_decode_one(i, item, config, limits, encoder) for i, item in enumerate(inputs)]
+    # Checked before stacking: text pads every input to the longest, so this is what the model
+    # (and the batch it joins) will process.
+    check_element_count(len(arrays) * max(a.size for a in arrays), limits)
     return stack(arrays, config)
 
 
@@ -59,6 +68,22 @@ def check_input_count(count: int, limits: InputLimits) -> None:
         raise LimitExceeded(
             f"request has {count} inputs, over the max_inputs_per_request limit of "
             f"{limits.max_inputs_per_request}"
+        )
+
+
+def element_count(shape: Sequence[int], what: str = "tensor") -> int:
+    """The number of elements of `shape`, refusing zero and negative sizes; computed with
+    Python ints, so `[4, 2**62]` is 2**64 elements, never an int64 that wrapped to 0."""
+    if any(int(s) < 1 for s in shape):
+        raise InvalidInput(f"{what} shape {shown_shape(shape)} has a size < 1; each needs >= 1")
+    return math.prod(int(s) for s in shape)
+
+
+def check_element_count(count: int, limits: InputLimits, what: str = "request") -> None:
+    if count > limits.max_request_elements:
+        raise LimitExceeded(
+            f"{what} has {count} tensor elements, over the max_request_elements limit of "
+            f"{limits.max_request_elements}"
         )
 
 
@@ -86,7 +111,7 @@ def _decode_one(
     kind = item.WhichOneof("kind")
     try:
         if kind == "tensor":
-            array = tensor_to_array(item.tensor, config.input)
+            array = tensor_to_array(item.tensor, config.input, limits)
             if encoder is not None:
                 encoder.check_ids(array)
             return array
@@ -119,16 +144,20 @@ def text_to_ids(
     return encoder.encode(text)
 
 
-def tensor_to_array(tensor: api.Tensor, spec: pb.TensorSpec) -> np.ndarray:
+def tensor_to_array(
+    tensor: api.Tensor, spec: pb.TensorSpec, limits: InputLimits | None = None
+) -> np.ndarray:
     """Validate a raw tensor against the input spec (batch axis excluded) and wrap its bytes."""
     expected = list(spec.dims[1:])
     shape = list(tensor.shape)
     if not dims_fit(expected, shape):
-        raise InvalidInput(f"tensor shape {shape} does not match the model input {expected}")
-    if any(s < 1 for s in shape):
-        raise InvalidInput(f"tensor shape {shape} has a non-positive size")
+        raise InvalidInput(
+            f"tensor shape {shown_shape(shape)} does not match the model input {expected}"
+        )
+    count = element_count(shape)
+    check_element_count(count, limits or InputLimits(), "tensor")
     dtype = wire_dtype(spec.dtype)
-    size = int(np.prod(shape)) * dtype.itemsize
+    size = count * dtype.itemsize
     if len(tensor.data) != size:
         raise InvalidInput(
             f"tensor data is {len(tensor.data)} bytes, shape {shape} of {dtype.name} needs {size}"
@@ -136,3 +165,9 @@ def tensor_to_array(tensor: api.Tensor, spec: pb.TensorSpec) -> np.ndarray:
     array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
     # A view of the request's bytes on little-endian hosts (no copy); byte-swapped elsewhere.
     return array.astype(dtype.newbyteorder("="), copy=False)
+
+
+def shown_shape(shape: Sequence[int], limit: int = 8) -> str:
+    """A client's shape for an error message: at most `limit` axes (a shape may have thousands)."""
+    head = ", ".join(str(s) for s in shape[:limit])
+    return f"[{head}, ... ({len(shape)} axes)]" if len(shape) > limit else f"[{head}]"

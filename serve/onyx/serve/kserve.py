@@ -32,7 +32,7 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve import __version__
 from onyx.serve.dtypes import DTYPES
-from onyx.serve.errors import InvalidInput, ModelNotFound, NotAllowed, ServeError
+from onyx.serve.errors import InvalidInput, ModelNotFound, NotAllowed, ServeError, quoted
 from onyx.serve.inputs import InputLimits
 from onyx.serve.kserve_tensors import add_output, decode_tensor, raw_input
 from onyx.serve.layout import is_version_name
@@ -165,7 +165,7 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
     ) -> Any:
         self._check_explicit("load")
         if request.model_name not in self._repository.on_disk():
-            raise ModelNotFound(f"no model folder {request.model_name!r} in the repository")
+            raise ModelNotFound(f"no model folder {quoted(request.model_name)} in the repository")
         await self._repository.sync(request.model_name)
         model = self._repository.get(request.model_name)
         model.version()  # answers UNAVAILABLE with the reasons when nothing loaded
@@ -223,7 +223,7 @@ def parse_version(text: str) -> int:
     if not text:
         return 0
     if not is_version_name(text):
-        raise InvalidInput(f"model version must be a positive integer or empty, got {text!r}")
+        raise InvalidInput(f"model version must be a positive integer or empty, got {quoted(text)}")
     return int(text)
 
 

@@ -18,8 +18,16 @@ from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.dtypes import DTYPES, wire_dtype
-from onyx.serve.errors import InvalidInput
-from onyx.serve.inputs import InputLimits, check_input_count, decode_inputs, dims_fit
+from onyx.serve.errors import InvalidInput, quoted
+from onyx.serve.inputs import (
+    InputLimits,
+    check_element_count,
+    check_input_count,
+    decode_inputs,
+    dims_fit,
+    element_count,
+    shown_shape,
+)
 from onyx.serve.scores import activate, top_k
 from onyx.serve.text import TextEncoder
 
@@ -45,12 +53,15 @@ def decode_tensor(
     """The model's input array from one KServe input tensor (BYTES are decoded like onyx.v1;
     text models need the `encoder` of the version that will run them)."""
     shape = list(tensor.shape)
+    name = quoted(tensor.name)
     if not shape or shape[0] < 1:
-        raise InvalidInput(f"input {tensor.name!r} shape {shape} needs a batch axis of size >= 1")
+        raise InvalidInput(f"input {name} shape {shown_shape(shape)} needs a batch axis >= 1")
+    count = element_count(shape, f"input {name}")
     check_input_count(shape[0], limits)
     if tensor.datatype == "BYTES":
         return _decode_bytes(tensor, raw, shape, config, limits, encoder)
-    array = _decode_numeric(tensor, raw, shape, config)
+    check_element_count(count, limits)
+    array = _decode_numeric(tensor, raw, shape, count, config)
     if encoder is not None:  # token ids outside the vocabulary would fail the whole batch
         encoder.check_ids(array)
     return array
@@ -60,35 +71,44 @@ def _decode_numeric(
     tensor: kv2.ModelInferRequest.InferInputTensor,
     raw: bytes | None,
     shape: list[int],
+    count: int,
     config: pb.ModelConfig,
 ) -> np.ndarray:
+    """`count` is the element count of `shape`, checked (positive, within the limits)."""
     spec = config.input
+    name = quoted(tensor.name)
     expected = DTYPES[spec.dtype].kserve
     contents = DTYPES[spec.dtype].kserve_contents
     if tensor.name != spec.name:
-        raise InvalidInput(f"model {config.name!r} has input {spec.name!r}, not {tensor.name!r}")
+        raise InvalidInput(f"model {quoted(config.name)} has input {spec.name!r}, not {name}")
     if tensor.datatype != expected:
         raise InvalidInput(
-            f"input {tensor.name!r} is {tensor.datatype}; the model takes {expected} "
+            f"input {name} is {quoted(tensor.datatype)}; the model takes {expected} "
             "(or BYTES: encoded images / UTF-8 text)"
         )
     dims = list(spec.dims)
     if not dims_fit([-1, *dims[1:]], shape):  # the batch axis was checked by the caller
-        raise InvalidInput(f"input {tensor.name!r} shape {shape} does not match the model's {dims}")
+        raise InvalidInput(
+            f"input {name} shape {shown_shape(shape)} does not match the model's {dims}"
+        )
     dtype = wire_dtype(spec.dtype)
     if raw is not None:
-        if len(raw) != int(np.prod(shape)) * dtype.itemsize:
+        if len(raw) != count * dtype.itemsize:
             raise InvalidInput(
-                f"input {tensor.name!r} has {len(raw)} bytes; shape {shape} of {expected} needs "
-                f"{int(np.prod(shape)) * dtype.itemsize}"
+                f"input {name} has {len(raw)} bytes; shape {shape} of {expected} needs "
+                f"{count * dtype.itemsize}"
             )
         array = np.frombuffer(raw, dtype=dtype)
     elif contents is None:
-        raise InvalidInput(f"send {expected} input {tensor.name!r} as raw_input_contents")
+        raise InvalidInput(f"send {expected} input {name} as raw_input_contents")
     else:
-        array = np.asarray(getattr(tensor.contents, contents), dtype=dtype)
-        if array.size != int(np.prod(shape)):
-            raise InvalidInput(f"input {tensor.name!r} has {array.size} values for shape {shape}")
+        values = getattr(tensor.contents, contents)
+        if len(values) != count:
+            raise InvalidInput(f"input {name} has {len(values)} values for shape {shape}")
+        try:
+            array = np.asarray(values, dtype=dtype)
+        except OverflowError as exc:  # e.g. a uint64 content beyond the model's int64
+            raise InvalidInput(f"input {name} has a value out of {expected}'s range") from exc
     return array.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
@@ -100,16 +120,26 @@ def _decode_bytes(
     limits: InputLimits,
     encoder: TextEncoder | None,
 ) -> np.ndarray:
-    if len(shape) > 2 or int(np.prod(shape)) != shape[0]:
-        raise InvalidInput(f"BYTES input {tensor.name!r} needs shape [n] or [n, 1], got {shape}")
+    name = quoted(tensor.name)
+    if len(shape) > 2 or shape[1:] not in ([], [1]):
+        raise InvalidInput(
+            f"BYTES input {name} needs shape [n] or [n, 1], got {shown_shape(shape)}"
+        )
     items = split_bytes(raw) if raw is not None else list(tensor.contents.bytes_contents)
     if len(items) != shape[0]:
-        raise InvalidInput(f"BYTES input {tensor.name!r} has {len(items)} elements for {shape}")
+        raise InvalidInput(f"BYTES input {name} has {len(items)} elements for {shape}")
     if config.task == pb.TASK_TEXT:
-        inputs = [api.Input(text=item.decode("utf-8", errors="replace")) for item in items]
+        inputs = [api.Input(text=_utf8(item, index)) for index, item in enumerate(items)]
     else:
         inputs = [api.Input(image=item) for item in items]
     return decode_inputs(inputs, config, limits, encoder)
+
+
+def _utf8(item: bytes, index: int) -> str:
+    try:
+        return item.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"input {index}: text is not valid UTF-8 (at byte {exc.start})") from exc
 
 
 def split_bytes(raw: bytes) -> list[bytes]:

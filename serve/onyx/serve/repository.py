@@ -40,7 +40,7 @@ from pathlib import Path
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.config import ModelControl as ModelControl
-from onyx.serve.errors import ConfigError, ModelNotFound, ModelNotReady
+from onyx.serve.errors import ConfigError, ModelNotFound, ModelNotReady, quoted
 from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, version_dir, version_numbers
 from onyx.serve.model_config import load_config
 from onyx.serve.runtime import RuntimeOptions
@@ -190,7 +190,7 @@ class Repository:
         model = self._models.get(name)
         if model is None:
             known = ", ".join(sorted(self._models)) or "none"
-            raise ModelNotFound(f"model {name!r} not found (models: {known})")
+            raise ModelNotFound(f"model {quoted(name)} not found (models: {known})")
         return model
 
     def models(self) -> list[Model]:

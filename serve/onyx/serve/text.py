@@ -165,8 +165,16 @@ class TextEncoder:
         return np.asarray(ids, dtype=np.int64)
 
     def check_ids(self, ids: np.ndarray) -> None:
-        """Refuse pre-tokenized ids outside the vocabulary: one bad row would fail the whole
-        batch it joins in the runtime."""
+        """Refuse pre-tokenized ids (last axis: time) longer than `max_length` or outside the
+        vocabulary: a long row would make its whole batch pad to it, a bad id fail the batch.
+
+        Raw ids are refused, not truncated: cutting a sequence the client tokenized itself
+        would silently classify something else than it sent."""
+        if ids.ndim and ids.shape[-1] > self.max_length:
+            raise InvalidInput(
+                f"{ids.shape[-1]} token ids, over the model's text.max_length limit of "
+                f"{self.max_length}; send at most {self.max_length} ids per input"
+            )
         if ids.size and (ids.min() < 0 or ids.max() >= len(self.vocabulary)):
             raise InvalidInput(
                 f"token ids must be in [0, {len(self.vocabulary)}), got {ids.min()}..{ids.max()}"
