@@ -27,6 +27,7 @@ from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.config import ServerConfig, TlsConfig
+from onyx.serve.decoding import DecodeErrors
 from onyx.serve.interceptor import MetricsInterceptor
 from onyx.serve.kserve import SERVICE_NAME as KSERVE_SERVICE
 from onyx.serve.kserve import KServeServicer
@@ -113,7 +114,10 @@ async def create_server(
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
         ],
-        interceptors=[MetricsInterceptor(metrics.grpc)] if metrics is not None else [],
+        interceptors=[
+            *([MetricsInterceptor(metrics.grpc)] if metrics is not None else []),
+            DecodeErrors(),  # unparsable requests: INVALID_ARGUMENT naming the field
+        ],
     )
     kserve, health_servicer = _add_services(server, pipeline, config)
     port = _listen(server, f"{config.host}:{config.port}", config.tls)
