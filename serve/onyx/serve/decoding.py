@@ -85,7 +85,7 @@ def _field_problem(payload: bytes, field: FieldDescriptor, name: str) -> str | N
             payload.decode("utf-8")
         except UnicodeDecodeError as exc:
             return f"{name} is not valid UTF-8 (at byte {exc.start})"
-    elif field.type == FieldDescriptor.TYPE_MESSAGE:
+    elif field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type is not None:
         return _walk(payload, field.message_type, f"{name}.")
     return None
 
