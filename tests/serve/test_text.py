@@ -120,7 +120,7 @@ def test_load_encoder_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="vocabulary file not found"):
         load_encoder(_spec(), tmp_path)
     (tmp_path / "vocab.txt").write_text("a\nb\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"vocab\.txt: a vocabulary starts with"):
+    with pytest.raises(ConfigError, match=r"vocab\.txt: not a vocabulary file"):
         load_encoder(_spec(), tmp_path)
     with pytest.raises(ConfigError, match="pad_id"):
         load_encoder(_spec(pad_id=5), tmp_path)

@@ -174,6 +174,8 @@ class RepositoryCollector(Collector):
         # Scrapes run on the HTTP server's thread while the event loop swaps versions in and
         # out: iterate over copies, never over the live dicts.
         for model in list(self._repository.models()):
+            if not model.versions:  # e.g. its config.pbtxt does not parse: still on the board
+                ready.add_metric([model.name, ""], 0.0)
             for version in list(model.versions.values()):
                 labels = [model.name, str(version.version)]
                 ready.add_metric(labels, 1.0 if version.ready else 0.0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from google.protobuf import text_format
 
@@ -57,8 +57,11 @@ def _parse(text: str, message: pb.ModelConfig | pb.VersionConfig, source: str) -
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as exc:
+        # Only where: the parser's message quotes the file (a config.pbtxt symlinked to a
+        # secret would show it to every client through GetModel).
         kind = type(message).__name__
-        raise ConfigError(f"{source}: not a valid {kind}: {exc}") from exc
+        where = f" (line {exc.GetLine()}, column {exc.GetColumn()})" if exc.GetLine() else ""
+        raise ConfigError(f"{source}: not a valid {kind}{where}") from None
 
 
 def load_config(path: Path) -> pb.ModelConfig:
@@ -74,6 +77,8 @@ def _read(path: Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text") from None
 
 
 def format_config(config: pb.ModelConfig | pb.VersionConfig) -> str:
@@ -231,6 +236,15 @@ def _text_problems(text: pb.TextPreprocessing) -> list[str]:
     problems = []
     if not text.vocabulary_file:
         problems.append("text.vocabulary_file is empty")
+    elif not _is_plain_relative(text.vocabulary_file):
+        problems.append("text.vocabulary_file must be a relative path without '..'")
     if text.max_length < 1:
         problems.append("text.max_length must be >= 1")
     return problems
+
+
+def _is_plain_relative(name: str) -> bool:
+    """A path that stays inside the folder it is relative to (before symlinks: `layout.inside`
+    checks those when the file is opened)."""
+    path = PurePath(name)
+    return not path.is_absolute() and ".." not in path.parts and "\\" not in name

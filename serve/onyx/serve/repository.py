@@ -41,8 +41,14 @@ from pathlib import Path
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.config import ModelControl as ModelControl
 from onyx.serve.errors import ConfigError, ModelNotFound, ModelNotReady, quoted
-from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, version_dir, version_numbers
-from onyx.serve.model_config import load_config
+from onyx.serve.layout import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    ignored_folders,
+    read_model_config,
+    version_dir,
+    version_numbers,
+)
 from onyx.serve.runtime import RuntimeOptions
 from onyx.serve.version import (
     LoadObserver,
@@ -55,6 +61,8 @@ from onyx.serve.version import (
 log = logging.getLogger(__name__)
 
 MODEL_CONTROLS: tuple[ModelControl, ...] = ("none", "poll", "explicit")
+# The reason of a model unloaded on request (explicit control).
+UNLOADED = "unloaded"
 
 
 @dataclass(frozen=True)
@@ -196,6 +204,27 @@ class Repository:
     def models(self) -> list[Model]:
         return [self._models[name] for name in sorted(self._models)]
 
+    def configured(self) -> list[str]:
+        """The models this server is meant to serve: every model folder (with explicit control,
+        the models loaded at start or on request), less those unloaded on request."""
+        names = set(self._models)
+        if self.options.model_control != "explicit":
+            names |= set(self.on_disk())
+        return sorted(n for n in names if n not in self._models or not self._unloaded(n))
+
+    def _unloaded(self, name: str) -> bool:
+        model = self._models[name]
+        return not model.versions and model.reason == UNLOADED
+
+    def has_configured_models(self) -> bool:
+        return bool(self.configured())
+
+    def all_configured_models_ready(self) -> bool:
+        """Strict readiness: at least one model is configured and every configured model has a
+        ready version (a missing repository, or one failed model, is not ready)."""
+        names = self.configured()
+        return bool(names) and all(n in self._models and self._models[n].ready for n in names)
+
     def on_disk(self) -> list[str]:
         """Names of the model folders under the root."""
         if not self.root.is_dir():
@@ -238,7 +267,7 @@ class Repository:
         async with self._lock:
             model = self.get(name)
             await model.unload()
-            model.reason = "unloaded"
+            model.reason = UNLOADED
             model.config_stamp = ""
         log.info("model %s unloaded", name)
         await self._changed()
@@ -286,7 +315,7 @@ class Repository:
         name) in place: the versions kept are not reloaded. False for any other edit."""
         stamp = config_stamp(model.directory)
         try:
-            edited = load_config(model.directory / CONFIG_FILE)
+            edited = read_model_config(model.directory)
         except ConfigError:
             return False  # the full reload records why
         if model.config is None or _without_policy(edited) != _without_policy(model.config):
@@ -318,10 +347,14 @@ class Repository:
     async def load_model(self, model_dir: Path) -> Model:
         model = Model(model_dir.name, model_dir, config_stamp=config_stamp(model_dir))
         try:
-            model.config = load_config(model_dir / CONFIG_FILE)
+            model.config = read_model_config(model_dir)
         except ConfigError as exc:
             model.reason = str(exc)
             log.error("model %s not loaded: %s", model.name, exc)
+            loads = self.options.loads
+            if loads is not None:  # counted like a failed version load: it shows on dashboards
+                loads.load_started(model.name, 0)
+                loads.load_failed(model.name, 0, model.reason)
             return model
         await self._sync_versions(model)
         if not model.versions:
@@ -331,6 +364,11 @@ class Repository:
 
     async def _sync_versions(self, model: Model) -> None:
         assert model.config is not None
+        for name in ignored_folders(model.directory):  # at start and on every poll
+            log.warning(
+                "model %s: folder %r is not a version (versions are named by ASCII digits, "
+                "e.g. 3); ignored", model.name, name[:100],
+            )  # fmt: skip
         available = version_numbers(model.directory)
         wanted = select_versions(available, model.config.version_policy)
         for number in wanted:

@@ -47,6 +47,7 @@ import numpy as np
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.errors import ConfigError, InvalidInput
+from onyx.serve.layout import inside
 
 TOKENIZER_NAME = "onyx-words-v1"
 PAD, UNK = "<pad>", "<unk>"
@@ -205,11 +206,24 @@ def load_encoder(spec: pb.TextPreprocessing, version_dir: Path) -> TextEncoder:
     model folder instead."""
     if (spec.pad_id, spec.unk_id) != (PAD_ID, UNK_ID):
         raise ConfigError(f"text.pad_id and text.unk_id must be {PAD_ID} and {UNK_ID}")
-    candidates = [version_dir / spec.vocabulary_file, version_dir.parent / spec.vocabulary_file]
-    path = next((c for c in candidates if c.is_file()), None)
-    if path is None:
+    # Each candidate must stay inside its folder, symlinks resolved (`layout.inside`); errors
+    # never quote the file (a config naming /etc/passwd must not show it to clients).
+    folders = [version_dir, version_dir.parent]
+    candidates = [folder / spec.vocabulary_file for folder in folders]
+    found = next(((c, f) for c, f in zip(candidates, folders, strict=True) if c.is_file()), None)
+    if found is None:
         raise ConfigError(f"vocabulary file not found; looked for {[str(c) for c in candidates]}")
+    path = inside(found[0], found[1], "text.vocabulary_file")
     try:
-        return TextEncoder(Vocabulary.load(path), spec.max_length, spec.tokenizer)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        vocabulary = Vocabulary.load(path)
+    except OSError as exc:
+        raise ConfigError(f"{found[0]}: cannot read the vocabulary: {exc.strerror}") from None
+    except (UnicodeDecodeError, ValueError):
+        raise ConfigError(
+            f"{found[0]}: not a vocabulary file (UTF-8, one unique token a line, starting with "
+            f"{PAD}, {UNK})"
+        ) from None
+    try:
+        return TextEncoder(vocabulary, spec.max_length, spec.tokenizer)
+    except ValueError as exc:  # the config's own values: tokenizer, max_length
+        raise ConfigError(f"{found[0]}: {exc}") from exc

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +40,7 @@ from onyx.serve.batching import (
 )
 from onyx.serve.dtypes import DTYPES
 from onyx.serve.errors import ConfigError, ModelNotReady
-from onyx.serve.layout import MODEL_FILE, VERSION_CONFIG_FILE, describe_version
+from onyx.serve.layout import MODEL_FILE, describe_version, inside
 from onyx.serve.runtime import CUDA, RuntimeOptions, Session
 from onyx.serve.text import TextEncoder, load_encoder, pad_rows
 
@@ -52,6 +53,9 @@ WARMUP_SEQUENCE_LENGTH = 16
 ObserverFactory = Callable[[str, int], BatchObserver | None]
 # (mtime_ns, size, inode) of a file, None when it is missing.
 FileStamp = tuple[int, int, int] | None
+# Every file of a version folder (relative path, stamp), sorted: a file added, removed or changed
+# anywhere in it (model.onnx.data landing after model.onnx) means "load it again".
+FolderStamp = tuple[tuple[str, FileStamp], ...]
 
 
 class LoadObserver(Protocol):
@@ -85,7 +89,7 @@ class ModelVersion:
     # Text models: this version's tokenizer + vocabulary (each training builds its own).
     text_encoder: TextEncoder | None = None
     # The version's files as they were when loaded; different stamps mean "load it again".
-    stamp: tuple[FileStamp, FileStamp] | None = None
+    stamp: FolderStamp | None = None
     _leases: int = 0
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -135,9 +139,16 @@ def file_stamp(path: Path) -> FileStamp:
     return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
-def folder_stamp(folder: Path) -> tuple[FileStamp, FileStamp]:
-    """What identifies a version's contents: its model file and its description."""
-    return file_stamp(folder / MODEL_FILE), file_stamp(folder / VERSION_CONFIG_FILE)
+def folder_stamp(folder: Path) -> FolderStamp:
+    """What identifies a version's contents: every file in its folder (symlinks followed to
+    what they name, sub-folders included), by size, mtime and inode."""
+    stamps: list[tuple[str, FileStamp]] = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in files:
+            path = Path(root, name)
+            stamps.append((str(path.relative_to(folder)), file_stamp(path)))
+    return tuple(sorted(stamps))
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,7 @@ class VersionLoader:
             self.loads.load_started(model, number)
         started = time.monotonic()
         try:
+            _check_model_file(folder)
             version.config = describe_version(model_config, folder)
             if version.config.task == pb.TASK_TEXT:
                 version.text_encoder = load_encoder(version.config.text, folder)
@@ -182,8 +194,6 @@ class VersionLoader:
         return version
 
     async def _start(self, model: str, version: ModelVersion, config: pb.ModelConfig) -> None:
-        if not version.path.is_file():
-            raise ConfigError(f"{version.path} does not exist")
         instances = self.instances or max(1, config.instances)
         executor = ThreadPoolExecutor(max_workers=instances, thread_name_prefix=f"ort-{model}")
         try:
@@ -211,6 +221,16 @@ class VersionLoader:
         )
         version.batcher.start()
         version.state = api.VERSION_STATE_READY
+
+
+def _check_model_file(folder: Path) -> None:
+    """The version's model.onnx is there, inside its folder: checked first, so an empty or
+    half-copied folder is reported as such, not as whatever its description lacks."""
+    path = folder / MODEL_FILE
+    if not path.is_file():
+        empty = not any(folder.iterdir())
+        raise ConfigError(f"version folder {folder} is empty" if empty else f"{path} is missing")
+    inside(path, folder, "model file")
 
 
 async def _open_sessions(
