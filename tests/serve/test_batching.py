@@ -191,16 +191,37 @@ def test_a_deep_queue_is_batched_by_length_oldest_first() -> None:
     run_text(test, max_batch_size=3, max_queue_delay_us=0)
 
 
-def test_a_queue_that_fits_one_batch_is_taken_whole_whatever_the_lengths() -> None:
+def test_a_queue_of_similar_lengths_that_fits_one_batch_is_taken_whole() -> None:
     async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
         model.gate.clear()
         first = asyncio.ensure_future(batcher.submit(sequences(5, 1)))
         await model.started.wait()
-        queued = [asyncio.ensure_future(batcher.submit(sequences(n, n))) for n in (10, 100, 12)]
+        queued = [asyncio.ensure_future(batcher.submit(sequences(n, n))) for n in (10, 30, 12)]
         await asyncio.sleep(0.05)
         model.gate.set()
         await asyncio.gather(first, *queued)
-        assert [b.shape for b in model.batches] == [(1, 5), (3, 100)]
+        assert [b.shape for b in model.batches] == [(1, 5), (3, 30)]
+
+    run_text(test, max_batch_size=4, max_queue_delay_us=0)
+
+
+@pytest.mark.parametrize("outlier_first", [False, True])
+def test_short_requests_are_never_padded_to_an_outlier(outlier_first: bool) -> None:
+    """However shallow the queue, a request 100x longer runs alone (issue 12): padding a
+    batch to it would make every other request in the batch pay for its size."""
+
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        model.gate.clear()
+        first = asyncio.ensure_future(batcher.submit(sequences(5, 1)))
+        await model.started.wait()
+        lengths = (1000, 10, 12) if outlier_first else (10, 1000, 12)
+        queued = [asyncio.ensure_future(batcher.submit(sequences(n, n))) for n in lengths]
+        await asyncio.sleep(0.05)
+        model.gate.set()
+        await asyncio.gather(first, *queued)
+        shapes = [b.shape for b in model.batches]
+        expected = [(1, 1000), (2, 12)] if outlier_first else [(2, 12), (1, 1000)]
+        assert shapes == [(1, 5), *expected]
 
     run_text(test, max_batch_size=4, max_queue_delay_us=0)
 

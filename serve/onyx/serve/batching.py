@@ -8,8 +8,9 @@ axis and an async `run` function, and:
 * keeps at most `max_concurrent_batches` batches in flight, so under load requests pile up while
   the model is busy and the next batch comes out larger (adaptive batching for free);
 * splits a request larger than `max_batch_size` into chunks and reassembles the results in order;
-* when more is queued than one batch holds and inputs have a length (text), takes the oldest
-  request and, from the next few, those closest to it in length, so batches pad less;
+* when inputs have a length (text), takes the oldest request and, from the next few, those
+  closest to it in length, never padding an input to more than `MAX_PADDING_RATIO` times its own
+  length: a request of 100x the usual length runs alone, it never makes others pay for it;
 * refuses work beyond `max_queue_size` queued rows at once (`Overloaded`), so memory stays bounded;
 * drops requests whose deadline passed or whose caller was cancelled before they reach the model;
 * fails *every* request of a failing batch, so nobody waits forever.
@@ -45,6 +46,10 @@ Collate = Callable[[Sequence[np.ndarray]], np.ndarray]
 Length = Callable[[np.ndarray], int]
 # How far past the oldest request the batcher looks for requests of a similar length, in batches.
 LOOKAHEAD_BATCHES = 4
+# An input with a length is padded to at most this many times its own length in a batch...
+MAX_PADDING_RATIO = 2
+# ... unless the batch's longest is this short anyway (padding short sequences costs nothing).
+PADDING_SLACK_LENGTH = 32
 
 
 @dataclass(frozen=True)
@@ -203,8 +208,7 @@ class DynamicBatcher:
         window = list(itertools.islice(self._queue, self.policy.max_batch_size * LOOKAHEAD_BATCHES))
         dead = _dead(window)
         live = [item for item in window if item not in dead]
-        deep = self._queued_rows - sum(item.rows for item in dead) > self.policy.max_batch_size
-        if self._length is not None and deep and live:
+        if self._length is not None and live:
             chosen = self._closest_in_length(live, self._length)
         else:
             chosen = self._oldest_first(live)
@@ -231,16 +235,22 @@ class DynamicBatcher:
 
     def _closest_in_length(self, live: list[_Item], length: Length) -> list[_Item]:
         """The oldest request, then those of the next few closest to it in length (the oldest
-        of equals first): every request still reaches the front, and batches pad less."""
-        target = length(live[0].inputs)
-        ranked = sorted(range(len(live)), key=lambda i: (abs(length(live[i].inputs) - target), i))
+        of equals first) while the padding stays bounded: every request still reaches the
+        front, and batches pad little."""
+        lengths = [length(item.inputs) for item in live]
+        target = lengths[0]
+        ranked = sorted(range(len(live)), key=lambda i: (abs(lengths[i] - target), i))
         batch: list[_Item] = []
-        rows = 0
+        rows, shortest, longest = 0, target, target
         for index in ranked:
-            item = live[index]
-            if rows + item.rows <= self.policy.max_batch_size:
-                batch.append(item)
-                rows += item.rows
+            item, size = live[index], lengths[index]
+            low, high = min(shortest, size), max(longest, size)
+            if rows + item.rows > self.policy.max_batch_size:
+                continue
+            if batch and high > max(PADDING_SLACK_LENGTH, MAX_PADDING_RATIO * low):
+                continue
+            batch.append(item)
+            rows, shortest, longest = rows + item.rows, low, high
         return sorted(batch, key=lambda item: item.enqueued)
 
     def _launch(self, batch: list[_Item]) -> tuple[list[_Item], Awaitable[np.ndarray], float]:
