@@ -5,6 +5,8 @@ python -m pytest tests/train/test_publish.py
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -76,6 +78,33 @@ def test_publish_adds_a_self_describing_version_and_nothing_else(tmp_path: Path)
     described = version_config(model_dir, 2)
     assert list(described.labels) == OTHER_LABELS and described.export.opset == 17
     assert described.batching.max_batch_size == 8  # the policy is the model's, set once
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_published_files_are_readable_by_others_under_the_umask(tmp_path: Path, umask: int) -> None:
+    """mkdtemp/mkstemp make 0700/0600; a server running as another uid (the image's 10001)
+    could not read the version (issue 12). Modes follow the umask, as plain files would."""
+    old = os.umask(umask)
+    try:
+        source = exported(tmp_path / "v1")
+        (source / MODEL_FILE).chmod(0o600)  # whatever export left, the copy follows the umask
+        publish(tmp_path / "models", whole_config(), source)
+    finally:
+        os.umask(old)
+    model_dir = tmp_path / "models" / "tiny"
+    modes = {
+        str(p.relative_to(model_dir)): stat.S_IMODE(p.stat().st_mode)
+        for p in [model_dir, *model_dir.rglob("*")]
+    }
+    want_file, want_dir = 0o666 & ~umask, 0o777 & ~umask
+    assert modes == {
+        ".": want_dir,
+        CONFIG_FILE: want_file,
+        "1": want_dir,
+        f"1/{MODEL_FILE}": want_file,
+        f"1/{VERSION_CONFIG_FILE}": want_file,
+        "1/export.json": want_file,
+    }
 
 
 def test_publishing_beside_an_old_layout_model_leaves_its_config(tmp_path: Path) -> None:

@@ -140,7 +140,16 @@ def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+        # mkstemp makes 0600; a server running as another user must read it (0644 usually).
+        os.fchmod(handle.fileno(), umasked(0o666))
     Path(tmp).replace(path)
+
+
+def umasked(mode: int) -> int:
+    """`mode` less the process umask: what `open()` / `mkdir()` would have created."""
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mode & ~mask
 
 
 def validate_config(config: pb.ModelConfig, source: str) -> None:

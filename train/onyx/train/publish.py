@@ -4,6 +4,8 @@ A version is immutable and describes itself: its folder holds model.onnx, model.
 tensors, preprocessing, tokenizer, provenance) and any side files (vocabulary, export.json). The
 files are assembled in a hidden staging folder inside the model's directory and renamed into
 place, so a polling server sees either no new version or a complete one, never half a file.
+Files and folders get the modes the umask gives (usually 0644 and 0755, not mkdtemp's 0700), so
+a server running as another user (the image's uid 10001) can read them.
 Nothing else changes: the model's config.pbtxt (serving policy) is written only when the model
 does not exist yet, so publishing v2 never changes how v1 is served (and never reloads it).
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE, next_version
-from onyx.serve.model_config import save_config, save_version_config, split_config
+from onyx.serve.model_config import save_config, save_version_config, split_config, umasked
 
 
 def publish(repository: Path, config: pb.ModelConfig, files_dir: Path) -> tuple[int, Path]:
@@ -30,9 +32,11 @@ def publish(repository: Path, config: pb.ModelConfig, files_dir: Path) -> tuple[
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=".staging-"))
     try:
+        staging.chmod(umasked(0o777))
         for path in files_dir.iterdir():
             if path.is_file():
                 shutil.copy2(path, staging / path.name)
+                (staging / path.name).chmod(umasked(0o666))
         save_version_config(description, staging / VERSION_CONFIG_FILE)
         # Policy before the first version: a version must never be seen without a config.
         if not (model_dir / CONFIG_FILE).exists():
