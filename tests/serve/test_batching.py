@@ -250,6 +250,40 @@ def test_a_large_request_is_split_across_batches_and_reassembled() -> None:
     run(test, max_batch_size=4, max_queue_delay_us=1000)
 
 
+def test_a_large_request_takes_turns_with_requests_that_arrive_after_it() -> None:
+    """Its next chunk is queued only when the last one is done, behind what arrived meanwhile:
+    a huge request cannot make everyone wait for its whole size (issue 12)."""
+
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        model.gate.clear()
+        large = asyncio.ensure_future(batcher.submit(rows(0, 6)))  # three chunks of 2
+        await model.started.wait()
+        small = asyncio.ensure_future(batcher.submit(rows(100, 1)))
+        await asyncio.sleep(0.02)
+        assert batcher.queued_rows == 1  # only the small one: chunk 2 waits for its turn
+        model.gate.set()
+        np.testing.assert_array_equal(await large, rows(0, 6) * 2)
+        np.testing.assert_array_equal(await small, rows(100, 1) * 2)
+        assert model.sizes == [2, 1, 2, 2]
+
+    run(test, max_batch_size=2, max_queue_delay_us=0)
+
+
+def test_a_cancelled_large_request_leaves_nothing_behind() -> None:
+    async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
+        model.gate.clear()
+        large = asyncio.ensure_future(batcher.submit(rows(0, 6)))
+        await model.started.wait()
+        large.cancel()
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        # The whole queue is free again: no rows of the cancelled chunks are still counted.
+        np.testing.assert_array_equal(await batcher.submit(rows(9, 6)), rows(9, 6) * 2)
+        assert model.sizes == [2, 2, 2, 2] and batcher.queued_rows == 0
+
+    run(test, max_batch_size=2, max_queue_delay_us=0, max_queue_size=6)
+
+
 def test_a_failing_batch_fails_every_request_in_it() -> None:
     async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
         model.fail_with = RuntimeError("boom")

@@ -8,6 +8,8 @@ axis and an async `run` function, and:
 * keeps at most `max_concurrent_batches` batches in flight, so under load requests pile up while
   the model is busy and the next batch comes out larger (adaptive batching for free);
 * splits a request larger than `max_batch_size` into chunks and reassembles the results in order;
+  the chunks take turns with other requests (one queued at a time per concurrent batch), so a
+  huge request cannot hold the model while everyone else waits behind it;
 * when inputs have a length (text), takes the oldest request and, from the next few, those
   closest to it in length, never padding an input to more than `MAX_PADDING_RATIO` times its own
   length: a request of 100x the usual length runs alone, it never makes others pay for it;
@@ -115,6 +117,8 @@ class DynamicBatcher:
         self._observer = observer
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
+        # Rows of chunked requests not queued yet (they wait for their turn; see `_chunked`).
+        self._held_rows = 0
         self._arrived = asyncio.Event()
         self._slots = asyncio.Semaphore(policy.max_concurrent_batches)
         self._running: set[asyncio.Task[None]] = set()
@@ -139,20 +143,46 @@ class DynamicBatcher:
         rows = int(inputs.shape[0])
         if rows == 0:
             raise ValueError("submit() needs at least one row")
-        if self._queued_rows + rows > self.policy.max_queue_size:
+        if self._queued_rows + self._held_rows + rows > self.policy.max_queue_size:
             raise Overloaded(
-                f"queue full: {self._queued_rows} inputs queued, max_queue_size is "
-                f"{self.policy.max_queue_size}; retry later"
+                f"queue full: {self._queued_rows + self._held_rows} inputs queued, "
+                f"max_queue_size is {self.policy.max_queue_size}; retry later"
             )
-        step = self.policy.max_batch_size
-        items = [self._enqueue(inputs[i : i + step], deadline) for i in range(0, rows, step)]
+        if rows <= self.policy.max_batch_size:
+            return await self._one(inputs, deadline)
+        return await self._chunked(inputs, deadline)
+
+    async def _one(self, inputs: np.ndarray, deadline: float | None) -> np.ndarray:
+        item = self._enqueue(inputs, deadline)
         try:
-            results = await asyncio.gather(*(item.future for item in items))
+            return await item.future
         except BaseException:
-            for item in items:  # a cancelled caller takes its queued chunks with it
-                item.future.cancel()
+            item.future.cancel()  # a cancelled caller takes its queued input with it
             raise
-        return concatenate(results)
+
+    async def _chunked(self, inputs: np.ndarray, deadline: float | None) -> np.ndarray:
+        """A request larger than a batch goes in chunk by chunk, at most one per concurrent
+        batch queued or running at once, each next chunk behind what arrived meanwhile: a big
+        request takes turns with the others, it never holds the model for its whole size."""
+        step = self.policy.max_batch_size
+        chunks = [inputs[i : i + step] for i in range(0, len(inputs), step)]
+        turns = asyncio.Semaphore(self.policy.max_concurrent_batches)
+        waiting = set(range(len(chunks)))  # chunks not queued yet: counted as queued rows
+        self._held_rows += len(inputs)
+
+        async def chunk(index: int) -> np.ndarray:
+            async with turns:
+                waiting.discard(index)
+                self._held_rows -= len(chunks[index])
+                return await self._one(chunks[index], deadline)
+
+        tasks = [asyncio.ensure_future(chunk(index)) for index in range(len(chunks))]
+        try:
+            return concatenate(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+            self._held_rows -= sum(len(chunks[index]) for index in waiting)
 
     def _enqueue(self, inputs: np.ndarray, deadline: float | None) -> _Item:
         item = _Item(inputs, asyncio.get_running_loop().create_future(), deadline)
@@ -164,7 +194,7 @@ class DynamicBatcher:
     async def close(self) -> None:
         """Stop accepting, finish everything queued and in flight, then stop."""
         self._closed = True
-        while self._queue or self._running:
+        while self._queue or self._running or self._held_rows:
             await asyncio.sleep(0.001)
         if self._loop_task is not None:
             self._loop_task.cancel()
