@@ -6,6 +6,7 @@ python -m pytest tests/serve/test_hostile_repository.py
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -209,3 +210,29 @@ def test_late_external_data_is_loaded_when_it_lands(
     response = client.Classify(tensor_request(random_batch(2), model="late"))
     assert len(response.results) == 2
     assert np.isfinite([c.score for r in response.results for c in r.classes]).all()
+
+
+@pytest.mark.parametrize("broken", [CONFIG_FILE, f"1/{VERSION_CONFIG_FILE}"])
+def test_once_a_broken_file_is_fixed_the_reason_no_longer_says_reload_failed(
+    tmp_path: Path, broken: str
+) -> None:
+    async def main() -> None:
+        root = tmp_path / "models"
+        write_image_model(root, "tiny")
+        path = root / "tiny" / broken
+        good = path.read_text()
+        repository = Repository(root)
+        await repository.load_all()
+        path.write_text(f"{SECRET} {{\n")
+        await repository.poll()
+        model = repository.get("tiny")
+        shown = " ".join([model.reason, *(v.reason for v in model.versions.values())])
+        assert model.ready and "reload failed" in shown and SECRET not in shown
+        path.write_text(good.replace("2000", "1000") if broken == CONFIG_FILE else good)
+        await repository.poll()
+        model = repository.get("tiny")
+        shown = " ".join([model.reason, *(v.reason for v in model.versions.values())])
+        assert model.ready and shown.strip() == ""
+        await repository.close()
+
+    asyncio.run(main())
