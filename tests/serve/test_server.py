@@ -195,10 +195,11 @@ def test_expired_and_cancelled_requests_never_reach_the_model(
     server = start_server(root, observers=sizes)
     client = stub(server.address)
     # Enough queued work ahead of them that the cancel surely lands while the cancelled request
-    # still waits its turn (one request of 256 rows was too little on a fast, idle machine).
+    # still waits its turn (one request of 256 rows was too little on a fast, idle machine). As
+    # batch-sized requests: the chunks of a larger one take turns with later arrivals.
     busy = [
-        client.Classify.future(tensor_request(random_batch(256, seed=i)), timeout=120)
-        for i in range(3)
+        client.Classify.future(tensor_request(random_batch(8, seed=i)), timeout=120)
+        for i in range(96)
     ]
     started = time.monotonic()
     while not sizes.sizes:  # the model is working through the big requests
@@ -211,7 +212,7 @@ def test_expired_and_cancelled_requests_never_reach_the_model(
     threading.Event().wait(0.02)
     assert not busy[-1].done(), "the model finished too fast for this test to mean anything"
     assert cancelled.cancel()
-    assert [len(call.result().results) for call in busy] == [256] * 3
+    assert [len(call.result().results) for call in busy] == [8] * 96
     assert sum(sizes.sizes) == 3 * 256  # neither the late nor the cancelled request ran
     assert client.Classify(tensor_request(random_batch(2)), timeout=30).version == 1
 
