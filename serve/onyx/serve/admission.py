@@ -1,0 +1,206 @@
+"""Admission control: inference requests the server cannot take are refused at once, and counted.
+
+Without it, a server past its capacity lets requests pile up in gRPC's and asyncio's queues until
+their deadlines pass there (CANCELLED, never seen by Onyx's code), and every accepted request
+waits behind them. Here each inference RPC (Classify, ModelInfer) passes a front door first:
+
+* at most `max_inflight` requests are handled at once by the server, and at most
+  `max_inflight_per_model` by one model; beyond them a request is answered RESOURCE_EXHAUSTED
+  straight away (the client may retry, elsewhere or later);
+* a request whose deadline is too close for the work already admitted ahead of it (the model's
+  requests in flight times its recent busy seconds per request) is refused the same way, at once,
+  instead of waiting to expire in the batch queue.
+
+Every refusal is counted by reason (`onyx_requests_refused_total{model,reason}`); a model name no
+configured model has is counted as "" so clients cannot grow the label set.
+
+    admission = Admission(AdmissionPolicy(max_inflight=256), known=lambda name: name in models)
+    with admission.admit("pets", time_remaining_s=0.5):   # raises Refused
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+
+from onyx.serve.errors import Overloaded, ServeError
+
+# Weight of the newest sample in a model's busy-seconds-per-request average: about the last 16
+# completions count, so one slow batch does not close the door and a burst is seen quickly.
+_SMOOTHING = 1 / 16
+# The inference RPCs the door guards, and the request field that names their model. Streams
+# are bounded by their window (--stream-window); health, metadata and reflection always pass.
+INFERENCE_METHODS = {
+    "/onyx.v1.Classifier/Classify": "model",
+    "/inference.GRPCInferenceService/ModelInfer": "model_name",
+}
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+
+
+class Refused(Overloaded):
+    """RESOURCE_EXHAUSTED: beyond a bound, or the deadline cannot be met; `reason` is the label."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RefusalCounter(Protocol):
+    """Counts a refusal (the metrics' `refused` counter is one)."""
+
+    def labels(self, model: str, reason: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class AdmissionPolicy:
+    # Inference requests handled at once by the server (0: no bound).
+    max_inflight: int = 256
+    # ... and by one model (0: only the server's bound).
+    max_inflight_per_model: int = 0
+
+
+@dataclass
+class _ModelLoad:
+    """Requests of one model in flight, and the model's recent busy seconds per request."""
+
+    inflight: int = 0
+    # Since when the model has been busy without a completion being counted.
+    mark: float = 0.0
+    seconds_per_request: float | None = None
+
+    def started(self, now: float) -> None:
+        if self.inflight == 0:
+            self.mark = now
+        self.inflight += 1
+
+    def finished(self, now: float) -> None:
+        # Only busy time counts: at a low rate the model idles between requests, and the rate
+        # of arrivals must not pass for its capacity.
+        busy, self.mark = now - self.mark, now
+        self.inflight -= 1
+        previous = self.seconds_per_request
+        self.seconds_per_request = (
+            busy if previous is None else previous + _SMOOTHING * (busy - previous)
+        )
+
+    def expected_wait_s(self) -> float:
+        return self.inflight * (self.seconds_per_request or 0.0)
+
+
+@dataclass
+class Admission:
+    policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
+    # Whether a model name is one the server has (its label; others are counted as "").
+    known: Callable[[str], bool] = lambda _name: True
+    refused: RefusalCounter | None = None
+    inflight: int = 0
+    _models: dict[str, _ModelLoad] = field(default_factory=dict)
+    _idle: asyncio.Event | None = None
+
+    @contextlib.contextmanager
+    def admit(self, model: str, time_remaining_s: float | None = None) -> Iterator[None]:
+        """Hold a place for one request of `model` while the block runs; raises `Refused` when
+        it cannot be taken."""
+        load = self.enter(model, time_remaining_s)
+        try:
+            yield
+        finally:
+            self.leave(load)
+
+    def enter(self, model: str, time_remaining_s: float | None) -> _ModelLoad:
+        """Take a place (or raise, as `admit`); give it back with `leave`."""
+        label = model if self.known(model) else ""
+        load = self._models.get(label)
+        if load is None:
+            load = self._models[label] = _ModelLoad()
+        self._check(label, load, time_remaining_s)
+        self.inflight += 1
+        load.started(time.monotonic())
+        return load
+
+    def leave(self, load: _ModelLoad) -> None:
+        self.inflight -= 1
+        load.finished(time.monotonic())
+        if self.inflight == 0 and self._idle is not None:
+            self._idle.set()
+
+    def _check(self, label: str, load: _ModelLoad, remaining: float | None) -> None:
+        bound, per_model = self.policy.max_inflight, self.policy.max_inflight_per_model
+        if bound and self.inflight >= bound:
+            why = f"server busy: {bound} requests in flight (--max-inflight-requests)"
+            self._refuse(label, "inflight", f"{why}; retry later")
+        if per_model and load.inflight >= per_model:
+            why = f"model busy: {per_model} requests in flight (--max-inflight-per-model)"
+            self._refuse(label, "model_inflight", f"{why}; retry later")
+        wait = load.expected_wait_s()
+        if remaining is not None and remaining <= wait:
+            why = f"about {wait:.3f}s of work ahead, {max(remaining, 0):.3f}s left"
+            self._refuse(label, "deadline", f"cannot start before the deadline: {why}")
+
+    def _refuse(self, label: str, reason: str, message: str) -> None:
+        self._count(label, reason)
+        raise Refused(message, reason)
+
+    def _count(self, label: str, reason: str) -> None:
+        if self.refused is not None:
+            self.refused.labels(label, reason).inc()
+
+    async def wait_idle(self, timeout_s: float | None) -> bool:
+        """Wait until no admitted request is in flight; False if `timeout_s` passed first."""
+        if self.inflight == 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+
+class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Puts the inference RPCs behind `admission`; a refusal is answered with its status code."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        method: str = details.method
+        cached = self._wrapped.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(details)
+        field_name = INFERENCE_METHODS.get(method)
+        if handler is None or field_name is None or handler.unary_unary is None:
+            return handler
+        self._wrapped[method] = wrapped = grpc.unary_unary_rpc_method_handler(
+            self._guard(handler.unary_unary, field_name),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+        return wrapped
+
+    def _guard(self, behaviour: Any, field_name: str) -> Any:
+        admission = self._admission
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                load = admission.enter(getattr(request, field_name), context.time_remaining())
+            except ServeError as exc:
+                await context.abort(grpc.StatusCode[exc.code], str(exc))
+                raise AssertionError("unreachable: context.abort raises") from exc
+            try:
+                return await behaviour(request, context)
+            finally:
+                admission.leave(load)
+
+        return guarded
