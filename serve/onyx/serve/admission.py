@@ -101,6 +101,8 @@ class Admission:
     known: Callable[[str], bool] = lambda _name: True
     refused: RefusalCounter | None = None
     inflight: int = 0
+    # When the last RPC of any kind reached the application (time.monotonic()).
+    last_arrival: float = 0.0
     _models: dict[str, _ModelLoad] = field(default_factory=dict)
     _idle: asyncio.Event | None = None
 
@@ -152,16 +154,18 @@ class Admission:
         if self.refused is not None:
             self.refused.labels(label, reason).inc()
 
-    async def wait_idle(self, timeout_s: float | None) -> bool:
-        """Wait until no admitted request is in flight; False if `timeout_s` passed first."""
-        if self.inflight == 0:
-            return True
-        self._idle = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
+    async def quiet(self, quiet_s: float, timeout_s: float) -> None:
+        """Wait until no RPC has arrived for `quiet_s` (at most `timeout_s`).
+
+        gRPC cancels the calls it has received but not yet handed to the application when the
+        server stops; the application takes them one by one as the event loop allows. Once no
+        call has come for a while, none is left waiting there."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout_s
+        while (left := self.last_arrival + quiet_s - time.monotonic()) > 0:
+            if loop.time() >= give_up:
+                return
+            await asyncio.sleep(min(left, max(give_up - loop.time(), 0.0)))
 
 
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -175,6 +179,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self, continuation: Continuation, details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         method: str = details.method
+        self._admission.last_arrival = time.monotonic()
         cached = self._wrapped.get(method)
         if cached is not None:
             return cached

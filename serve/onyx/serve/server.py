@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -43,6 +44,9 @@ from onyx.serve.version import ObserverFactory
 log = logging.getLogger(__name__)
 
 CLASSIFIER_SERVICE = api.DESCRIPTOR.services_by_name["Classifier"].full_name
+# Before stopping, wait until no call has arrived for this long: gRPC cancels the calls it has
+# received but not yet handed to the application (see `Admission.quiet`).
+QUIET_S = 0.25
 # Health entries besides the overall one (""); each says whether the server is ready.
 SERVICES = (CLASSIFIER_SERVICE, KSERVE_SERVICE)
 
@@ -85,7 +89,9 @@ class RunningServer:
         self.kserve.serving = False
         await self.health.enter_graceful_shutdown()
         await asyncio.sleep(delay_s)
-        await self.stop(grace_s)
+        started = time.monotonic()
+        await self.admission.quiet(QUIET_S, grace_s)
+        await self.stop(max(grace_s - (time.monotonic() - started), 0.0))
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Refuse new calls, let in-flight ones finish within `grace_s`, then unload models."""
@@ -286,8 +292,9 @@ async def serve(config: ServerConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info(
-        "draining: health NOT_SERVING; accepting requests for %.1fs more, then finishing those "
-        "received within %.1fs",
+        "draining: health NOT_SERVING; %d inference requests in flight; accepting for %.1fs "
+        "more, then finishing those received within %.1fs",
+        running.admission.inflight,
         config.drain_delay_s,
         config.grace_s,
     )
