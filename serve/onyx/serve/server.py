@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -155,7 +156,7 @@ async def create_server(
         config.lenient_readiness, metrics=metrics,
     )  # fmt: skip
     try:
-        running.port = _listen(server, f"{config.host}:{config.port}", config.tls)
+        running.port = _listen(server, config.host, config.port, config.tls, config.reuse_port)
         if metrics is not None and config.metrics_port is not None:
             running.metrics_endpoint = _serve_metrics(metrics, config)
         await repository.load_all()
@@ -229,7 +230,12 @@ def _add_services(
     return kserve, health_servicer
 
 
-def _listen(server: grpc.aio.Server, address: str, tls: TlsConfig | None) -> int:
+def _listen(
+    server: grpc.aio.Server, host: str, port: int, tls: TlsConfig | None, reuse_port: bool
+) -> int:
+    address = f"{host}:{port}"
+    if port and not reuse_port:
+        _check_free(host, port)  # before gRPC, which logs its own multi-line complaint
     try:
         if tls is None:
             port: int = server.add_insecure_port(address)
@@ -246,6 +252,26 @@ def _listen(server: grpc.aio.Server, address: str, tls: TlsConfig | None) -> int
             "(--reuse-port lets several servers share a port)"
         ) from cause
     return port
+
+
+def _check_free(host: str, port: int) -> None:
+    """Raise ListenError if `host:port` cannot be bound now (another server has it)."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        found = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return  # gRPC resolves it its own way and says so
+    for family, kind, proto, _name, address in found:
+        with socket.socket(family, kind, proto) as probe:
+            # As gRPC does: a port held only by connections closing (TIME_WAIT) is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise ListenError(
+                    f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server? "
+                    "--reuse-port lets several servers share a port)"
+                ) from exc
 
 
 def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
