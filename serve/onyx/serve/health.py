@@ -69,11 +69,13 @@ class HealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
         """Send the service's status now and on every change; end after the shutdown's."""
         last = None
         while True:
+            # Read before the status: once stopping, the status read next is the last one.
+            stopping = self.stopping
             status = self.status(request.service)
             if status != last:  # written outside the lock: a slow client holds up nobody
                 await context.write(health_pb2.HealthCheckResponse(status=status))
                 last = status
-            if self.stopping:
+            if stopping:
                 return
             async with self._changed:
                 if self.status(request.service) == last and not self.stopping:
