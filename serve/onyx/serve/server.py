@@ -236,22 +236,20 @@ def _listen(
     address = f"{host}:{port}"
     if port and not reuse_port:
         _check_free(host, port)  # before gRPC, which logs its own multi-line complaint
+    bound, cause = 0, None
     try:
         if tls is None:
-            port: int = server.add_insecure_port(address)
+            bound = server.add_insecure_port(address)
         else:
-            port = server.add_secure_port(address, server_credentials(tls))
+            bound = server.add_secure_port(address, server_credentials(tls))
     except RuntimeError as exc:  # gRPC's "failed to bind"
-        port = 0
-        cause: BaseException | None = exc
-    else:
-        cause = None
-    if port == 0:
+        cause = exc
+    if bound == 0:
         raise ListenError(
             f"cannot listen on {address}: address in use or not available "
             "(--reuse-port lets several servers share a port)"
         ) from cause
-    return port
+    return bound
 
 
 def _check_free(host: str, port: int) -> None:
