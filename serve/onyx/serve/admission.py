@@ -26,11 +26,11 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import grpc
 
-from onyx.serve.errors import Overloaded, ServeError
+from onyx.serve.errors import InvalidInput, Overloaded, ServeError
 
 # Weight of the newest sample in a model's busy-seconds-per-request average: about the last 16
 # completions count, so one slow batch does not close the door and a burst is seen quickly.
@@ -133,11 +133,20 @@ class Admission:
         if self.inflight == 0 and self._idle is not None:
             self._idle.set()
 
-    def _check(self, label: str, load: _ModelLoad, remaining: float | None) -> None:
-        bound, per_model = self.policy.max_inflight, self.policy.max_inflight_per_model
+    def check_server_bound(self) -> None:
+        """Raise `Refused` if the server is at its bound: known before the request is read, so
+        the refusal is counted with model ""."""
+        self._check_server_bound("")
+
+    def _check_server_bound(self, label: str) -> None:
+        bound = self.policy.max_inflight
         if bound and self.inflight >= bound:
             why = f"server busy: {bound} requests in flight (--max-inflight-requests)"
             self._refuse(label, "inflight", f"{why}; retry later")
+
+    def _check(self, label: str, load: _ModelLoad, remaining: float | None) -> None:
+        self._check_server_bound(label)
+        per_model = self.policy.max_inflight_per_model
         if per_model and load.inflight >= per_model:
             why = f"model busy: {per_model} requests in flight (--max-inflight-per-model)"
             self._refuse(label, "model_inflight", f"{why}; retry later")
@@ -169,7 +178,10 @@ class Admission:
 
 
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Puts the inference RPCs behind `admission`; a refusal is answered with its status code."""
+    """Puts the inference RPCs behind `admission`; a refusal is answered with its status code.
+
+    The server's bound is checked before the request is even parsed, so a refusal costs as
+    little as gRPC allows; the model's bound and the deadline once its name is read."""
 
     def __init__(self, admission: Admission) -> None:
         self._admission = admission
@@ -178,8 +190,8 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
+        # Called once per method (outer interceptors may cache): per-call work is in `guarded`.
         method: str = details.method
-        self._admission.last_arrival = time.monotonic()
         cached = self._wrapped.get(method)
         if cached is not None:
             return cached
@@ -188,24 +200,37 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or field_name is None or handler.unary_unary is None:
             return handler
         self._wrapped[method] = wrapped = grpc.unary_unary_rpc_method_handler(
-            self._guard(handler.unary_unary, field_name),
-            handler.request_deserializer,
+            self._guard(handler, field_name),
+            None,  # raw bytes: `guarded` parses them once admitted
             handler.response_serializer,
         )
         return wrapped
 
-    def _guard(self, behaviour: Any, field_name: str) -> Any:
+    def _guard(self, handler: grpc.RpcMethodHandler, field_name: str) -> Any:
         admission = self._admission
+        behaviour, parse = handler.unary_unary, handler.request_deserializer
 
-        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def guarded(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            admission.last_arrival = time.monotonic()
+            try:
+                admission.check_server_bound()
+                request = parse(raw) if parse is not None else raw
+            except ServeError as exc:
+                await _abort(context, exc)
+            except Exception as exc:  # the message does not parse: the client's fault
+                await _abort(context, InvalidInput(f"the request cannot be parsed: {exc}"))
             try:
                 load = admission.enter(getattr(request, field_name), context.time_remaining())
             except ServeError as exc:
-                await context.abort(grpc.StatusCode[exc.code], str(exc))
-                raise AssertionError("unreachable: context.abort raises") from exc
+                await _abort(context, exc)
             try:
                 return await behaviour(request, context)
             finally:
                 admission.leave(load)
 
         return guarded
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: ServeError) -> NoReturn:
+    await context.abort(grpc.StatusCode[error.code], str(error))
+    raise AssertionError("unreachable: context.abort raises")

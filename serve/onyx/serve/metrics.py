@@ -86,7 +86,8 @@ class ServerMetrics:
             f"{PREFIX}_requests_refused",
             "Inference requests refused before running, by reason: inflight (the server's bound), "
             "model_inflight (the model's), deadline (cannot start in time), queue_full (the "
-            "batch queue's bound). Model is '' when the server has no such model.",
+            "batch queue's bound). Model is '' when the server has no such model, and for the "
+            "server's bound (decided before the request is read).",
             ["model", "reason"], registry=r,
         )  # fmt: skip
         self.grpc = GrpcMetrics(r)
