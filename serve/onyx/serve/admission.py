@@ -31,6 +31,7 @@ from typing import Any, NoReturn, Protocol
 import grpc
 
 from onyx.serve.errors import InvalidInput, Overloaded, ServeError
+from onyx.serve.rpc import status_code
 
 # Weight of the newest sample in a model's busy-seconds-per-request average: about the last 16
 # completions count, so one slow batch does not close the door and a burst is seen quickly.
@@ -232,5 +233,5 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: ServeError) -> NoReturn:
-    await context.abort(grpc.StatusCode[error.code], str(error))
+    await context.abort(status_code(error), str(error))
     raise AssertionError("unreachable: context.abort raises")

@@ -6,7 +6,8 @@
 
 Besides `onyx.v1.Classifier` it serves KServe v2's `inference.GRPCInferenceService`, the standard
 `grpc.health.v1.Health` (overall, per service, and one service name per model, kept in step with
-reloads) and server reflection, so `grpcurl`, Triton clients and health probes work unchanged.
+reloads) and server reflection (v1 and v1alpha), so `grpcurl`, Triton clients and health probes
+work unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
@@ -37,6 +37,7 @@ from onyx.serve.kserve import SERVICE_NAME as KSERVE_SERVICE
 from onyx.serve.kserve import KServeServicer
 from onyx.serve.metrics import HttpsFiles, MetricsEndpoint, ServerMetrics
 from onyx.serve.pipeline import Pipeline
+from onyx.serve.reflection import enable_reflection
 from onyx.serve.repository import Repository, RepositoryOptions
 from onyx.serve.runtime import RuntimeOptions
 from onyx.serve.servicer import ClassifierServicer
@@ -224,9 +225,7 @@ def _add_services(
     kv2_grpc.add_GRPCInferenceServiceServicer_to_server(kserve, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [CLASSIFIER_SERVICE, KSERVE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    enable_reflection([CLASSIFIER_SERVICE, KSERVE_SERVICE, health.SERVICE_NAME], server)
     return kserve, health_servicer
 
 
