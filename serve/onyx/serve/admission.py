@@ -102,10 +102,9 @@ class Admission:
     known: Callable[[str], bool] = lambda _name: True
     refused: RefusalCounter | None = None
     inflight: int = 0
-    # When the last RPC of any kind reached the application (time.monotonic()).
+    # When the last inference call reached the application (time.monotonic()): see `quiet`.
     last_arrival: float = 0.0
     _models: dict[str, _ModelLoad] = field(default_factory=dict)
-    _idle: asyncio.Event | None = None
 
     @contextlib.contextmanager
     def admit(self, model: str, time_remaining_s: float | None = None) -> Iterator[None]:
@@ -131,8 +130,6 @@ class Admission:
     def leave(self, load: _ModelLoad) -> None:
         self.inflight -= 1
         load.finished(time.monotonic())
-        if self.inflight == 0 and self._idle is not None:
-            self._idle.set()
 
     def check_server_bound(self) -> None:
         """Raise `Refused` if the server is at its bound: known before the request is read, so
