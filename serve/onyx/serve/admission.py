@@ -30,7 +30,7 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 
-from onyx.serve.errors import InvalidInput, Overloaded, ServeError
+from onyx.serve.errors import InvalidInput, Refused, ServeError
 from onyx.serve.rpc import status_code
 
 # Weight of the newest sample in a model's busy-seconds-per-request average: about the last 16
@@ -43,14 +43,6 @@ INFERENCE_METHODS = {
     "/inference.GRPCInferenceService/ModelInfer": "model_name",
 }
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
-
-
-class Refused(Overloaded):
-    """RESOURCE_EXHAUSTED: beyond a bound, or the deadline cannot be met; `reason` is the label."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class RefusalCounter(Protocol):
