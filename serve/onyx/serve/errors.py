@@ -58,7 +58,7 @@ class Refused(ServeError):
 
     code = "RESOURCE_EXHAUSTED"
 
-    def __init__(self, message: str, reason: str = "overloaded") -> None:
+    def __init__(self, message: str = "", reason: str = "overloaded") -> None:
         super().__init__(message)
         self.reason = reason
 
