@@ -160,3 +160,21 @@ def test_a_request_that_cannot_start_in_time_is_refused_not_left_to_expire(
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, info.value.details()
     assert refused(metrics, "tiny", "deadline") == 1
     assert all(call.result() for call in ahead)
+
+
+def test_the_batch_queue_bound_is_counted_as_a_refusal(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    config = image_config(max_batch_size=1, max_queue_delay_us=0, max_queue_size=2)
+    write_image_model(root, "tiny", 1, config=config, hidden_layers=12)
+    metrics = ServerMetrics(CollectorRegistry(), process=False)
+    server_config = ServerConfig(repository=root, host="127.0.0.1", port=0, max_inflight_requests=0)
+    with ServerThread(server_config, metrics=metrics) as server:
+        client = api_grpc.ClassifierStub(grpc.insecure_channel(server.address))
+        calls = [
+            client.Classify.future(tensor_request(random_batch(1, seed=i)), timeout=60)
+            for i in range(24)
+        ]
+        errors = [call.exception() for call in calls]
+    codes = [error.code() for error in errors if error is not None]
+    assert codes and set(codes) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert refused(metrics, "tiny", "queue_full") == len(codes)
