@@ -2,7 +2,7 @@
 #
 #   docker build -t onyx:serve .                    # serving image
 #   docker build -t onyx:train --target train .     # with torch, for train/export
-#   docker run -p 50051:50051 -p 9090:9090 -v "$PWD/models:/models" onyx:serve
+#   docker run -p 50051:50051 -p 50052:50052 -v "$PWD/models:/models" onyx:serve
 #   docker build --target smoke .                   # serve a tiny model inside the image, check it
 #
 # BASE_IMAGE may point at a locally built Debian/Python base where no registry is reachable.
@@ -48,7 +48,7 @@ RUN pip install --no-cache-dir /wheels/*.whl \
 assert u.find_spec('torch') is None, 'torch in the serving image'"
 USER 10001
 WORKDIR /models
-EXPOSE 50051 9090
+EXPOSE 50051 50052
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
     CMD ["python", "-c", "import grpc, sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; s = g.HealthStub(grpc.insecure_channel('localhost:50051')).Check(h.HealthCheckRequest(), timeout=2).status; sys.exit(0 if s == h.HealthCheckResponse.SERVING else 1)"]
 ENTRYPOINT ["onyx"]

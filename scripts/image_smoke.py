@@ -24,7 +24,7 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.serve.client import Client
 from tests.serve.tiny_models import LABELS, png_bytes, write_image_model
 
-PORT, METRICS_PORT = 50051, 9090
+PORT, METRICS_PORT = 50051, 50052
 
 
 def main() -> None:

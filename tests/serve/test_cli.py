@@ -53,7 +53,7 @@ def test_help_shows_an_env_var_and_the_default_for_every_option() -> None:
     assert "command line, its environment variable (env var: ...), the --config TOML file" in flat
 
 
-def test_nothing_given_serves_the_dataclass_defaults_and_metrics_on_9090(
+def test_nothing_given_serves_the_dataclass_defaults_and_metrics_on_the_default_port(
     served: list[ServerConfig],
 ) -> None:
     assert serve([]).exit_code == 0

@@ -43,7 +43,7 @@ def start_process(repository: Path, *flags: str) -> tuple[subprocess.Popen[str],
             "--port",
             "0",
             "--metrics-port",
-            "0",  # never collide with whatever listens on the default 9090
+            "0",  # never collide with whatever listens on the default port
             *flags,
         ],
         cwd=ROOT,

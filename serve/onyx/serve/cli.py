@@ -16,6 +16,7 @@ from onyx.serve.bulk import BulkJob, classify_folder
 from onyx.serve.client import Client, as_json_records, format_table
 from onyx.serve.config import DEFAULT_PORT, ServerConfig
 from onyx.serve.options import ConfigCommand, Given, config_options, given_fields, precedence_epilog
+from onyx.serve.server import ListenError
 from onyx.serve.server import serve as run_server
 
 SERVE_EPILOG = f"""\b
@@ -44,7 +45,10 @@ def serve_command(config: ServerConfig) -> None:
 
     configure_logging(config.log_level)
     config = resolve_serve_config(config, given_fields(click.get_current_context()))
-    asyncio.run(run_server(config))
+    try:
+        asyncio.run(run_server(config))
+    except ListenError as exc:  # a busy port: one line, exit 1, no traceback
+        raise click.ClickException(str(exc)) from None
 
 
 def resolve_serve_config(config: ServerConfig, given: Mapping[str, Given]) -> ServerConfig:

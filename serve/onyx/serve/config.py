@@ -14,7 +14,11 @@ from typing import Any, Literal
 from onyx.serve.inputs import InputLimits
 
 DEFAULT_PORT = 50051
-DEFAULT_METRICS_PORT = 9090
+# The gRPC port's neighbour, and no well-known service's: 9090 is Prometheus's own, 8002
+# Triton's metrics, 9100-9999 the Prometheus exporters' allocated range.
+DEFAULT_METRICS_PORT = 50052
+# Inference requests (Classify, ModelInfer) in flight at once before new ones are refused.
+DEFAULT_MAX_INFLIGHT = 256
 LogLevel = Literal["debug", "info", "warning", "error"]
 # Defined here, not beside their users (`runtime`, `repository`, which re-export them), so that
 # reading the configuration (`onyx serve --help`, tools) never imports ONNX Runtime.
@@ -60,6 +64,14 @@ class ServerConfig:
         default=DEFAULT_PORT,
         metadata=_meta("gRPC port (0: any free port).", _LISTEN, aliases=("-p",), min=0, max=65535),
     )
+    reuse_port: bool = field(
+        default=False,
+        metadata=_meta(
+            "Let other processes listen on the same port (SO_REUSEPORT; for several workers). "
+            "Off: a busy port is an error.",
+            _LISTEN,
+        ),
+    )
     device: Device = field(
         default="auto",
         metadata=_meta("auto uses CUDA when a GPU and driver are present, else CPU.", _RUNTIME),
@@ -100,10 +112,49 @@ class ServerConfig:
     grace_s: float = field(
         default=10.0,
         metadata=_meta(
-            "Seconds in-flight requests get to finish on SIGTERM.",
+            "Seconds the requests received get to finish once the server stops accepting.",
             _LISTEN,
             aliases=("--grace",),
             min=0,
+        ),
+    )
+    # Kubernetes removes a terminating pod from its endpoints while it is told SIGTERM: requests
+    # keep coming for a few seconds, and must not be refused.
+    drain_delay_s: float = field(
+        default=0.0,
+        metadata=_meta(
+            "On SIGTERM: seconds to keep accepting requests, health NOT_SERVING, before "
+            "stopping (Kubernetes: a few seconds, e.g. 5).",
+            _LISTEN,
+            aliases=("--drain-delay",),
+            min=0,
+        ),
+    )
+    max_inflight_requests: int = field(
+        default=DEFAULT_MAX_INFLIGHT,
+        metadata=_meta(
+            "Inference requests handled at once; more are refused RESOURCE_EXHAUSTED at once "
+            "(0: no bound).",
+            _LISTEN,
+            min=0,
+        ),
+    )
+    max_inflight_per_model: int = field(
+        default=0,
+        metadata=_meta(
+            "Inference requests one model handles at once; more are refused RESOURCE_EXHAUSTED "
+            "(0: only --max-inflight-requests).",
+            _LISTEN,
+            min=0,
+        ),
+    )
+    # Triton's default: a probe should not route traffic to a server missing a model.
+    lenient_readiness: bool = field(
+        default=False,
+        metadata=_meta(
+            "Ready once started, whatever the models (default: ready only when every model "
+            "configured to load has a ready version).",
+            _MODELS,
         ),
     )
     model_control: ModelControl = field(
@@ -155,6 +206,18 @@ class ServerConfig:
             min=0,
             max=65535,
             cli_default=DEFAULT_METRICS_PORT,
+        ),
+    )
+    metrics_host: str | None = field(
+        default=None,
+        metadata=_meta("Interface /metrics listens on (none: --host's).", _METRICS),
+    )
+    metrics_tls: bool = field(
+        default=True,
+        metadata=_meta(
+            "With --tls-cert: serve /metrics over HTTPS with the same certificate, asking for "
+            "client certificates signed by --tls-client-ca when it is set.",
+            _METRICS,
         ),
     )
     # Applied by `onyx serve`; the library leaves logging to its caller.

@@ -7,6 +7,7 @@
     ├── NotAllowed           FAILED_PRECONDITION the server's mode forbids it (e.g. explicit load)
     ├── LimitExceeded        RESOURCE_EXHAUSTED  a configured limit; the message names the limit
     ├── Overloaded           RESOURCE_EXHAUSTED  the queue is full; retry later
+    ├── Refused              RESOURCE_EXHAUSTED  turned away at the door (admission); `reason`
     ├── DeadlineExpired      DEADLINE_EXCEEDED   the deadline passed while the request was queued
     ├── InferenceFailed      INTERNAL            the runtime failed on a batch
     └── ConfigError          INTERNAL            a model config unreadable or at odds with its file
@@ -49,6 +50,17 @@ class LimitExceeded(ServeError):
 
 class Overloaded(ServeError):
     code = "RESOURCE_EXHAUSTED"
+
+
+class Refused(ServeError):
+    """Turned away before any work (`onyx.serve.admission`): beyond an in-flight bound, or the
+    deadline cannot be met; `reason` is the metrics label."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str = "", reason: str = "overloaded") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class DeadlineExpired(ServeError):

@@ -69,12 +69,14 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
         self._model_control = model_control
         # Flipped off on shutdown so load balancers stop sending before the port closes.
         self.serving = True
+        # Whether every model the server is configured to load is ready (kept by the server).
+        self.models_ready = True
 
     async def ServerLive(self, request: kv2.ServerLiveRequest, context: Context) -> Any:
         return kv2.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request: kv2.ServerReadyRequest, context: Context) -> Any:
-        return kv2.ServerReadyResponse(ready=self.serving)
+        return kv2.ServerReadyResponse(ready=self.serving and self.models_ready)
 
     @answers_errors
     async def ModelReady(self, request: kv2.ModelReadyRequest, context: Context) -> Any:

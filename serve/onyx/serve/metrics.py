@@ -6,7 +6,8 @@ Labels are bounded: model and version come only from the repository (unknown mod
 requests are counted by the gRPC metrics, never as labels).
 
     metrics = ServerMetrics(CollectorRegistry())      # tests: a fresh registry each
-    metrics.serve_http(9090)                           # GET :9090/metrics
+    endpoint = metrics.serve_http(50052, "127.0.0.1")  # GET :50052/metrics
+    endpoint.close()
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
@@ -29,7 +32,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from onyx.serve.errors import code_name
+from onyx.serve.errors import Overloaded, code_name
 
 if TYPE_CHECKING:
     from onyx.serve.repository import Repository
@@ -79,6 +82,14 @@ class ServerMetrics:
             f"{PREFIX}_model_loads", "Model version loads that succeeded (a reload counts again).",
             MODEL_LABELS, registry=r,
         )  # fmt: skip
+        self.refused = Counter(
+            f"{PREFIX}_requests_refused",
+            "Inference requests refused before running, by reason: inflight (the server's bound), "
+            "model_inflight (the model's), deadline (cannot start in time), queue_full (the "
+            "batch queue's bound). Model is '' when the server has no such model, and for the "
+            "server's bound (decided before the request is read).",
+            ["model", "reason"], registry=r,
+        )  # fmt: skip
         self.grpc = GrpcMetrics(r)
         self._series: dict[tuple[str, int], ModelSeries] = {}
         if process:
@@ -121,10 +132,45 @@ class ServerMetrics:
             self.batch_failures.labels(*labels),
         )
 
-    def serve_http(self, port: int, host: str = "0.0.0.0") -> int:
-        """Serve GET /metrics in a background thread; returns the bound port (0 picks one)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return int(server.server_port)
+    def serve_http(self, port: int, host: str, tls: HttpsFiles | None = None) -> MetricsEndpoint:
+        """Serve GET /metrics in a background thread (HTTPS with `tls`); 0 picks a free port.
+
+        Raises OSError when the address is taken."""
+        server, _thread = start_http_server(
+            port,
+            addr=_unbracketed(host),
+            registry=self.registry,
+            certfile=str(tls.cert) if tls else None,
+            keyfile=str(tls.key) if tls else None,
+            client_cafile=str(tls.client_ca) if tls and tls.client_ca else None,
+            client_auth_required=bool(tls and tls.client_ca),
+        )
+        return MetricsEndpoint(server, int(server.server_port))
+
+
+@dataclass(frozen=True)
+class HttpsFiles:
+    cert: Path
+    key: Path
+    # When set, scrapers must present a certificate this CA signed.
+    client_ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class MetricsEndpoint:
+    """The running /metrics HTTP server."""
+
+    server: WSGIServer
+    port: int
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _unbracketed(host: str) -> str:
+    """gRPC writes IPv6 hosts in brackets ("[::]"); sockets want them bare ("::")."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def _latency(registry: CollectorRegistry, name: str, documentation: str) -> Histogram:
@@ -242,6 +288,7 @@ class ModelSeries:
         self.request_seconds = metrics.request_seconds.labels(*labels)
         self.preprocess_seconds = metrics.preprocess_seconds.labels(*labels)
         self.inputs = metrics.inputs.labels(*labels)
+        self.refused_queue_full = metrics.refused.labels(model, "queue_full")
         self._by_code: dict[str, Counter] = {}
 
     def requests(self, code: str) -> Counter:
@@ -273,6 +320,8 @@ class RequestTracker:
         series = self._series
         series.inflight.dec()
         series.requests(_code_name(exc)).inc()
+        if isinstance(exc, Overloaded):  # the batch queue's bound; admission counts its own
+            series.refused_queue_full.inc()
         series.request_seconds.observe(time.perf_counter() - self._started)
         if exc is None:
             series.inputs.inc(self.inputs)

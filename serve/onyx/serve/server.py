@@ -6,7 +6,8 @@
 
 Besides `onyx.v1.Classifier` it serves KServe v2's `inference.GRPCInferenceService`, the standard
 `grpc.health.v1.Health` (overall, per service, and one service name per model, kept in step with
-reloads) and server reflection, so `grpcurl`, Triton clients and health probes work unchanged.
+reloads) and server reflection (v1 and v1alpha), so `grpcurl`, Triton clients and health probes
+work unchanged.
 """
 
 from __future__ import annotations
@@ -16,23 +17,28 @@ import contextlib
 import logging
 import os
 import signal
+import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2_grpc
 
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
+from onyx.serve.admission import Admission, AdmissionInterceptor, AdmissionPolicy
 from onyx.serve.config import ServerConfig, TlsConfig
 from onyx.serve.decoding import DecodeErrors
+from onyx.serve.errors import ModelNotFound
+from onyx.serve.health import HealthServicer, publish_health
 from onyx.serve.interceptor import MetricsInterceptor
 from onyx.serve.kserve import SERVICE_NAME as KSERVE_SERVICE
 from onyx.serve.kserve import KServeServicer
-from onyx.serve.metrics import ServerMetrics
+from onyx.serve.metrics import HttpsFiles, MetricsEndpoint, ServerMetrics
 from onyx.serve.pipeline import Pipeline
+from onyx.serve.reflection import enable_reflection
 from onyx.serve.repository import Repository, RepositoryOptions
 from onyx.serve.runtime import RuntimeOptions
 from onyx.serve.servicer import ClassifierServicer
@@ -41,8 +47,15 @@ from onyx.serve.version import ObserverFactory
 log = logging.getLogger(__name__)
 
 CLASSIFIER_SERVICE = api.DESCRIPTOR.services_by_name["Classifier"].full_name
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# Before stopping, wait until no call has arrived for this long: gRPC cancels the calls it has
+# received but not yet handed to the application (see `Admission.quiet`).
+QUIET_S = 0.25
+# Health entries besides the overall one (""); each says whether the server is ready.
+SERVICES = (CLASSIFIER_SERVICE, KSERVE_SERVICE)
+
+
+class ListenError(OSError):
+    """A port the server was told to listen on cannot be had (busy, or a bad address)."""
 
 
 @dataclass
@@ -50,15 +63,38 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     repository: Repository
-    health: health.aio.HealthServicer
+    health: HealthServicer
     preprocess: ThreadPoolExecutor
     kserve: KServeServicer
+    admission: Admission
+    lenient_readiness: bool = False
     watcher: asyncio.Task[None] | None = None
     metrics: ServerMetrics | None = None
-    # Where GET /metrics is served, when it is.
-    metrics_port: int | None = None
+    # GET /metrics, when it is served.
+    metrics_endpoint: MetricsEndpoint | None = None
     # Model names health has been published for (a removed model turns NOT_SERVING).
     published: set[str] = field(default_factory=set)
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.metrics_endpoint.port if self.metrics_endpoint is not None else None
+
+    async def publish_health(self) -> None:
+        """Readiness from the repository, to health and KServe's ServerReady."""
+        self.kserve.models_ready = await publish_health(
+            self.health, self.repository, SERVICES, self.lenient_readiness, self.published
+        )
+
+    async def drain(self, delay_s: float, grace_s: float) -> None:
+        """Kubernetes' way (SIGTERM): NOT_SERVING at once and every health Watch ended, requests
+        still accepted for `delay_s` (load balancers take that long to notice), then no new
+        ones, and those received get `grace_s` to finish."""
+        self.kserve.serving = False
+        await self.health.enter_graceful_shutdown()
+        await asyncio.sleep(delay_s)
+        started = time.monotonic()
+        await self.admission.quiet(QUIET_S, grace_s)
+        await self.stop(max(grace_s - (time.monotonic() - started), 0.0))
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Refuse new calls, let in-flight ones finish within `grace_s`, then unload models."""
@@ -69,6 +105,8 @@ class RunningServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.watcher
         await self.server.stop(grace_s)
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
         await self.repository.close()
         self.preprocess.shutdown(wait=False)
 
@@ -91,7 +129,8 @@ async def create_server(
     metrics: ServerMetrics | None = None,
     observers: ObserverFactory | None = None,
 ) -> RunningServer:
-    """Load the repository and start serving it; `config.port` 0 picks a free port.
+    """Take the ports, load the repository and start serving it; `config.port` 0 picks a free
+    port. A port that cannot be had raises `ListenError` before any model loads.
 
     Metrics go to `metrics` (tests pass a fresh registry), or to a new `ServerMetrics` unless
     `config.metrics` is off. `observers` makes one BatchObserver per model version (default:
@@ -101,65 +140,139 @@ async def create_server(
         metrics = ServerMetrics()
     if observers is None and metrics is not None:
         observers = metrics.batch_observer
-    options = repository_options(config, metrics)
-    repository = Repository(config.repository, options, observers)
-    await repository.load_all()
+    repository = Repository(config.repository, repository_options(config, metrics), observers)
     preprocess = ThreadPoolExecutor(
         max_workers=config.preprocess_threads or os.cpu_count() or 1,
         thread_name_prefix="preprocess",
     )
-    pipeline = Pipeline(repository, preprocess, metrics.track if metrics is not None else None)
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-        ],
-        interceptors=[
-            *([MetricsInterceptor(metrics.grpc)] if metrics is not None else []),
-            DecodeErrors(),  # unparsable requests: INVALID_ARGUMENT naming the field
-        ],
+    admission = Admission(
+        AdmissionPolicy(config.max_inflight_requests, config.max_inflight_per_model),
+        known=lambda name: _has_model(repository, name),
+        refused=metrics.refused if metrics is not None else None,
     )
+    server = grpc_server(config, admission, metrics)
+    pipeline = Pipeline(repository, preprocess, metrics.track if metrics is not None else None)
     kserve, health_servicer = _add_services(server, pipeline, config)
-    port = _listen(server, f"{config.host}:{config.port}", config.tls)
+    running = RunningServer(
+        server, 0, repository, health_servicer, preprocess, kserve, admission,
+        config.lenient_readiness, metrics=metrics,
+    )  # fmt: skip
+    try:
+        running.port = _listen(server, config.host, config.port, config.tls, config.reuse_port)
+        if metrics is not None and config.metrics_port is not None:
+            running.metrics_endpoint = _serve_metrics(metrics, config)
+        await repository.load_all()
+    except BaseException:
+        await running.stop(None)  # nothing left for asyncio.run to find half-closed
+        raise
     await server.start()
-    running = RunningServer(server, port, repository, health_servicer, preprocess, kserve)
-    running.metrics = metrics
     if metrics is not None:
         metrics.watch(repository)
-        if config.metrics_port is not None:
-            running.metrics_port = metrics.serve_http(config.metrics_port)
-    await publish_health(running)
-    repository.on_change = lambda: publish_health(running)
+    await running.publish_health()
+    repository.on_change = running.publish_health
     if config.model_control == "poll":
         running.watcher = asyncio.ensure_future(watch(repository, config.poll_interval_s))
     return running
 
 
+def grpc_server(
+    config: ServerConfig, admission: Admission, metrics: ServerMetrics | None
+) -> grpc.aio.Server:
+    """The gRPC server: metrics outermost (so refusals are counted too), then admission."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        AdmissionInterceptor(admission),
+        DecodeErrors(),  # unparsable requests: INVALID_ARGUMENT naming the field
+    ]
+    if metrics is not None:
+        interceptors.insert(0, MetricsInterceptor(metrics.grpc))
+    return grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            # gRPC's default (on) lets a second server take a busy port and split the traffic.
+            ("grpc.so_reuseport", 1 if config.reuse_port else 0),
+        ],
+        interceptors=interceptors,
+    )
+
+
+def _has_model(repository: Repository, name: str) -> bool:
+    try:
+        repository.get(name)
+    except ModelNotFound:
+        return False
+    return True
+
+
+def _serve_metrics(metrics: ServerMetrics, config: ServerConfig) -> MetricsEndpoint:
+    """GET /metrics on --metrics-host (else --host), over the gRPC certificate when TLS is on."""
+    assert config.metrics_port is not None
+    host = config.metrics_host if config.metrics_host is not None else config.host
+    tls = config.tls if config.metrics_tls else None
+    files = HttpsFiles(tls.cert, tls.key, tls.client_ca) if tls is not None else None
+    try:
+        return metrics.serve_http(config.metrics_port, host, files)
+    except OSError as exc:
+        raise ListenError(
+            f"cannot serve metrics on {host}:{config.metrics_port}: {exc.strerror or exc}"
+        ) from exc
+
+
 def _add_services(
     server: grpc.aio.Server, pipeline: Pipeline, config: ServerConfig
-) -> tuple[KServeServicer, health.aio.HealthServicer]:
+) -> tuple[KServeServicer, HealthServicer]:
     """onyx.v1 and KServe v2 over one pipeline, plus health and reflection, on one port."""
     api_grpc.add_ClassifierServicer_to_server(
         ClassifierServicer(pipeline, config.limits, config.stream_window), server
     )
     kserve = KServeServicer(pipeline, config.limits, config.model_control, config.stream_window)
     kv2_grpc.add_GRPCInferenceServiceServicer_to_server(kserve, server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [CLASSIFIER_SERVICE, KSERVE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    enable_reflection([CLASSIFIER_SERVICE, KSERVE_SERVICE, health.SERVICE_NAME], server)
     return kserve, health_servicer
 
 
-def _listen(server: grpc.aio.Server, address: str, tls: TlsConfig | None) -> int:
-    if tls is None:
-        port: int = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, server_credentials(tls))
-    if port == 0:
-        raise OSError(f"cannot listen on {address}")
-    return port
+def _listen(
+    server: grpc.aio.Server, host: str, port: int, tls: TlsConfig | None, reuse_port: bool
+) -> int:
+    address = f"{host}:{port}"
+    if port and not reuse_port:
+        _check_free(host, port)  # before gRPC, which logs its own multi-line complaint
+    bound, cause = 0, None
+    try:
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, server_credentials(tls))
+    except RuntimeError as exc:  # gRPC's "failed to bind"
+        cause = exc
+    if bound == 0:
+        raise ListenError(
+            f"cannot listen on {address}: address in use or not available "
+            "(--reuse-port lets several servers share a port)"
+        ) from cause
+    return bound
+
+
+def _check_free(host: str, port: int) -> None:
+    """Raise ListenError if `host:port` cannot be bound now (another server has it)."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        found = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return  # gRPC resolves it its own way and says so
+    for family, kind, proto, _name, address in found:
+        with socket.socket(family, kind, proto) as probe:
+            # As gRPC does: a port held only by connections closing (TIME_WAIT) is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise ListenError(
+                    f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server? "
+                    "--reuse-port lets several servers share a port)"
+                ) from exc
 
 
 def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
@@ -181,26 +294,15 @@ async def watch(repository: Repository, interval_s: float) -> None:
             log.exception("polling the model repository failed; trying again next time")
 
 
-async def publish_health(running: RunningServer) -> None:
-    """Overall SERVING, the two APIs, and one entry per model by its name."""
-    await running.health.set("", SERVING)
-    await running.health.set(CLASSIFIER_SERVICE, SERVING)
-    await running.health.set(KSERVE_SERVICE, SERVING)
-    models = running.repository.models()
-    for model in models:
-        await running.health.set(model.name, SERVING if model.ready else NOT_SERVING)
-    for gone in running.published - {m.name for m in models}:
-        await running.health.set(gone, NOT_SERVING)
-    running.published |= {m.name for m in models}
-
-
 async def serve(config: ServerConfig) -> None:
     """Run until SIGTERM or SIGINT, then drain in-flight requests within `config.grace_s`."""
     running = await create_server(config)
     models = running.repository.models()
     ready = [m.name for m in models if m.ready]
     if running.metrics_port is not None:
-        log.info("metrics on http://%s:%d/metrics", config.host, running.metrics_port)
+        scheme = "https" if config.tls is not None and config.metrics_tls else "http"
+        host = config.metrics_host if config.metrics_host is not None else config.host
+        log.info("metrics on %s://%s:%d/metrics", scheme, host, running.metrics_port)
     log.info(
         "serving %d/%d models from %s on %s:%d (ready: %s; model control %s)",
         len(ready),
@@ -216,6 +318,12 @@ async def serve(config: ServerConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    log.info("shutting down: finishing in-flight requests (grace %.1fs)", config.grace_s)
-    await running.stop(config.grace_s)
+    log.info(
+        "draining: health NOT_SERVING; %d inference requests in flight; accepting for %.1fs "
+        "more, then finishing those received within %.1fs",
+        running.admission.inflight,
+        config.drain_delay_s,
+        config.grace_s,
+    )
+    await running.drain(config.drain_delay_s, config.grace_s)
     log.info("stopped")
