@@ -78,12 +78,21 @@ class BatchObserver(Protocol):
     def batch_finished(self, size: int, compute_s: float, ok: bool) -> None: ...
 
 
+@dataclass
+class Stages:
+    """Where one submitted request spent its time (statistics): `submit` fills it in."""
+
+    queue_s: float = 0.0  # queued until its last chunk went to the model
+    infer_s: float = 0.0  # from then until its outputs were back
+
+
 @dataclass(eq=False)  # each queued request is itself: identity, not field, equality
 class _Item:
     inputs: np.ndarray
     future: asyncio.Future[np.ndarray]
     deadline: float | None  # time.monotonic() seconds
     enqueued: float = field(default_factory=time.monotonic)
+    launched: float | None = None  # when its batch went to the model
 
     @property
     def rows(self) -> int:
@@ -124,10 +133,13 @@ class DynamicBatcher:
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._form_batches())
 
-    async def submit(self, inputs: np.ndarray, deadline: float | None = None) -> np.ndarray:
+    async def submit(
+        self, inputs: np.ndarray, deadline: float | None = None, stages: Stages | None = None
+    ) -> np.ndarray:
         """Queue `inputs` (n rows) and return the model's n output rows, in order.
 
-        `deadline` is a `time.monotonic()` instant after which the request is dropped unrun.
+        `deadline` is a `time.monotonic()` instant after which the request is dropped unrun;
+        `stages`, when given, receives the request's time queued and on the model.
         """
         if self._closed:
             raise ModelNotReady("model is unloading; no new requests are accepted")
@@ -147,6 +159,11 @@ class DynamicBatcher:
             for item in items:  # a cancelled caller takes its queued chunks with it
                 item.future.cancel()
             raise
+        if stages is not None:
+            done = time.monotonic()
+            launched = max(item.launched or done for item in items)
+            stages.queue_s = launched - items[0].enqueued
+            stages.infer_s = done - launched
         return concatenate(results)
 
     def _enqueue(self, inputs: np.ndarray, deadline: float | None) -> _Item:
@@ -247,6 +264,8 @@ class DynamicBatcher:
         """Collate `batch` and start the model on it; returns what `_finish_batch` awaits."""
         rows = sum(item.rows for item in batch)
         started = time.monotonic()
+        for item in batch:
+            item.launched = started
         if self._observer is not None:
             self._observer.batch_started(rows, [started - item.enqueued for item in batch])
         try:

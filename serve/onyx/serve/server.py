@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
+from onyx.serve.batching import BatchObserver
 from onyx.serve.config import ServerConfig, TlsConfig
 from onyx.serve.interceptor import MetricsInterceptor
 from onyx.serve.kserve import SERVICE_NAME as KSERVE_SERVICE
@@ -33,8 +34,10 @@ from onyx.serve.kserve import KServeServicer
 from onyx.serve.metrics import ServerMetrics
 from onyx.serve.pipeline import Pipeline
 from onyx.serve.repository import Repository, RepositoryOptions
+from onyx.serve.rest import RestServer
 from onyx.serve.runtime import RuntimeOptions
 from onyx.serve.servicer import ClassifierServicer
+from onyx.serve.statistics import Statistics
 from onyx.serve.version import ObserverFactory
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,9 @@ class RunningServer:
     metrics: ServerMetrics | None = None
     # Where GET /metrics is served, when it is.
     metrics_port: int | None = None
+    # The KServe v2 REST binding and its port, when `--http-port` is set.
+    rest: RestServer | None = None
+    http_port: int | None = None
     # Model names health has been published for (a removed model turns NOT_SERVING).
     published: set[str] = field(default_factory=set)
 
@@ -67,7 +73,8 @@ class RunningServer:
             self.watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.watcher
-        await self.server.stop(grace_s)
+        rest_stopped = self.rest.stop() if self.rest is not None else asyncio.sleep(0)
+        await asyncio.gather(self.server.stop(grace_s), rest_stopped)
         await self.repository.close()
         self.preprocess.shutdown(wait=False)
 
@@ -100,14 +107,20 @@ async def create_server(
         metrics = ServerMetrics()
     if observers is None and metrics is not None:
         observers = metrics.batch_observer
-    options = repository_options(config, metrics)
-    repository = Repository(config.repository, options, observers)
+    statistics = Statistics()
+    repository = Repository(
+        config.repository,
+        repository_options(config, metrics),
+        _with_statistics(statistics, observers),
+    )
     await repository.load_all()
     preprocess = ThreadPoolExecutor(
         max_workers=config.preprocess_threads or os.cpu_count() or 1,
         thread_name_prefix="preprocess",
     )
-    pipeline = Pipeline(repository, preprocess, metrics.track if metrics is not None else None)
+    pipeline = Pipeline(
+        repository, preprocess, metrics.track if metrics is not None else None, statistics
+    )
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -119,6 +132,16 @@ async def create_server(
     port = _listen(server, f"{config.host}:{config.port}", config.tls)
     await server.start()
     running = RunningServer(server, port, repository, health_servicer, preprocess, kserve)
+    if config.http_port is not None:
+        running.rest = await RestServer.start(
+            kserve,
+            config.host,
+            config.http_port,
+            config.max_message_bytes,
+            config.tls,
+            config.grace_s,
+        )
+        running.http_port = running.rest.port
     running.metrics = metrics
     if metrics is not None:
         metrics.watch(repository)
@@ -129,6 +152,16 @@ async def create_server(
     if config.model_control == "poll":
         running.watcher = asyncio.ensure_future(watch(repository, config.poll_interval_s))
     return running
+
+
+def _with_statistics(statistics: Statistics, observers: ObserverFactory | None) -> ObserverFactory:
+    """Each version's batch observer: the statistics' own, plus `observers`' one if any."""
+
+    def observer(model: str, version: int) -> BatchObserver:
+        other = observers(model, version) if observers is not None else None
+        return statistics.observing(model, version, other)
+
+    return observer
 
 
 def _add_services(
@@ -197,6 +230,8 @@ async def serve(config: ServerConfig) -> None:
     ready = [m.name for m in models if m.ready]
     if running.metrics_port is not None:
         log.info("metrics on http://%s:%d/metrics", config.host, running.metrics_port)
+    if running.http_port is not None:
+        log.info("KServe v2 REST on %s:%d", config.host, running.http_port)
     log.info(
         "serving %d/%d models from %s on %s:%d (ready: %s; model control %s)",
         len(ready),
