@@ -142,10 +142,7 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
     async def infer(
         self, request: kv2.ModelInferRequest, deadline: float | None
     ) -> kv2.ModelInferResponse:
-        if len(request.inputs) != 1:
-            raise InvalidInput(f"Onyx models take one input, the request has {len(request.inputs)}")
-        tensor = request.inputs[0]
-        raw = raw_input(request)
+        tensor, raw = chosen_input(request)
         limits = self._limits
         return await self._pipeline.answer(
             request.model_name,
@@ -209,6 +206,27 @@ def infer_response(request: kv2.ModelInferRequest, result: Inferred) -> kv2.Mode
     for output in wanted:
         add_output(response, output, result.outputs, result.config)
     return response
+
+
+def chosen_input(
+    request: kv2.ModelInferRequest,
+) -> tuple[kv2.ModelInferRequest.InferInputTensor, bytes | None]:
+    """The input a request is answered from, and its raw contents if sent raw.
+
+    Metadata declares the model's tensor and its BYTES alternative, both optional, and a request
+    sends one of them; perf_analyzer's generated (random) data fills every declared input, so a
+    request with one tensor and one BYTES input is answered from the tensor.
+    """
+    inputs = list(request.inputs)
+    kinds = [tensor.datatype == "BYTES" for tensor in inputs]
+    if len(inputs) == 2 and sorted(kinds) == [False, True]:
+        index = kinds.index(False)
+    elif len(inputs) == 1:
+        index = 0
+    else:
+        raise InvalidInput(f"Onyx models take one input, the request has {len(inputs)}")
+    raw = raw_input(request)  # checks raw_input_contents has one entry per input
+    return inputs[index], None if raw is None else request.raw_input_contents[index]
 
 
 def bytes_input_name(config: pb.ModelConfig) -> str:
