@@ -7,7 +7,10 @@ and plain HTTP requests for health, errors and the binary-data extension.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -25,7 +28,8 @@ from onyx.serve.background import ServerThread
 from onyx.serve.config import TlsConfig
 from onyx.serve.kserve_tensors import join_bytes
 from onyx.serve.preprocess import image_bytes_to_array
-from tests.serve.test_process import self_signed
+from tests.checkout import PYTHONPATH
+from tests.serve.test_process import ROOT, self_signed
 from tests.serve.tiny_models import (
     image_config,
     png_bytes,
@@ -343,3 +347,28 @@ def test_rest_uses_the_servers_tls(tmp_path: Path, start_server: Start) -> None:
         assert response.status == 200
     with pytest.raises(OSError):  # plaintext against the TLS port: refused or hung up
         urllib.request.urlopen(url.replace("https", "http"), timeout=30)
+
+
+def test_onyx_serve_opens_the_rest_port_from_its_environment_variable(tmp_path: Path) -> None:
+    write_image_model(tmp_path / "models", "tiny", 1)
+    command = [sys.executable, "-m", "onyx", "serve", "-r", str(tmp_path / "models")]
+    command += ["--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "ONYX_HTTP_PORT": "0"}
+    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stderr is not None
+    try:
+        port = None
+        for line in process.stderr:
+            found = re.search(r"KServe v2 REST on 127\.0\.0\.1:(\d+)", line)
+            port = int(found.group(1)) if found else port
+            if "serving " in line:
+                break
+        assert port is not None, "no REST port reported"
+        status, _, body = http(f"http://127.0.0.1:{port}/v2/models/tiny/ready")
+        assert (status, json.loads(body)) == (200, {"ready": True})
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
