@@ -6,11 +6,13 @@ and plain HTTP requests for health, errors and the binary-data extension.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -25,9 +27,10 @@ import numpy as np
 import pytest
 
 from onyx.serve.background import ServerThread
-from onyx.serve.config import TlsConfig
+from onyx.serve.config import ServerConfig, TlsConfig
 from onyx.serve.kserve_tensors import join_bytes
 from onyx.serve.preprocess import image_bytes_to_array
+from onyx.serve.server import create_server
 from tests.checkout import PYTHONPATH
 from tests.serve.test_process import ROOT, self_signed
 from tests.serve.tiny_models import (
@@ -372,3 +375,16 @@ def test_onyx_serve_opens_the_rest_port_from_its_environment_variable(tmp_path: 
         if process.poll() is None:
             process.kill()
         process.stderr.close()
+
+
+def test_a_taken_rest_port_fails_the_start(tmp_path: Path) -> None:
+    write_image_model(tmp_path, "tiny", 1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = ServerConfig(
+            repository=tmp_path, host="127.0.0.1", port=0, http_port=port, metrics=False
+        )
+        with pytest.raises(OSError, match=str(port)):
+            asyncio.run(create_server(config))

@@ -107,12 +107,9 @@ async def create_server(
         metrics = ServerMetrics()
     if observers is None and metrics is not None:
         observers = metrics.batch_observer
+    options = repository_options(config, metrics)
     statistics = Statistics()
-    repository = Repository(
-        config.repository,
-        repository_options(config, metrics),
-        _with_statistics(statistics, observers),
-    )
+    repository = Repository(config.repository, options, _with_statistics(statistics, observers))
     await repository.load_all()
     preprocess = ThreadPoolExecutor(
         max_workers=config.preprocess_threads or os.cpu_count() or 1,
@@ -133,14 +130,18 @@ async def create_server(
     await server.start()
     running = RunningServer(server, port, repository, health_servicer, preprocess, kserve)
     if config.http_port is not None:
-        running.rest = await RestServer.start(
-            kserve,
-            config.host,
-            config.http_port,
-            config.max_message_bytes,
-            config.tls,
-            config.grace_s,
-        )
+        try:
+            running.rest = await RestServer.start(
+                kserve,
+                config.host,
+                config.http_port,
+                config.max_message_bytes,
+                config.tls,
+                config.grace_s,
+            )
+        except BaseException:  # e.g. the port is taken: close what started, then fail
+            await running.stop(0)
+            raise
         running.http_port = running.rest.port
     running.metrics = metrics
     if metrics is not None:
