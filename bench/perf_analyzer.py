@@ -2,6 +2,7 @@
 
     python bench/perf_analyzer.py                        # bench/models resnet18, c=1 and c=16
     python bench/perf_analyzer.py -c 1,4,16 --rounds 5 --json
+    python bench/perf_analyzer.py --protocol http         # KServe v2 REST (`--http-port`)
 
 `onyx bench` generates load from Python: on a 2-core machine its client spends part of a core and
 a few hundred microseconds per request that are then timed as the server's. perf_analyzer is the
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from onyx.bench.baseline import BaselineResult, measure, newest_model_file
-from onyx.bench.runner import spawned_server
+from onyx.bench.runner import free_port, spawned_server
 from onyx.serve.dtypes import DTYPES
 from onyx.serve.layout import version_config
 
@@ -104,12 +105,13 @@ def binary_environment(binary: Path) -> dict[str, str]:
 
 
 def run_level(
-    binary: Path, env: dict[str, str], address: str, model: str, concurrency: int, window_ms: int
-) -> Level:
+    binary: Path, env: dict[str, str], address: str, model: str, concurrency: int, window_ms: int,
+    protocol: str = "grpc",
+) -> Level:  # fmt: skip
     with tempfile.TemporaryDirectory() as work:
         report = Path(work) / "levels.csv"
         command = [
-            str(binary), "-m", model, "-i", "grpc", "-u", address, "-b", "1",
+            str(binary), "-m", model, "-i", protocol, "-u", address, "-b", "1",
             "--concurrency-range", str(concurrency), "--measurement-interval", str(window_ms),
             "--percentile", "50", "--stability-percentage", "20", "--max-trials", "6",
             "-f", str(report),
@@ -156,9 +158,10 @@ def raw_round(
 def one_round(
     binary: Path, env: dict[str, str], address: str, model: str, concurrency: list[int],
     window_ms: int, raw: tuple[Path, np.ndarray, int], raw_seconds: float,
+    protocol: str = "grpc",
 ) -> Round:  # fmt: skip
     before = raw_round(*raw, raw_seconds)
-    levels = [run_level(binary, env, address, model, c, window_ms) for c in concurrency]
+    levels = [run_level(binary, env, address, model, c, window_ms, protocol) for c in concurrency]
     after = raw_round(*raw, raw_seconds)
     # Raw figures are the mean of before and after: the machine drifts while perf_analyzer runs.
     single = statistics.mean(r.p50_ms for r in (before[0], after[0]))
@@ -210,6 +213,7 @@ def main() -> None:
     parser.add_argument("--window-ms", type=int, default=5000, help="perf_analyzer window")
     parser.add_argument("--raw-seconds", type=float, default=3.0, help="per raw batch size")
     parser.add_argument("--serve-arg", action="append", default=[], help="for `onyx serve`")
+    parser.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     binary = find_binary()
@@ -217,11 +221,17 @@ def main() -> None:
     raw = raw_sample(args.repository, args.model)
     concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     rounds = []
-    with spawned_server(args.repository, tuple(args.serve_arg)) as (address, _metrics):
+    serve_args = tuple(args.serve_arg)
+    if args.protocol == "http":
+        http_port = free_port()
+        serve_args += ("--http-port", str(http_port))
+    with spawned_server(args.repository, serve_args) as (address, _metrics):
+        if args.protocol == "http":
+            address = f"127.0.0.1:{http_port}"
         for index in range(args.rounds):
             result = one_round(
                 binary, env, address, args.model, concurrency, args.window_ms, raw,
-                args.raw_seconds,
+                args.raw_seconds, args.protocol,
             )  # fmt: skip
             rounds.append(result)
             if not args.json:

@@ -115,7 +115,9 @@ def test_tritonclient_health_metadata_and_infer(
     assert out["server"]["name"] == "onyx"
     assert "classification" in out["server"]["extensions"]
     image_input = {"name": "image", "datatype": "FP32", "shape": ["-1", "3", "8", "8"]}
-    assert out["model"]["inputs"] == [image_input]
+    # The BYTES alternative (encoded images) is declared too, for perf_analyzer's --input-data.
+    bytes_input = {"name": "image_bytes", "datatype": "BYTES", "shape": ["-1", "1"]}
+    assert out["model"]["inputs"] == [image_input, bytes_input]
     assert out["model"]["outputs"][0]["name"] == "logits"
     assert out["version"] == "1"
     np.testing.assert_allclose(out["logits"], reference(batch, seed=1), rtol=1e-5, atol=1e-5)
@@ -129,7 +131,8 @@ def test_tritonclient_health_metadata_and_infer(
     np.testing.assert_allclose(out["image_logits"], reference(image, seed=1), rtol=1e-5, atol=1e-5)
     assert out["config"]["max_batch_size"] == 8
     assert out["config"]["input"] == [
-        {"name": "image", "data_type": "TYPE_FP32", "dims": ["3", "8", "8"]}
+        {"name": "image", "data_type": "TYPE_FP32", "dims": ["3", "8", "8"], "optional": True},
+        {"name": "image_bytes", "data_type": "TYPE_STRING", "dims": ["1"], "optional": True},
     ]
     np.testing.assert_allclose(out["streamed"]["good"], out["logits"], rtol=1e-6)
     assert "model 'nope' not found" in out["streamed"]["error"]

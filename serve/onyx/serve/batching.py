@@ -85,12 +85,21 @@ class BatchObserver(Protocol):
     def batch_finished(self, size: int, compute_s: float, ok: bool) -> None: ...
 
 
+@dataclass
+class Stages:
+    """Where one submitted request spent its time (statistics): `submit` fills it in."""
+
+    queue_s: float = 0.0  # queued until its last chunk went to the model
+    infer_s: float = 0.0  # from then until its outputs were back
+
+
 @dataclass(eq=False)  # each queued request is itself: identity, not field, equality
 class _Item:
     inputs: np.ndarray
     future: asyncio.Future[np.ndarray]
     deadline: float | None  # time.monotonic() seconds
     enqueued: float = field(default_factory=time.monotonic)
+    launched: float | None = None  # when its batch went to the model
 
     @property
     def rows(self) -> int:
@@ -133,10 +142,13 @@ class DynamicBatcher:
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._form_batches())
 
-    async def submit(self, inputs: np.ndarray, deadline: float | None = None) -> np.ndarray:
+    async def submit(
+        self, inputs: np.ndarray, deadline: float | None = None, stages: Stages | None = None
+    ) -> np.ndarray:
         """Queue `inputs` (n rows) and return the model's n output rows, in order.
 
-        `deadline` is a `time.monotonic()` instant after which the request is dropped unrun.
+        `deadline` is a `time.monotonic()` instant after which the request is dropped unrun;
+        `stages`, when given, receives the request's time queued and on the model.
         """
         if self._closed:
             raise ModelNotReady("model is unloading; no new requests are accepted")
@@ -148,19 +160,34 @@ class DynamicBatcher:
                 f"queue full: {self._queued_rows + self._held_rows} inputs queued, "
                 f"max_queue_size is {self.policy.max_queue_size}; retry later"
             )
+        submitted = time.monotonic()
+        launches: list[float] = []  # when each of the request's batches went to the model
         if rows <= self.policy.max_batch_size:
-            return await self._one(inputs, deadline)
-        return await self._chunked(inputs, deadline)
+            result = await self._one(inputs, deadline, launches)
+        else:
+            result = await self._chunked(inputs, deadline, launches)
+        if stages is not None:
+            done = time.monotonic()
+            launched = max(launches, default=done)
+            stages.queue_s = launched - submitted
+            stages.infer_s = done - launched
+        return result
 
-    async def _one(self, inputs: np.ndarray, deadline: float | None) -> np.ndarray:
+    async def _one(
+        self, inputs: np.ndarray, deadline: float | None, launches: list[float]
+    ) -> np.ndarray:
         item = self._enqueue(inputs, deadline)
         try:
-            return await item.future
+            result = await item.future
+            launches.append(item.launched or time.monotonic())
+            return result
         except BaseException:
             item.future.cancel()  # a cancelled caller takes its queued input with it
             raise
 
-    async def _chunked(self, inputs: np.ndarray, deadline: float | None) -> np.ndarray:
+    async def _chunked(
+        self, inputs: np.ndarray, deadline: float | None, launches: list[float]
+    ) -> np.ndarray:
         """A request larger than a batch goes in chunk by chunk, at most one per concurrent
         batch queued or running at once, each next chunk behind what arrived meanwhile: a big
         request takes turns with the others, it never holds the model for its whole size."""
@@ -174,7 +201,7 @@ class DynamicBatcher:
             async with turns:
                 waiting.discard(index)
                 self._held_rows -= len(chunks[index])
-                return await self._one(chunks[index], deadline)
+                return await self._one(chunks[index], deadline, launches)
 
         tasks = [asyncio.ensure_future(chunk(index)) for index in range(len(chunks))]
         try:
@@ -287,6 +314,8 @@ class DynamicBatcher:
         """Collate `batch` and start the model on it; returns what `_finish_batch` awaits."""
         rows = sum(item.rows for item in batch)
         started = time.monotonic()
+        for item in batch:
+            item.launched = started
         if self._observer is not None:
             self._observer.batch_started(rows, [started - item.enqueued for item in batch])
         try:

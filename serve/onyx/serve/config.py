@@ -72,6 +72,17 @@ class ServerConfig:
             _LISTEN,
         ),
     )
+    # Off unless asked (the library, tests, and `onyx serve` alike): a port is opened on purpose.
+    http_port: int | None = field(
+        default=None,
+        metadata=_meta(
+            "Serve KServe v2's REST binding (e.g. 8000; 0: any free port; none: not served). "
+            "Same models, pipeline and TLS as the gRPC port.",
+            _LISTEN,
+            min=0,
+            max=65535,
+        ),
+    )
     device: Device = field(
         default="auto",
         metadata=_meta("auto uses CUDA when a GPU and driver are present, else CPU.", _RUNTIME),

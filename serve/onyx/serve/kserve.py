@@ -12,8 +12,13 @@ ModelInfer (and the streaming ModelStreamInfer) take the model's one input as a 
 dtype or as BYTES (encoded images / UTF-8 text); see `kserve_tensors.py`. They answer the model's
 output tensor (raw values), or with the classification extension (output parameter
 `classification` = k) BYTES strings "score:index:label" of shape [n, k], scores after the model's
-output activation. Also here: ModelConfig (a Triton-shaped subset, for perf_analyzer) and the
-model-repository extension (index, load, unload; load/unload need `--model-control explicit`).
+output activation. Also here: ModelConfig (a Triton-shaped subset, for perf_analyzer), Triton's
+statistics extension (ModelStatistics) and the model-repository extension (index, load, unload;
+load/unload need `--model-control explicit`).
+
+Metadata and config declare two inputs, each optional, of which a request sends one: the model's
+tensor (e.g. "image" FP32) and its BYTES alternative ("image_bytes": encoded images; "text":
+UTF-8 text), so perf_analyzer's `--input-data` can drive either path.
 """
 
 # gRPC servicer methods must take (request, context) whether they use them or not.
@@ -36,14 +41,22 @@ from onyx.serve.errors import InvalidInput, ModelNotFound, NotAllowed, ServeErro
 from onyx.serve.inputs import InputLimits
 from onyx.serve.kserve_tensors import add_output, decode_tensor, raw_input
 from onyx.serve.layout import is_version_name
-from onyx.serve.pipeline import Pipeline
-from onyx.serve.repository import Model, ModelControl
+from onyx.serve.pipeline import Inferred, Pipeline
+from onyx.serve.repository import Model, ModelControl, Repository
 from onyx.serve.rpc import answers_errors, deadline_of, log_if_unplanned
+from onyx.serve.statistics import Duration, Statistics, VersionStatistics
 from onyx.serve.streams import answer_concurrently
 
 SERVICE_NAME = kv2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 PLATFORM = "onnxruntime_onnx"
-EXTENSIONS = ["classification", "model_repository", "model_configuration", "streaming"]
+EXTENSIONS = [
+    "classification",
+    "model_repository",
+    "model_configuration",
+    "statistics",
+    "streaming",
+    "binary_tensor_data",
+]
 
 _STATE_NAMES: dict[int, str] = {
     api.VERSION_STATE_LOADING: "LOADING",
@@ -98,6 +111,12 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
         return model_metadata(model, version.config)
 
     @answers_errors
+    async def ModelStatistics(self, request: kv2.ModelStatisticsRequest, context: Context) -> Any:
+        return model_statistics(
+            self._repository, self._pipeline.statistics, request.name, request.version
+        )
+
+    @answers_errors
     async def ModelInfer(self, request: kv2.ModelInferRequest, context: Context) -> Any:
         return await self.infer(request, deadline_of(context))
 
@@ -125,27 +144,16 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
     async def infer(
         self, request: kv2.ModelInferRequest, deadline: float | None
     ) -> kv2.ModelInferResponse:
-        if len(request.inputs) != 1:
-            raise InvalidInput(f"Onyx models take one input, the request has {len(request.inputs)}")
-        tensor = request.inputs[0]
-        raw = raw_input(request)
+        tensor, raw = chosen_input(request)
         limits = self._limits
-        result = await self._pipeline.run(
+        return await self._pipeline.answer(
             request.model_name,
             parse_version(request.model_version),
             lambda config, encoder: decode_tensor(tensor, raw, config, limits, encoder),
             deadline,
             offload=tensor.datatype == "BYTES",
+            respond=lambda result: infer_response(request, result),
         )
-        response = kv2.ModelInferResponse(
-            model_name=result.model, model_version=str(result.version), id=request.id
-        )
-        wanted = list(request.outputs) or [
-            kv2.ModelInferRequest.InferRequestedOutputTensor(name=result.config.output.name)
-        ]
-        for output in wanted:
-            add_output(response, output, result.outputs, result.config)
-        return response
 
     @answers_errors
     async def ModelConfig(self, request: kv2.ModelConfigRequest, context: Context) -> Any:
@@ -189,6 +197,46 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
             )
 
 
+def infer_response(request: kv2.ModelInferRequest, result: Inferred) -> kv2.ModelInferResponse:
+    """The requested outputs (all of them when none is named) of one inference."""
+    response = kv2.ModelInferResponse(
+        model_name=result.model, model_version=str(result.version), id=request.id
+    )
+    wanted = list(request.outputs) or [
+        kv2.ModelInferRequest.InferRequestedOutputTensor(name=result.config.output.name)
+    ]
+    for output in wanted:
+        add_output(response, output, result.outputs, result.config)
+    return response
+
+
+def chosen_input(
+    request: kv2.ModelInferRequest,
+) -> tuple[kv2.ModelInferRequest.InferInputTensor, bytes | None]:
+    """The input a request is answered from, and its raw contents if sent raw.
+
+    Metadata declares the model's tensor and its BYTES alternative, both optional, and a request
+    sends one of them; perf_analyzer's generated (random) data fills every declared input, so a
+    request with one tensor and one BYTES input is answered from the tensor.
+    """
+    inputs = list(request.inputs)
+    kinds = [tensor.datatype == "BYTES" for tensor in inputs]
+    if len(inputs) == 2 and sorted(kinds) == [False, True]:
+        index = kinds.index(False)
+    elif len(inputs) == 1:
+        index = 0
+    else:
+        raise InvalidInput(f"Onyx models take one input, the request has {len(inputs)}")
+    raw = raw_input(request)  # checks raw_input_contents has one entry per input
+    return inputs[index], None if raw is None else request.raw_input_contents[index]
+
+
+def bytes_input_name(config: pb.ModelConfig) -> str:
+    """The name metadata gives the BYTES alternative of the model's input."""
+    name = "text" if config.task == pb.TASK_TEXT else "image_bytes"
+    return name if name != config.input.name else f"{name}_bytes"
+
+
 def triton_config(config: pb.ModelConfig) -> kv2.ModelConfig:
     """The model's config as Triton describes one: dims without the batch axis."""
     return kv2.ModelConfig(
@@ -201,7 +249,11 @@ def triton_config(config: pb.ModelConfig) -> kv2.ModelConfig:
                 name=config.input.name,
                 data_type=_triton_type(config.input.dtype),
                 dims=list(config.input.dims[1:]),
-            )
+                optional=True,
+            ),
+            kv2.ModelInput(
+                name=bytes_input_name(config), data_type="TYPE_STRING", dims=[1], optional=True
+            ),
         ],
         output=[
             kv2.ModelOutput(
@@ -244,7 +296,8 @@ def model_metadata(model: Model, config: pb.ModelConfig) -> kv2.ModelMetadataRes
                 name=config.input.name,
                 datatype=DTYPES[config.input.dtype].kserve,
                 shape=list(config.input.dims),
-            )
+            ),
+            metadata(name=bytes_input_name(config), datatype="BYTES", shape=[-1, 1]),
         ],
         outputs=[
             metadata(
@@ -275,3 +328,48 @@ def repository_index(
         entry(name=n, state="UNAVAILABLE", reason="not loaded") for n in on_disk if n not in loaded
     ]
     return entries
+
+
+def model_statistics(
+    repository: Repository, statistics: Statistics, name: str, version: str
+) -> kv2.ModelStatisticsResponse:
+    """Statistics of every loaded version of `name` (every model when empty), or of `version`."""
+    models = [repository.get(name)] if name else repository.models()
+    wanted = parse_version(version)
+    entries = []
+    for model in models:
+        versions = sorted(model.versions)
+        if wanted:
+            if wanted not in model.versions:
+                raise ModelNotFound(f"model {model.name!r} has no version {wanted}")
+            versions = [wanted]
+        entries += [
+            version_statistics(model.name, v, statistics.version(model.name, v)) for v in versions
+        ]
+    return kv2.ModelStatisticsResponse(model_stats=entries)
+
+
+def version_statistics(name: str, version: int, stats: VersionStatistics) -> kv2.ModelStatistics:
+    return kv2.ModelStatistics(
+        name=name,
+        version=str(version),
+        last_inference=stats.last_inference_ms,
+        inference_count=stats.inference_count,
+        execution_count=stats.execution_count,
+        inference_stats=kv2.InferStatistics(
+            success=_duration(stats.success),
+            fail=_duration(stats.fail),
+            queue=_duration(stats.queue),
+            compute_input=_duration(stats.compute_input),
+            compute_infer=_duration(stats.compute_infer),
+            compute_output=_duration(stats.compute_output),
+        ),
+        batch_stats=[
+            kv2.InferBatchStatistics(batch_size=size, compute_infer=_duration(duration))
+            for size, duration in sorted(stats.batches.items())
+        ],
+    )
+
+
+def _duration(duration: Duration) -> kv2.StatisticDuration:
+    return kv2.StatisticDuration(count=duration.count, ns=duration.ns)

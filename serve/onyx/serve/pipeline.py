@@ -7,10 +7,13 @@ version choice, draining on reload and the thread hops are decided in one place:
 * `decode` turns the request into the model's input array: on the preprocessing pool when it
   decodes images or text (blocking work stays off the event loop), inline when it only wraps raw
   tensor bytes (a thread hop would cost more than the work);
-* the array goes through the version's dynamic batcher, which runs ONNX Runtime in its threads.
+* the array goes through the version's dynamic batcher, which runs ONNX Runtime in its threads;
+* with `answer`, the front end's `respond` turns the outputs into its response, timed as the
+  request's compute_output; every stage lands in the version's `Statistics` (Triton's).
 
     result = await pipeline.run("pets", 0, decode, deadline=None, offload=True)
     scores = activate(result.outputs, result.config.output_activation)
+    response = await pipeline.answer("pets", 0, decode, None, True, respond=to_response)
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.batching import Stages
 from onyx.serve.repository import Repository
+from onyx.serve.statistics import StageTimes, Statistics
 from onyx.serve.text import TextEncoder
+
+Response = TypeVar("Response")
 
 # Request -> the model's input array, given the own config and (text models) tokenizer of the
 # version that will run it (versions of one model may differ in both).
@@ -58,11 +65,17 @@ class Inferred:
 
 class Pipeline:
     def __init__(
-        self, repository: Repository, preprocess: Executor, track: Track | None = None
+        self,
+        repository: Repository,
+        preprocess: Executor,
+        track: Track | None = None,
+        statistics: Statistics | None = None,
     ) -> None:
         self.repository = repository
         self._preprocess = preprocess
         self._track = track
+        # Always kept (a few integers per version): ModelStatistics answers from here.
+        self.statistics = statistics if statistics is not None else Statistics()
 
     async def run(
         self,
@@ -72,6 +85,18 @@ class Pipeline:
         deadline: float | None,
         offload: bool,
     ) -> Inferred:
+        return await self.answer(model_name, version_number, decode, deadline, offload, _same)
+
+    async def answer(
+        self,
+        model_name: str,
+        version_number: int,
+        decode: Decode,
+        deadline: float | None,
+        offload: bool,
+        respond: Callable[[Inferred], Response],
+    ) -> Response:
+        """`run`, then `respond(result)` inside the request's timing and statistics."""
         model = self.repository.get(model_name)
         version = model.version(version_number)
         # The version's own config: its labels, tensors, preprocessing and tokenizer.
@@ -80,17 +105,39 @@ class Pipeline:
         tracking = (
             self._track(model.name, version.version) if self._track else contextlib.nullcontext()
         )
-        with version.lease(), tracking as tracker:
-            started = time.perf_counter()
-            if offload:
-                loop = asyncio.get_running_loop()
-                batch = await loop.run_in_executor(
-                    self._preprocess, decode, config, version.text_encoder
-                )
-            else:
-                batch = decode(config, version.text_encoder)
-            if tracker is not None:
-                tracker.preprocessed(time.perf_counter() - started)
-                tracker.inputs = len(batch)
-            outputs = await version.infer(batch, deadline)
-        return Inferred(model.name, version.version, config, outputs)
+        statistics = self.statistics.version(model.name, version.version)
+        started = time.perf_counter()
+        try:
+            with version.lease(), tracking as tracker:
+                if offload:
+                    loop = asyncio.get_running_loop()
+                    batch = await loop.run_in_executor(
+                        self._preprocess, decode, config, version.text_encoder
+                    )
+                else:
+                    batch = decode(config, version.text_encoder)
+                decoded = time.perf_counter()
+                if tracker is not None:
+                    tracker.preprocessed(decoded - started)
+                    tracker.inputs = len(batch)
+                stages = Stages()
+                outputs = await version.infer(batch, deadline, stages)
+                inferred = time.perf_counter()
+                response = respond(Inferred(model.name, version.version, config, outputs))
+        except BaseException:
+            statistics.failed(time.perf_counter() - started)
+            raise
+        finished = time.perf_counter()
+        times = StageTimes(
+            total_s=finished - started,
+            input_s=decoded - started,
+            queue_s=stages.queue_s,
+            infer_s=stages.infer_s,
+            output_s=finished - inferred,
+        )
+        statistics.succeeded(times)
+        return response
+
+
+def _same(result: Inferred) -> Inferred:
+    return result

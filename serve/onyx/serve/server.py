@@ -29,6 +29,7 @@ from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.admission import Admission, AdmissionInterceptor, AdmissionPolicy
+from onyx.serve.batching import BatchObserver
 from onyx.serve.config import ServerConfig, TlsConfig
 from onyx.serve.decoding import DecodeErrors
 from onyx.serve.errors import ModelNotFound
@@ -40,8 +41,10 @@ from onyx.serve.metrics import HttpsFiles, MetricsEndpoint, ServerMetrics
 from onyx.serve.pipeline import Pipeline
 from onyx.serve.reflection import enable_reflection
 from onyx.serve.repository import Repository, RepositoryOptions
+from onyx.serve.rest import RestServer
 from onyx.serve.runtime import RuntimeOptions
 from onyx.serve.servicer import ClassifierServicer
+from onyx.serve.statistics import Statistics
 from onyx.serve.version import ObserverFactory
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,9 @@ class RunningServer:
     metrics: ServerMetrics | None = None
     # GET /metrics, when it is served.
     metrics_endpoint: MetricsEndpoint | None = None
+    # The KServe v2 REST binding and its port, when `--http-port` is set.
+    rest: RestServer | None = None
+    http_port: int | None = None
     # Model names health has been published for (a removed model turns NOT_SERVING).
     published: set[str] = field(default_factory=set)
 
@@ -104,7 +110,8 @@ class RunningServer:
             self.watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.watcher
-        await self.server.stop(grace_s)
+        rest_stopped = self.rest.stop() if self.rest is not None else asyncio.sleep(0)
+        await asyncio.gather(self.server.stop(grace_s), rest_stopped)
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
         await self.repository.close()
@@ -140,7 +147,9 @@ async def create_server(
         metrics = ServerMetrics()
     if observers is None and metrics is not None:
         observers = metrics.batch_observer
-    repository = Repository(config.repository, repository_options(config, metrics), observers)
+    statistics = Statistics()
+    options = repository_options(config, metrics)
+    repository = Repository(config.repository, options, _with_statistics(statistics, observers))
     preprocess = ThreadPoolExecutor(
         max_workers=config.preprocess_threads or os.cpu_count() or 1,
         thread_name_prefix="preprocess",
@@ -151,7 +160,9 @@ async def create_server(
         refused=metrics.refused if metrics is not None else None,
     )
     server = grpc_server(config, admission, metrics)
-    pipeline = Pipeline(repository, preprocess, metrics.track if metrics is not None else None)
+    pipeline = Pipeline(
+        repository, preprocess, metrics.track if metrics is not None else None, statistics
+    )
     kserve, health_servicer = _add_services(server, pipeline, config)
     running = RunningServer(
         server, 0, repository, health_servicer, preprocess, kserve, admission,
@@ -161,6 +172,12 @@ async def create_server(
         running.port = _listen(server, config.host, config.port, config.tls, config.reuse_port)
         if metrics is not None and config.metrics_port is not None:
             running.metrics_endpoint = _serve_metrics(metrics, config)
+        if config.http_port is not None:
+            running.rest = await RestServer.start(
+                kserve, config.host, config.http_port, config.max_message_bytes, config.tls,
+                config.grace_s,
+            )  # fmt: skip
+            running.http_port = running.rest.port
         await repository.load_all()
     except BaseException:
         await running.stop(None)  # nothing left for asyncio.run to find half-closed
@@ -216,6 +233,16 @@ def _serve_metrics(metrics: ServerMetrics, config: ServerConfig) -> MetricsEndpo
         raise ListenError(
             f"cannot serve metrics on {host}:{config.metrics_port}: {exc.strerror or exc}"
         ) from exc
+
+
+def _with_statistics(statistics: Statistics, observers: ObserverFactory | None) -> ObserverFactory:
+    """Each version's batch observer: the statistics' own, plus `observers`' one if any."""
+
+    def observer(model: str, version: int) -> BatchObserver:
+        other = observers(model, version) if observers is not None else None
+        return statistics.observing(model, version, other)
+
+    return observer
 
 
 def _add_services(
@@ -303,6 +330,8 @@ async def serve(config: ServerConfig) -> None:
         scheme = "https" if config.tls is not None and config.metrics_tls else "http"
         host = config.metrics_host if config.metrics_host is not None else config.host
         log.info("metrics on %s://%s:%d/metrics", scheme, host, running.metrics_port)
+    if running.http_port is not None:
+        log.info("KServe v2 REST on %s:%d", config.host, running.http_port)
     log.info(
         "serving %d/%d models from %s on %s:%d (ready: %s; model control %s)",
         len(ready),

@@ -36,6 +36,7 @@ from onyx.serve.batching import (
     Collate,
     DynamicBatcher,
     Length,
+    Stages,
     concatenate,
 )
 from onyx.serve.dtypes import DTYPES
@@ -109,11 +110,13 @@ class ModelVersion:
             if self._leases == 0:
                 self._drained.set()
 
-    async def infer(self, inputs: np.ndarray, deadline: float | None = None) -> np.ndarray:
+    async def infer(
+        self, inputs: np.ndarray, deadline: float | None = None, stages: Stages | None = None
+    ) -> np.ndarray:
         # A leased version may be unloading: it still finishes the requests that hold it.
         if self.batcher is None or self.state not in _SERVING_STATES:
             raise ModelNotReady(f"version {self.version} is not ready")
-        return await self.batcher.submit(inputs, deadline)
+        return await self.batcher.submit(inputs, deadline, stages)
 
     async def unload(self) -> None:
         """Take no new requests, let the leased ones finish, then free sessions and threads."""
