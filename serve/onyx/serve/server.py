@@ -112,6 +112,7 @@ async def create_server(
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
+            *connection_age_options(config),
         ],
         interceptors=[MetricsInterceptor(metrics.grpc)] if metrics is not None else [],
     )
@@ -129,6 +130,16 @@ async def create_server(
     if config.model_control == "poll":
         running.watcher = asyncio.ensure_future(watch(repository, config.poll_interval_s))
     return running
+
+
+def connection_age_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """gRPC core's max-connection-age options; none when the age is 0 (connections live on)."""
+    if config.max_connection_age_s <= 0:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", round(config.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", round(config.max_connection_age_grace_s * 1000)),
+    ]
 
 
 def _add_services(
