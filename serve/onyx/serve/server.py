@@ -40,6 +40,9 @@ from onyx.serve.version import ObserverFactory
 log = logging.getLogger(__name__)
 
 CLASSIFIER_SERVICE = api.DESCRIPTOR.services_by_name["Classifier"].full_name
+# A health entry that is SERVING while the process answers, whatever its models: what liveness
+# and startup probes ask (the overall entry "" is readiness).
+LIVENESS_SERVICE = "liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -191,6 +194,7 @@ async def watch(repository: Repository, interval_s: float) -> None:
 async def publish_health(running: RunningServer) -> None:
     """Overall SERVING, the two APIs, and one entry per model by its name."""
     await running.health.set("", SERVING)
+    await running.health.set(LIVENESS_SERVICE, SERVING)
     await running.health.set(CLASSIFIER_SERVICE, SERVING)
     await running.health.set(KSERVE_SERVICE, SERVING)
     models = running.repository.models()
