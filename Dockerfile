@@ -2,7 +2,7 @@
 #
 #   docker build -t onyx:serve .                    # serving image
 #   docker build -t onyx:train --target train .     # with torch, for train/export
-#   docker run -p 50051:50051 -p 50052:50052 -v "$PWD/models:/models" onyx:serve
+#   docker run -p 50051:50051 -p 8000:8000 -p 8002:8002 -v "$PWD/models:/models" onyx:serve
 #   docker build --target smoke .                   # serve a tiny model inside the image, check it
 #
 # BASE_IMAGE may point at a locally built Debian/Python base where no registry is reachable.
@@ -37,7 +37,9 @@ FROM ${BASE_IMAGE} AS serve
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     ONYX_REPOSITORY=/models \
-    ONYX_PORT=50051
+    ONYX_PORT=50051 \
+    ONYX_HTTP_PORT=8000 \
+    ONYX_METRICS_PORT=8002
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl \
     && rm -rf /wheels \
@@ -48,9 +50,11 @@ RUN pip install --no-cache-dir /wheels/*.whl \
 assert u.find_spec('torch') is None, 'torch in the serving image'"
 USER 10001
 WORKDIR /models
-EXPOSE 50051 50052
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
-    CMD ["python", "-c", "import grpc, sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; s = g.HealthStub(grpc.insecure_channel('localhost:50051')).Check(h.HealthCheckRequest(), timeout=2).status; sys.exit(0 if s == h.HealthCheckResponse.SERVING else 1)"]
+# gRPC, KServe v2 REST, Prometheus /metrics (Triton's and KServe's port numbers).
+EXPOSE 50051 8000 8002
+# Readiness (every model loaded), on whatever port ONYX_PORT says: onyx/serve/probe.py.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
+    CMD ["python", "-m", "onyx.serve.probe"]
 ENTRYPOINT ["onyx"]
 CMD ["serve"]
 

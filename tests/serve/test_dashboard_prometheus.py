@@ -93,7 +93,9 @@ def test_dashboard_queries_return_data_from_real_prometheus(tmp_path: Path) -> N
 def _evaluate(prometheus: str) -> dict[str, list[object]]:
     results: dict[str, list[object]] = {}
     for raw in _queries(json.loads(DASHBOARD.read_text())):
-        expr = raw.replace("$__rate_interval", "5s").replace("$model", ".*")
+        expr = raw.replace("$__rate_interval", "5s").replace("$__range", "1m")
+        for variable in ("$model", "$job", "$instance"):
+            expr = expr.replace(variable, ".*")
         answer = _query(prometheus, expr)
         assert answer["status"] == "success", (expr, answer)
         data = answer["data"]

@@ -43,7 +43,7 @@ def serve_command(config: ServerConfig) -> None:
     """Serve every model of a repository over gRPC until SIGTERM/SIGINT."""
     from onyx.serve.logs import configure_logging
 
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     config = resolve_serve_config(config, given_fields(click.get_current_context()))
     try:
         asyncio.run(run_server(config))

@@ -20,6 +20,8 @@ DEFAULT_METRICS_PORT = 50052
 # Inference requests (Classify, ModelInfer) in flight at once before new ones are refused.
 DEFAULT_MAX_INFLIGHT = 256
 LogLevel = Literal["debug", "info", "warning", "error"]
+# text: for a terminal; json: one object per line, for log pipelines (Loki, Elasticsearch...).
+LogFormat = Literal["text", "json"]
 # Defined here, not beside their users (`runtime`, `repository`, which re-export them), so that
 # reading the configuration (`onyx serve --help`, tools) never imports ONNX Runtime.
 # Which execution provider a session uses; auto: CUDA when a GPU and driver are present.
@@ -194,6 +196,28 @@ class ServerConfig:
             aliases=("--load-model",),
         ),
     )
+    # Behind an L4 load balancer (a Kubernetes Service) a client's channel sticks to the pod it
+    # first reached; a bounded connection age makes clients reconnect (GOAWAY, transparent to
+    # them), so new pods get traffic. Minutes, not seconds: each reconnect costs a handshake.
+    max_connection_age_s: float = field(
+        default=300.0,
+        metadata=_meta(
+            "Seconds before a client connection is asked to reconnect (GOAWAY), so L4 load "
+            "balancing spreads long-lived channels (0: never).",
+            _LISTEN,
+            aliases=("--max-connection-age",),
+            min=0,
+        ),
+    )
+    max_connection_age_grace_s: float = field(
+        default=30.0,
+        metadata=_meta(
+            "Seconds calls on an aged connection get to finish before it is closed.",
+            _LISTEN,
+            aliases=("--max-connection-age-grace",),
+            min=0,
+        ),
+    )
     stream_window: int = field(
         default=64,
         metadata=_meta(
@@ -233,3 +257,7 @@ class ServerConfig:
     )
     # Applied by `onyx serve`; the library leaves logging to its caller.
     log_level: LogLevel = field(default="info", metadata=_meta("Logging threshold.", _METRICS))
+    log_format: LogFormat = field(
+        default="text",
+        metadata=_meta("text, or json: one JSON object per line (for log pipelines).", _METRICS),
+    )

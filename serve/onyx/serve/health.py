@@ -27,6 +27,9 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 # The reason `Repository.unload` leaves on a model unloaded on request: no longer wanted.
 UNLOADED = "unloaded"
+# SERVING while the process answers, whatever its models: what liveness and startup probes ask
+# (the overall entry "" is readiness), so a bad model never gets a pod restarted.
+LIVENESS_SERVICE = "liveness"
 
 
 def configured(model: Model) -> bool:
@@ -94,6 +97,7 @@ async def publish_health(
     Returns whether the server is ready."""
     models = repository.models()
     ready = models_ready(models, lenient)
+    await servicer.set(LIVENESS_SERVICE, SERVING)
     for service in ("", *services):
         await servicer.set(service, SERVING if ready else NOT_SERVING)
     for model in models:

@@ -217,6 +217,11 @@ class RepositoryCollector(Collector):
         depth = GaugeMetricFamily(
             f"{PREFIX}_queue_depth", "Inputs waiting in the batch queue.", labels=MODEL_LABELS
         )
+        # Alerts compare the depth with it ("queue near capacity") without knowing the config.
+        capacity = GaugeMetricFamily(
+            f"{PREFIX}_queue_capacity", "Inputs the batch queue holds before refusing more.",
+            labels=MODEL_LABELS,
+        )  # fmt: skip
         # Scrapes run on the HTTP server's thread while the event loop swaps versions in and
         # out: iterate over copies, never over the live dicts.
         for model in list(self._repository.models()):
@@ -228,7 +233,9 @@ class RepositoryCollector(Collector):
                 load.add_metric(labels, version.load_seconds)
                 queued = version.batcher.queued_rows if version.batcher is not None else 0
                 depth.add_metric(labels, float(queued))
-        yield from (ready, load, depth)
+                if version.batcher is not None:
+                    capacity.add_metric(labels, float(version.batcher.policy.max_queue_size))
+        yield from (ready, load, depth, capacity)
 
 
 class GrpcMetrics:

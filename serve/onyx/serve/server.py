@@ -208,6 +208,7 @@ def grpc_server(
             ("grpc.max_send_message_length", config.max_message_bytes),
             # gRPC's default (on) lets a second server take a busy port and split the traffic.
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
+            *connection_age_options(config),
         ],
         interceptors=interceptors,
     )
@@ -243,6 +244,16 @@ def _with_statistics(statistics: Statistics, observers: ObserverFactory | None) 
         return statistics.observing(model, version, other)
 
     return observer
+
+
+def connection_age_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """gRPC core's max-connection-age options; none when the age is 0 (connections live on)."""
+    if config.max_connection_age_s <= 0:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", round(config.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", round(config.max_connection_age_grace_s * 1000)),
+    ]
 
 
 def _add_services(
