@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.explain_image import split_outputs
 from onyx.serve.repository import Repository
 from onyx.serve.text import TextEncoder
 
@@ -54,6 +55,8 @@ class Inferred:
     config: pb.ModelConfig
     # Raw model outputs, (n, classes), one row per input in request order.
     outputs: np.ndarray
+    # Versions that explain themselves: the last feature maps, (n, K, h, w).
+    features: np.ndarray | None = None
 
 
 class Pipeline:
@@ -93,4 +96,7 @@ class Pipeline:
                 tracker.preprocessed(time.perf_counter() - started)
                 tracker.inputs = len(batch)
             outputs = await version.infer(batch, deadline)
+        if config.HasField("explain"):
+            logits, features = split_outputs(outputs, len(config.labels))
+            return Inferred(model.name, version.version, config, logits, features)
         return Inferred(model.name, version.version, config, outputs)
