@@ -53,7 +53,7 @@ def save_head(head: Head, path: Path) -> None:
     if head.w1 is not None and head.b1 is not None:
         arrays |= {"w1": head.w1, "b1": head.b1}
     with path.open("wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds
 
 
 def load_head(path: Path) -> Head:
@@ -74,7 +74,8 @@ def head_of(path: Path) -> Head:
 
 def _hardswish_grad(x: np.ndarray) -> np.ndarray:
     # d/dx [x * relu6(x + 3) / 6]; torch's backward uses the same three pieces.
-    return np.where(x < -3.0, 0.0, np.where(x > 3.0, 1.0, (2.0 * x + 3.0) / 6.0))
+    slope: np.ndarray = np.where(x < -3.0, 0.0, np.where(x > 3.0, 1.0, (2.0 * x + 3.0) / 6.0))
+    return slope
 
 
 def class_gradients(head: Head, pooled: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -93,13 +94,15 @@ def grad_cam(features: np.ndarray, head: Head, classes: np.ndarray) -> np.ndarra
     a = features.astype(np.float64)
     pooled = a.mean(axis=(1, 2))
     grads = class_gradients(head, pooled, classes)  # (m, K)
-    return np.maximum(np.einsum("mk,khw->mhw", grads, a), 0.0)
+    maps: np.ndarray = np.maximum(np.einsum("mk,khw->mhw", grads, a), 0.0)
+    return maps
 
 
 def normalise(maps: np.ndarray) -> np.ndarray:
     """Each map divided by its maximum, into [0, 1] (an all-zero map stays zero)."""
     peak = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, 1, 1)
-    return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
+    scaled: np.ndarray = np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
+    return scaled
 
 
 def interpolation_matrix(size_in: int, size_out: int) -> np.ndarray:
@@ -119,7 +122,8 @@ def resize_bilinear(maps: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """(m, h, w) -> (m, rows, cols)."""
     ry = interpolation_matrix(maps.shape[1], rows)
     rx = interpolation_matrix(maps.shape[2], cols)
-    return np.einsum("rh,mhw,cw->mrc", ry, maps, rx)
+    resized: np.ndarray = np.einsum("rh,mhw,cw->mrc", ry, maps, rx)
+    return resized
 
 
 def grid_size(crop_height: int, crop_width: int) -> tuple[int, int]:

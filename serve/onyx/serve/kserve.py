@@ -33,6 +33,7 @@ from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve import __version__
 from onyx.serve.dtypes import DTYPES
 from onyx.serve.errors import InvalidInput, ModelNotFound, NotAllowed, ServeError
+from onyx.serve.explain import SALIENCY, add_saliency
 from onyx.serve.inputs import InputLimits
 from onyx.serve.kserve_tensors import add_output, decode_tensor, raw_input
 from onyx.serve.layout import is_version_name
@@ -142,6 +143,9 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
             kv2.ModelInferRequest.InferRequestedOutputTensor(name=result.config.output.name)
         ]
         for output in wanted:
+            if output.name == SALIENCY and output.name != result.config.output.name:
+                add_saliency(response, result, self._pipeline.explained)  # see explain.py
+                continue
             add_output(response, output, result.outputs, result.config)
         return response
 

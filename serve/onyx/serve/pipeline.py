@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -48,6 +49,10 @@ class RequestTracker(Protocol):
 Track = Callable[[str, int], contextlib.AbstractContextManager[Any]]
 
 
+# (model name, version, seconds spent explaining) -> None, e.g. `metrics.explained`.
+Explained = Callable[[str, int, float], None]
+
+
 @dataclass(frozen=True)
 class Inferred:
     model: str
@@ -55,17 +60,25 @@ class Inferred:
     config: pb.ModelConfig
     # Raw model outputs, (n, classes), one row per input in request order.
     outputs: np.ndarray
-    # Versions that explain themselves: the last feature maps, (n, K, h, w).
+    # Versions that explain themselves: the last feature maps, (n, K, h, w), and the version's
+    # folder (it holds the head's weights).
     features: np.ndarray | None = None
+    folder: Path | None = None
 
 
 class Pipeline:
     def __init__(
-        self, repository: Repository, preprocess: Executor, track: Track | None = None
+        self,
+        repository: Repository,
+        preprocess: Executor,
+        track: Track | None = None,
+        explained: Explained | None = None,
     ) -> None:
         self.repository = repository
         self._preprocess = preprocess
         self._track = track
+        # Told about every explained request and its extra seconds (`onyx.serve.explain`).
+        self.explained = explained
 
     async def run(
         self,
@@ -98,5 +111,6 @@ class Pipeline:
             outputs = await version.infer(batch, deadline)
         if config.HasField("explain"):
             logits, features = split_outputs(outputs, len(config.labels))
-            return Inferred(model.name, version.version, config, logits, features)
+            folder = version.path.parent
+            return Inferred(model.name, version.version, config, logits, features, folder)
         return Inferred(model.name, version.version, config, outputs)

@@ -107,7 +107,12 @@ async def create_server(
         max_workers=config.preprocess_threads or os.cpu_count() or 1,
         thread_name_prefix="preprocess",
     )
-    pipeline = Pipeline(repository, preprocess, metrics.track if metrics is not None else None)
+    pipeline = Pipeline(
+        repository,
+        preprocess,
+        metrics.track if metrics is not None else None,
+        metrics.explained if metrics is not None else None,
+    )
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),

@@ -77,6 +77,11 @@ def exportable(checkpoint: dict[str, Any]) -> Exportable:
             external_data=False,
             side_files=lambda folder: vocabulary.save(folder / text.VOCABULARY_FILE),
         )
+    return _image_exportable(checkpoint)
+
+
+def _image_exportable(checkpoint: dict[str, Any]) -> Exportable:
+    """The CNN, with its last feature map as a second output when it can explain itself."""
     spec = ckpt.preprocessing_of(checkpoint)
     model, example = image.image_model_of(checkpoint), image.example_input(spec, 2)
     explained = explainable(checkpoint["config"]["model"], model, example, image.build_model_config)
