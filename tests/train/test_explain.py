@@ -86,7 +86,9 @@ def lite0_server(lite0: Lite0) -> Iterator[ServerThread]:
         yield server
 
 
-def captum_map(model: torch.nn.Module, layer: torch.nn.Module, x: np.ndarray, c: int) -> np.ndarray:
+def captum_map(
+    model: torch.nn.Module, layer: torch.nn.Module, x: np.ndarray, c: int
+) -> torch.Tensor:
     """Reference Grad-CAM on `layer`, upsampled as the server upsamples (bilinear, half-pixel)."""
     attribution = LayerGradCam(model, layer).attribute(
         torch.from_numpy(x), target=c, relu_attributions=True
@@ -163,7 +165,9 @@ def test_mlp_head_maps_equal_captum_on_mobilenet_v3(tmp_path: Path) -> None:
     for i in range(3):
         for c in range(4):
             ours = cam.grad_cam(features[i], head, np.asarray([c]))[0]
-            reference = captum_map(model, model.features, x[i : i + 1].numpy(), c)[0, 0].numpy()
+            reference = captum_map(model, model.get_submodule("features"), x[i : i + 1].numpy(), c)[
+                0, 0
+            ].numpy()
             # Captum's weights carry the 1/(h w) of the mean; ours drop it (normalised away).
             assert np.allclose(ours / ours.size, reference, rtol=1e-3, atol=1e-6)
             if ours.std() > 0:  # (a random network's ReLU map may be all zero)
