@@ -316,3 +316,31 @@ def test_occlusion_rows_leave_out_each_token_once() -> None:
     assert rows.tolist() == [[5, 6, 7], [6, 7, 0], [5, 7, 0], [5, 6, 0]]
     scores = np.asarray([[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.1, 0.9]])
     assert np.allclose(occlusion_scores(scores, 1), [0.1, 0.6, 0.0])
+
+
+def test_cli_writes_overlays_with_colour_bar_label_and_score(
+    gap_repo: Path, start_server: StartServer, tmp_path: Path
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from onyx.cli import main
+
+    server = start_server(gap_repo)
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(2, 40))
+    out_dir = tmp_path / "overlays"
+    args = ["classify", "--model", "gap", "-s", server.address, "--explain", str(photo)]
+    result = CliRunner().invoke(main, [*args, "--out-dir", str(out_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.output)
+    (explanation,) = record["explanations"]
+    assert explanation["label"] == record["classes"][0]["label"]
+    with Image.open(explanation["overlay"]) as picture:
+        assert picture.width > 40 and picture.height > 40  # the photo, colour bar and caption
+    assert Path(explanation["overlay"]).parent == out_dir
+    table = CliRunner().invoke(main, [*args, "--out-dir", str(out_dir)])
+    assert table.exit_code == 0 and "wrote " in table.output
+    folder = CliRunner().invoke(main, [*args[:-1], str(tmp_path)])
+    assert folder.exit_code != 0 and "not a folder" in folder.output

@@ -78,3 +78,24 @@ def test_the_deciding_word_gets_the_attribution_and_its_span(repository: Path) -
         assert sentence[best.start : best.end] == word
         others = [t.score for t in tokens if t is not best]
         assert best.score > 0.25 and best.score > 3 * max(np.abs(others))
+
+
+@pytest.mark.slow
+def test_cli_colours_the_words_and_prints_spans_as_json(repository: Path) -> None:
+    from click.testing import CliRunner
+
+    from onyx.cli import main
+
+    sentence = "the film was dreadful"
+    config = ServerConfig(repository=repository, host="127.0.0.1", port=0)
+    with ServerThread(config) as server:
+        args = ["classify", "--model", "cue", "-s", server.address, "--explain", "-t", sentence]
+        coloured = CliRunner().invoke(main, args, color=True)
+        as_json = CliRunner().invoke(main, [*args, "--json"])
+    assert coloured.exit_code == 0, coloured.output
+    assert "\x1b[" in coloured.output and "dreadful" in coloured.output
+    assert as_json.exit_code == 0, as_json.output
+    (record,) = json.loads(as_json.output)
+    tokens = record["explanations"][0]["tokens"]
+    best = max(tokens, key=lambda t: t["score"])
+    assert (best["token"], sentence[best["start"] : best["end"]]) == ("dreadful", "dreadful")
