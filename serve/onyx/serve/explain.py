@@ -81,7 +81,8 @@ def _decoder(
 ) -> Callable[[pb.ModelConfig, TextEncoder | None], np.ndarray]:
     def decode(config: pb.ModelConfig, encoder: TextEncoder | None) -> np.ndarray:
         check_explainable(config)
-        class_indices(config, options.labels)  # refuse unknown labels before inference
+        if options.labels:
+            class_indices(config, options.labels)  # refuse unknown labels before inference
         if config.task == pb.TASK_TEXT:
             return _decode_text(inputs, config, limits, encoder, seen)
         batch = decode_inputs(inputs, config, limits, encoder)

@@ -28,7 +28,7 @@ def colormap(values: np.ndarray) -> np.ndarray:
 
 def heatmap_on_image(size: tuple[int, int], heatmap: api.Heatmap) -> np.ndarray:
     """The heatmap placed on an image of `size` (width, height): (height, width) in [0, 1],
-    zero where the model saw nothing (cropped away)."""
+    NaN where the model saw nothing (cropped away)."""
     grid = np.asarray(heatmap.values, dtype=np.float32).reshape(heatmap.rows, heatmap.cols)
     sx, sy = size[0] / max(heatmap.image_width, 1), size[1] / max(heatmap.image_height, 1)
     left, top = round(heatmap.x * sx), round(heatmap.y * sy)
@@ -37,7 +37,7 @@ def heatmap_on_image(size: tuple[int, int], heatmap: api.Heatmap) -> np.ndarray:
     resized = np.asarray(
         Image.fromarray(grid, mode="F").resize((width, height), Image.Resampling.BILINEAR)
     )
-    full = np.zeros((size[1], size[0]), dtype=np.float32)
+    full = np.full((size[1], size[0]), np.nan, dtype=np.float32)
     x0, y0 = max(left, 0), max(top, 0)
     x1, y1 = min(left + width, size[0]), min(top + height, size[1])
     full[y0:y1, x0:x1] = resized[y0 - top : y1 - top, x0 - left : x1 - left]
@@ -48,7 +48,11 @@ def overlay(image: Image.Image, heatmap: api.Heatmap, label: str, score: float) 
     """The photo with the heatmap blended over it, a colour bar and a caption."""
     photo = image.convert("RGB")
     values = heatmap_on_image(photo.size, heatmap)
-    blended = (1 - ALPHA) * np.asarray(photo, dtype=np.float32) + ALPHA * colormap(values)
+    pixels = np.asarray(photo, dtype=np.float32)
+    seen = ~np.isnan(values)[..., None]
+    coloured = (1 - ALPHA) * pixels + ALPHA * colormap(np.nan_to_num(values))
+    # Cropped away: the photo, dimmed, without colour (the model never saw it).
+    blended = np.where(seen, coloured, 0.45 * pixels)
     body = Image.fromarray(blended.astype(np.uint8))
     font = ImageFont.load_default()
     caption = f"{label}  {score:.3f}"
