@@ -37,7 +37,7 @@ def export_model(arch: str, weights: str, repository: Path) -> None:
 
     labels = imagenet_categories() if weights == "imagenet" else [f"c{i}" for i in range(10)]
     model = get_model(arch, len(labels), weights=weights)
-    spec = image_preprocessing(ImageTrainConfig(data=Path("."), model=arch, weights=weights))
+    spec = image_preprocessing(ImageTrainConfig(data=Path(), model=arch, weights=weights))
     work = repository.parent / "work"
     work.mkdir()
     export = ExportConfig(checkpoint=Path("memory"), name="gap", repository=repository)

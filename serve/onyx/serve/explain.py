@@ -25,7 +25,7 @@ from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve import explain_image as cam
-from onyx.serve.errors import InvalidInput, NotAllowed
+from onyx.serve.errors import ExplainUnavailable, InvalidInput
 from onyx.serve.explain_text import occlusion_rows, occlusion_scores, token_spans
 from onyx.serve.inputs import InputLimits, decode_inputs, text_to_ids
 from onyx.serve.pipeline import Inferred, Pipeline
@@ -37,10 +37,6 @@ SALIENCY = "saliency"
 LABELS_SHOWN = 20
 # (model, version, seconds spent explaining) -> None; metrics count explained requests with it.
 ExplainObserver = Callable[[str, int, float], None]
-
-
-class ExplainUnavailable(NotAllowed):
-    """The model cannot explain its predictions (FAILED_PRECONDITION)."""
 
 
 @dataclass
