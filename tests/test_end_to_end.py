@@ -83,7 +83,7 @@ def test_scores_equal_onnx_runtime_in_process(
     config = version_config(repository / "colours", 1)
     session = ort.InferenceSession(str(repository / "colours" / "1" / "model.onnx"))
     batch = np.stack([image_bytes_to_array(b, config.image) for b in images])
-    (logits,) = session.run(None, {config.input.name: batch})
+    (logits,) = session.run([config.output.name], {config.input.name: batch})
     expected = activate(logits, config.output_activation)
     assert response.model == "colours" and response.version == 1
     assert len(response.results) == len(images)

@@ -207,7 +207,10 @@ def test_expired_and_cancelled_requests_never_reach_the_model(
         threading.Event().wait(0.005)
     with pytest.raises(grpc.RpcError) as info:
         client.Classify(tensor_request(random_batch(1)), timeout=0.05)
-    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # Expired in the queue, or refused at the door because the work ahead cannot finish in time
+    # (admission's estimate, once it has seen a few batches): either way it never runs.
+    late = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert info.value.code() in late, info.value
     cancelled = client.Classify.future(tensor_request(random_batch(3)), timeout=120)
     threading.Event().wait(0.02)
     assert not busy[-1].done(), "the model finished too fast for this test to mean anything"

@@ -112,6 +112,19 @@ def resolve_serve_config(config: ServerConfig, given: Mapping[str, Given]) -> Se
     help="For a folder: requests in flight at once.",
 )
 @click.option("--resume", is_flag=True, help="For a folder: skip files already in --out.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Also show what decided each prediction: image overlays (PNG, in --out-dir), or the "
+    "text with its words coloured (spans with --json).",
+)
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("overlays"),
+    show_default=True,
+    help="With --explain: where the image overlays go.",
+)
 def classify_command(
     files: tuple[Path, ...],
     model: str,
@@ -123,6 +136,8 @@ def classify_command(
     out: Path | None,
     concurrency: int,
     resume: bool,
+    explain: bool,
+    out_dir: Path,
 ) -> None:
     """Classify image FILES, a folder of images, or --text strings with a model on a server.
 
@@ -131,7 +146,10 @@ def classify_command(
       onyx classify --model digits samples/*.png                 # a table
       onyx classify photos/ --model pets --out labels.csv        # a folder, recursively
       onyx classify photos/ --model pets --out labels.csv --resume
+      onyx classify --model pets --explain photo.jpg --out-dir overlays/
     """
+    if explain and any(f.is_dir() for f in files):
+        raise click.UsageError("--explain takes image files or --text, not a folder")
     if len(files) == 1 and files[0].is_dir():
         if out is None:
             raise click.UsageError("classifying a folder needs --out labels.csv (or .jsonl)")
@@ -144,6 +162,14 @@ def classify_command(
         raise click.UsageError("give image FILES, a folder, or at least one --text")
     if files and texts:
         raise click.UsageError("give either image FILES or --text, not both")
+    if explain:
+        from onyx.serve.explain_cli import classify_explained
+
+        try:
+            classify_explained(server, model, files, texts, top_k, model_version, as_json, out_dir)
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc) from exc
+        return
     with Client(server) as client:
         try:
             if files:

@@ -41,9 +41,17 @@ class Client:
         grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
 
     def classify(
-        self, model: str, inputs: Sequence[api.Input], top_k: int = 0, version: int = 0
+        self,
+        model: str,
+        inputs: Sequence[api.Input],
+        top_k: int = 0,
+        version: int = 0,
+        explain: api.ExplainOptions | None = None,
     ) -> api.ClassifyResponse:
-        request = api.ClassifyRequest(model=model, version=version, inputs=inputs, top_k=top_k)
+        """`explain`: also explain each input (`ExplainOptions()`: its top-1 class)."""
+        request = api.ClassifyRequest(
+            model=model, version=version, inputs=inputs, top_k=top_k, explain=explain
+        )
         response: api.ClassifyResponse = self._stub.Classify(request, timeout=self.timeout_s)
         return response
 

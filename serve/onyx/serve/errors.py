@@ -5,6 +5,7 @@
     ├── ModelNotFound        NOT_FOUND           unknown model or version
     ├── ModelNotReady        UNAVAILABLE         known, but no version can serve right now
     ├── NotAllowed           FAILED_PRECONDITION the server's mode forbids it (e.g. explicit load)
+    ├── ExplainUnavailable   FAILED_PRECONDITION the model cannot explain its predictions
     ├── LimitExceeded        RESOURCE_EXHAUSTED  a configured limit; the message names the limit
     ├── Overloaded           RESOURCE_EXHAUSTED  the queue is full; retry later
     ├── Refused              RESOURCE_EXHAUSTED  turned away at the door (admission); `reason`
@@ -41,6 +42,12 @@ class ModelNotReady(ServeError):
 
 
 class NotAllowed(ServeError):
+    code = "FAILED_PRECONDITION"
+
+
+class ExplainUnavailable(ServeError):
+    """An explanation was asked of a model without a feature-map output (`onyx.serve.explain`)."""
+
     code = "FAILED_PRECONDITION"
 
 

@@ -38,10 +38,11 @@ from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve import __version__
 from onyx.serve.dtypes import DTYPES
 from onyx.serve.errors import InvalidInput, ModelNotFound, NotAllowed, ServeError, quoted
+from onyx.serve.explain import SALIENCY, add_saliency
 from onyx.serve.inputs import InputLimits
 from onyx.serve.kserve_tensors import add_output, decode_tensor, raw_input
 from onyx.serve.layout import is_version_name
-from onyx.serve.pipeline import Inferred, Pipeline
+from onyx.serve.pipeline import Explained, Inferred, Pipeline
 from onyx.serve.repository import Model, ModelControl, Repository
 from onyx.serve.rpc import answers_errors, deadline_of, log_if_unplanned
 from onyx.serve.statistics import Duration, Statistics, VersionStatistics
@@ -152,7 +153,7 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
             lambda config, encoder: decode_tensor(tensor, raw, config, limits, encoder),
             deadline,
             offload=tensor.datatype == "BYTES",
-            respond=lambda result: infer_response(request, result),
+            respond=lambda result: infer_response(request, result, self._pipeline.explained),
         )
 
     @answers_errors
@@ -197,8 +198,11 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
             )
 
 
-def infer_response(request: kv2.ModelInferRequest, result: Inferred) -> kv2.ModelInferResponse:
-    """The requested outputs (all of them when none is named) of one inference."""
+def infer_response(
+    request: kv2.ModelInferRequest, result: Inferred, explained: Explained | None = None
+) -> kv2.ModelInferResponse:
+    """The requested outputs (the model's output when none is named) of one inference; the
+    `saliency` output is computed on request (see explain.py)."""
     response = kv2.ModelInferResponse(
         model_name=result.model, model_version=str(result.version), id=request.id
     )
@@ -206,6 +210,9 @@ def infer_response(request: kv2.ModelInferRequest, result: Inferred) -> kv2.Mode
         kv2.ModelInferRequest.InferRequestedOutputTensor(name=result.config.output.name)
     ]
     for output in wanted:
+        if output.name == SALIENCY and output.name != result.config.output.name:
+            add_saliency(response, result, explained)
+            continue
         add_output(response, output, result.outputs, result.config)
     return response
 

@@ -90,6 +90,13 @@ class ServerMetrics:
             "server's bound (decided before the request is read).",
             ["model", "reason"], registry=r,
         )  # fmt: skip
+        self.explained_requests = Counter(
+            f"{PREFIX}_explained_requests", "Requests that asked for explanations.", MODEL_LABELS,
+            registry=r,
+        )  # fmt: skip
+        self.explain_seconds = _latency(
+            r, "explain_duration", "Extra time explanations added to a request (maps, occlusion)."
+        )
         self.grpc = GrpcMetrics(r)
         self._series: dict[tuple[str, int], ModelSeries] = {}
         if process:
@@ -112,6 +119,12 @@ class ServerMetrics:
 
     def load_failed(self, model: str, version: int, reason: str) -> None:
         self.load_failures.labels(model).inc()
+
+    def explained(self, model: str, version: int, seconds: float) -> None:
+        """One explained request and the extra seconds explaining it took (`Pipeline.explained`)."""
+        labels = (model, str(version))
+        self.explained_requests.labels(*labels).inc()
+        self.explain_seconds.labels(*labels).observe(seconds)
 
     def track(self, model: str, version: int) -> RequestTracker:
         series = self._series.get((model, version))

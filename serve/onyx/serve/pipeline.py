@@ -24,15 +24,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.batching import Stages
+from onyx.serve.explain_image import split_outputs
 from onyx.serve.repository import Repository
 from onyx.serve.statistics import StageTimes, Statistics
 from onyx.serve.text import TextEncoder
+from onyx.serve.version import ModelVersion
 
 Response = TypeVar("Response")
 
@@ -54,6 +57,10 @@ class RequestTracker(Protocol):
 Track = Callable[[str, int], contextlib.AbstractContextManager[Any]]
 
 
+# (model name, version, seconds spent explaining) -> None, e.g. `metrics.explained`.
+Explained = Callable[[str, int, float], None]
+
+
 @dataclass(frozen=True)
 class Inferred:
     model: str
@@ -61,6 +68,10 @@ class Inferred:
     config: pb.ModelConfig
     # Raw model outputs, (n, classes), one row per input in request order.
     outputs: np.ndarray
+    # Versions that explain themselves: the last feature maps, (n, K, h, w), and the version's
+    # folder (it holds the head's weights).
+    features: np.ndarray | None = None
+    folder: Path | None = None
 
 
 class Pipeline:
@@ -70,12 +81,15 @@ class Pipeline:
         preprocess: Executor,
         track: Track | None = None,
         statistics: Statistics | None = None,
+        explained: Explained | None = None,
     ) -> None:
         self.repository = repository
         self._preprocess = preprocess
         self._track = track
         # Always kept (a few integers per version): ModelStatistics answers from here.
         self.statistics = statistics if statistics is not None else Statistics()
+        # Told about every explained request and its extra seconds (`onyx.serve.explain`).
+        self.explained = explained
 
     async def run(
         self,
@@ -123,7 +137,7 @@ class Pipeline:
                 stages = Stages()
                 outputs = await version.infer(batch, deadline, stages)
                 inferred = time.perf_counter()
-                response = respond(Inferred(model.name, version.version, config, outputs))
+                response = respond(_inferred(model.name, version, config, outputs))
         except BaseException:
             statistics.failed(time.perf_counter() - started)
             raise
@@ -141,3 +155,13 @@ class Pipeline:
 
 def _same(result: Inferred) -> Inferred:
     return result
+
+
+def _inferred(
+    model: str, version: ModelVersion, config: pb.ModelConfig, outputs: np.ndarray
+) -> Inferred:
+    """The outputs as a result; a version that explains itself also gives its feature maps."""
+    if config.HasField("explain"):
+        logits, features = split_outputs(outputs, len(config.labels))
+        return Inferred(model, version.version, config, logits, features, version.path.parent)
+    return Inferred(model, version.version, config, outputs)

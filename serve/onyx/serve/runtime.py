@@ -19,6 +19,7 @@ from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.config import Device as Device
 from onyx.serve.dtypes import DTYPES
 from onyx.serve.errors import ConfigError
+from onyx.serve.explain_image import pack_outputs
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,16 @@ class Session:
         check_signature(self._session, config, path)
         self.input_name = config.input.name
         self.output_name = config.output.name
+        # A version that explains itself also returns its feature map (`explain_image`).
+        self.feature_name = config.explain.feature_map.name if config.HasField("explain") else ""
         self.providers: list[str] = self._session.get_providers()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch; blocking (call it from an executor, never on the event loop)."""
+        if self.feature_name:
+            feeds = {self.input_name: batch}
+            logits, features = self._session.run([self.output_name, self.feature_name], feeds)
+            return pack_outputs(np.asarray(logits), np.asarray(features))
         (output,) = self._session.run([self.output_name], {self.input_name: batch})
         return np.asarray(output)
 
@@ -116,6 +123,8 @@ def check_signature(session: ort.InferenceSession, config: pb.ModelConfig, path:
         *_signature_problems("input", config.input, inputs),
         *_signature_problems("output", config.output, outputs),
     ]
+    if config.HasField("explain"):
+        problems += _signature_problems("feature map", config.explain.feature_map, outputs)
     if len(inputs) != 1:
         problems.append(f"the graph has {len(inputs)} inputs, Onyx serves single-input models")
     out = outputs.get(config.output.name)

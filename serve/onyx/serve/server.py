@@ -161,7 +161,11 @@ async def create_server(
     )
     server = grpc_server(config, admission, metrics)
     pipeline = Pipeline(
-        repository, preprocess, metrics.track if metrics is not None else None, statistics
+        repository,
+        preprocess,
+        metrics.track if metrics is not None else None,
+        statistics,
+        metrics.explained if metrics is not None else None,
     )
     kserve, health_servicer = _add_services(server, pipeline, config)
     running = RunningServer(

@@ -15,6 +15,7 @@ import grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.errors import InvalidInput
+from onyx.serve.explain import classify_explained
 from onyx.serve.inputs import InputLimits, decode_inputs
 from onyx.serve.pipeline import Pipeline
 from onyx.serve.repository import Model
@@ -43,6 +44,12 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
     ) -> api.ClassifyResponse:
         if request.top_k < 0:
             raise InvalidInput(f"top_k must be >= 0, got {request.top_k}")
+        if request.HasField("explain"):
+            k = request.top_k or DEFAULT_TOP_K
+            pipeline = self._pipeline
+            return await classify_explained(
+                pipeline, request, deadline, self._limits, k, pipeline.explained
+            )
         inputs, limits = request.inputs, self._limits
         # Raw tensors only need wrapping: decoding them inline saves a thread hop.
         offload = any(item.WhichOneof("kind") != "tensor" for item in inputs)

@@ -26,41 +26,49 @@ _sym_db = _symbol_database.Default()
 from onyx.proto.v1 import model_config_pb2 as onyx_dot_proto_dot_v1_dot_model__config__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eonyx/proto/v1/classifier.proto\x12\x07onyx.v1\x1a onyx/proto/v1/model_config.proto\"%\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"S\n\x05Input\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12!\n\x06tensor\x18\x03 \x01(\x0b\x32\x0f.onyx.v1.TensorH\x00\x42\x06\n\x04kind\"`\n\x0f\x43lassifyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x1e\n\x06inputs\x18\x03 \x03(\x0b\x32\x0e.onyx.v1.Input\x12\r\n\x05top_k\x18\x04 \x01(\x05\"9\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x02\"6\n\x0e\x43lassification\x12$\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x13.onyx.v1.ClassScore\"\\\n\x10\x43lassifyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12(\n\x07results\x18\x03 \x03(\x0b\x32\x17.onyx.v1.Classification\"N\n\x15\x43lassifyStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x07request\x18\x02 \x01(\x0b\x32\x18.onyx.v1.ClassifyRequest\"|\n\x16\x43lassifyStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x08response\x18\x02 \x01(\x0b\x32\x19.onyx.v1.ClassifyResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\x13\n\x11ListModelsRequest\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.onyx.v1.ModelInfo\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"i\n\rVersionStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.onyx.v1.VersionState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tproviders\x18\x04 \x03(\t\"\x88\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12(\n\x08versions\x18\x03 \x03(\x0b\x32\x16.onyx.v1.VersionStatus\x12$\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x14.onyx.v1.ModelConfig\x12\x0e\n\x06reason\x18\x05 \x01(\t*\x98\x01\n\x0cVersionState\x12\x1d\n\x19VERSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15VERSION_STATE_LOADING\x10\x01\x12\x17\n\x13VERSION_STATE_READY\x10\x02\x12\x18\n\x14VERSION_STATE_FAILED\x10\x03\x12\x1b\n\x17VERSION_STATE_UNLOADING\x10\x04\x32\xa5\x02\n\nClassifier\x12?\n\x08\x43lassify\x12\x18.onyx.v1.ClassifyRequest\x1a\x19.onyx.v1.ClassifyResponse\x12U\n\x0e\x43lassifyStream\x12\x1e.onyx.v1.ClassifyStreamRequest\x1a\x1f.onyx.v1.ClassifyStreamResponse(\x01\x30\x01\x12\x45\n\nListModels\x12\x1a.onyx.v1.ListModelsRequest\x1a\x1b.onyx.v1.ListModelsResponse\x12\x38\n\x08GetModel\x12\x18.onyx.v1.GetModelRequest\x1a\x12.onyx.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eonyx/proto/v1/classifier.proto\x12\x07onyx.v1\x1a onyx/proto/v1/model_config.proto\"%\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"S\n\x05Input\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12!\n\x06tensor\x18\x03 \x01(\x0b\x32\x0f.onyx.v1.TensorH\x00\x42\x06\n\x04kind\"\x8a\x01\n\x0f\x43lassifyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x1e\n\x06inputs\x18\x03 \x03(\x0b\x32\x0e.onyx.v1.Input\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12(\n\x07\x65xplain\x18\x05 \x01(\x0b\x32\x17.onyx.v1.ExplainOptions\" \n\x0e\x45xplainOptions\x12\x0e\n\x06labels\x18\x01 \x03(\t\"\x95\x01\n\x07Heatmap\x12\x0c\n\x04rows\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ols\x18\x02 \x01(\x05\x12\x0e\n\x06values\x18\x03 \x03(\x02\x12\t\n\x01x\x18\x04 \x01(\x02\x12\t\n\x01y\x18\x05 \x01(\x02\x12\r\n\x05width\x18\x06 \x01(\x02\x12\x0e\n\x06height\x18\x07 \x01(\x02\x12\x13\n\x0bimage_width\x18\x08 \x01(\x05\x12\x14\n\x0cimage_height\x18\t \x01(\x05\"L\n\x10TokenAttribution\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x05\x12\r\n\x05score\x18\x04 \x01(\x02\"~\n\x10\x43lassExplanation\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12!\n\x07heatmap\x18\x03 \x01(\x0b\x32\x10.onyx.v1.Heatmap\x12)\n\x06tokens\x18\x04 \x03(\x0b\x32\x19.onyx.v1.TokenAttribution\"9\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x02\"g\n\x0e\x43lassification\x12$\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x13.onyx.v1.ClassScore\x12/\n\x0c\x65xplanations\x18\x02 \x03(\x0b\x32\x19.onyx.v1.ClassExplanation\"\\\n\x10\x43lassifyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12(\n\x07results\x18\x03 \x03(\x0b\x32\x17.onyx.v1.Classification\"N\n\x15\x43lassifyStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x07request\x18\x02 \x01(\x0b\x32\x18.onyx.v1.ClassifyRequest\"|\n\x16\x43lassifyStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x08response\x18\x02 \x01(\x0b\x32\x19.onyx.v1.ClassifyResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\x13\n\x11ListModelsRequest\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.onyx.v1.ModelInfo\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"i\n\rVersionStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.onyx.v1.VersionState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tproviders\x18\x04 \x03(\t\"\x88\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12(\n\x08versions\x18\x03 \x03(\x0b\x32\x16.onyx.v1.VersionStatus\x12$\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x14.onyx.v1.ModelConfig\x12\x0e\n\x06reason\x18\x05 \x01(\t*\x98\x01\n\x0cVersionState\x12\x1d\n\x19VERSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15VERSION_STATE_LOADING\x10\x01\x12\x17\n\x13VERSION_STATE_READY\x10\x02\x12\x18\n\x14VERSION_STATE_FAILED\x10\x03\x12\x1b\n\x17VERSION_STATE_UNLOADING\x10\x04\x32\xa5\x02\n\nClassifier\x12?\n\x08\x43lassify\x12\x18.onyx.v1.ClassifyRequest\x1a\x19.onyx.v1.ClassifyResponse\x12U\n\x0e\x43lassifyStream\x12\x1e.onyx.v1.ClassifyStreamRequest\x1a\x1f.onyx.v1.ClassifyStreamResponse(\x01\x30\x01\x12\x45\n\nListModels\x12\x1a.onyx.v1.ListModelsRequest\x1a\x1b.onyx.v1.ListModelsResponse\x12\x38\n\x08GetModel\x12\x18.onyx.v1.GetModelRequest\x1a\x12.onyx.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onyx.proto.v1.classifier_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERSIONSTATE']._serialized_start=1073
-  _globals['_VERSIONSTATE']._serialized_end=1225
+  _globals['_VERSIONSTATE']._serialized_start=1557
+  _globals['_VERSIONSTATE']._serialized_end=1709
   _globals['_TENSOR']._serialized_start=77
   _globals['_TENSOR']._serialized_end=114
   _globals['_INPUT']._serialized_start=116
   _globals['_INPUT']._serialized_end=199
-  _globals['_CLASSIFYREQUEST']._serialized_start=201
-  _globals['_CLASSIFYREQUEST']._serialized_end=297
-  _globals['_CLASSSCORE']._serialized_start=299
-  _globals['_CLASSSCORE']._serialized_end=356
-  _globals['_CLASSIFICATION']._serialized_start=358
-  _globals['_CLASSIFICATION']._serialized_end=412
-  _globals['_CLASSIFYRESPONSE']._serialized_start=414
-  _globals['_CLASSIFYRESPONSE']._serialized_end=506
-  _globals['_CLASSIFYSTREAMREQUEST']._serialized_start=508
-  _globals['_CLASSIFYSTREAMREQUEST']._serialized_end=586
-  _globals['_CLASSIFYSTREAMRESPONSE']._serialized_start=588
-  _globals['_CLASSIFYSTREAMRESPONSE']._serialized_end=712
-  _globals['_LISTMODELSREQUEST']._serialized_start=714
-  _globals['_LISTMODELSREQUEST']._serialized_end=733
-  _globals['_LISTMODELSRESPONSE']._serialized_start=735
-  _globals['_LISTMODELSRESPONSE']._serialized_end=791
-  _globals['_GETMODELREQUEST']._serialized_start=793
-  _globals['_GETMODELREQUEST']._serialized_end=824
-  _globals['_VERSIONSTATUS']._serialized_start=826
-  _globals['_VERSIONSTATUS']._serialized_end=931
-  _globals['_MODELINFO']._serialized_start=934
-  _globals['_MODELINFO']._serialized_end=1070
-  _globals['_CLASSIFIER']._serialized_start=1228
-  _globals['_CLASSIFIER']._serialized_end=1521
+  _globals['_CLASSIFYREQUEST']._serialized_start=202
+  _globals['_CLASSIFYREQUEST']._serialized_end=340
+  _globals['_EXPLAINOPTIONS']._serialized_start=342
+  _globals['_EXPLAINOPTIONS']._serialized_end=374
+  _globals['_HEATMAP']._serialized_start=377
+  _globals['_HEATMAP']._serialized_end=526
+  _globals['_TOKENATTRIBUTION']._serialized_start=528
+  _globals['_TOKENATTRIBUTION']._serialized_end=604
+  _globals['_CLASSEXPLANATION']._serialized_start=606
+  _globals['_CLASSEXPLANATION']._serialized_end=732
+  _globals['_CLASSSCORE']._serialized_start=734
+  _globals['_CLASSSCORE']._serialized_end=791
+  _globals['_CLASSIFICATION']._serialized_start=793
+  _globals['_CLASSIFICATION']._serialized_end=896
+  _globals['_CLASSIFYRESPONSE']._serialized_start=898
+  _globals['_CLASSIFYRESPONSE']._serialized_end=990
+  _globals['_CLASSIFYSTREAMREQUEST']._serialized_start=992
+  _globals['_CLASSIFYSTREAMREQUEST']._serialized_end=1070
+  _globals['_CLASSIFYSTREAMRESPONSE']._serialized_start=1072
+  _globals['_CLASSIFYSTREAMRESPONSE']._serialized_end=1196
+  _globals['_LISTMODELSREQUEST']._serialized_start=1198
+  _globals['_LISTMODELSREQUEST']._serialized_end=1217
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1219
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1275
+  _globals['_GETMODELREQUEST']._serialized_start=1277
+  _globals['_GETMODELREQUEST']._serialized_end=1308
+  _globals['_VERSIONSTATUS']._serialized_start=1310
+  _globals['_VERSIONSTATUS']._serialized_end=1415
+  _globals['_MODELINFO']._serialized_start=1418
+  _globals['_MODELINFO']._serialized_end=1554
+  _globals['_CLASSIFIER']._serialized_start=1712
+  _globals['_CLASSIFIER']._serialized_end=2005
 # @@protoc_insertion_point(module_scope)

@@ -41,16 +41,70 @@ class Input(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., text: _Optional[str] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class ClassifyRequest(_message.Message):
-    __slots__ = ("model", "version", "inputs", "top_k")
+    __slots__ = ("model", "version", "inputs", "top_k", "explain")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     inputs: _containers.RepeatedCompositeFieldContainer[Input]
     top_k: int
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[Input, _Mapping]]] = ..., top_k: _Optional[int] = ...) -> None: ...
+    explain: ExplainOptions
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[Input, _Mapping]]] = ..., top_k: _Optional[int] = ..., explain: _Optional[_Union[ExplainOptions, _Mapping]] = ...) -> None: ...
+
+class ExplainOptions(_message.Message):
+    __slots__ = ("labels",)
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, labels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Heatmap(_message.Message):
+    __slots__ = ("rows", "cols", "values", "x", "y", "width", "height", "image_width", "image_height")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    cols: int
+    values: _containers.RepeatedScalarFieldContainer[float]
+    x: float
+    y: float
+    width: float
+    height: float
+    image_width: int
+    image_height: int
+    def __init__(self, rows: _Optional[int] = ..., cols: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ..., x: _Optional[float] = ..., y: _Optional[float] = ..., width: _Optional[float] = ..., height: _Optional[float] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ...) -> None: ...
+
+class TokenAttribution(_message.Message):
+    __slots__ = ("token", "start", "end", "score")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    start: int
+    end: int
+    score: float
+    def __init__(self, token: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
+
+class ClassExplanation(_message.Message):
+    __slots__ = ("label", "index", "heatmap", "tokens")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    HEATMAP_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    index: int
+    heatmap: Heatmap
+    tokens: _containers.RepeatedCompositeFieldContainer[TokenAttribution]
+    def __init__(self, label: _Optional[str] = ..., index: _Optional[int] = ..., heatmap: _Optional[_Union[Heatmap, _Mapping]] = ..., tokens: _Optional[_Iterable[_Union[TokenAttribution, _Mapping]]] = ...) -> None: ...
 
 class ClassScore(_message.Message):
     __slots__ = ("label", "index", "score")
@@ -63,10 +117,12 @@ class ClassScore(_message.Message):
     def __init__(self, label: _Optional[str] = ..., index: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
 class Classification(_message.Message):
-    __slots__ = ("classes",)
+    __slots__ = ("classes", "explanations")
     CLASSES_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
     classes: _containers.RepeatedCompositeFieldContainer[ClassScore]
-    def __init__(self, classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ...) -> None: ...
+    explanations: _containers.RepeatedCompositeFieldContainer[ClassExplanation]
+    def __init__(self, classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., explanations: _Optional[_Iterable[_Union[ClassExplanation, _Mapping]]] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
     __slots__ = ("model", "version", "results")

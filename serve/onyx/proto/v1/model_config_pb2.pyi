@@ -176,8 +176,16 @@ class ExportInfo(_message.Message):
     parity_max_abs_diff: float
     def __init__(self, opset: _Optional[int] = ..., ir_version: _Optional[int] = ..., onnxruntime_version: _Optional[str] = ..., torch_version: _Optional[str] = ..., exporter: _Optional[str] = ..., parity_max_abs_diff: _Optional[float] = ...) -> None: ...
 
+class ExplainSupport(_message.Message):
+    __slots__ = ("feature_map", "head_file")
+    FEATURE_MAP_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FILE_FIELD_NUMBER: _ClassVar[int]
+    feature_map: TensorSpec
+    head_file: str
+    def __init__(self, feature_map: _Optional[_Union[TensorSpec, _Mapping]] = ..., head_file: _Optional[str] = ...) -> None: ...
+
 class ModelConfig(_message.Message):
-    __slots__ = ("name", "task", "labels", "input", "output", "output_activation", "image", "text", "batching", "version_policy", "export", "instances", "description")
+    __slots__ = ("name", "task", "labels", "input", "output", "output_activation", "image", "text", "batching", "version_policy", "export", "instances", "description", "explain")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +199,7 @@ class ModelConfig(_message.Message):
     EXPORT_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: Task
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -204,10 +213,11 @@ class ModelConfig(_message.Message):
     export: ExportInfo
     instances: int
     description: str
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., output_activation: _Optional[_Union[Activation, str]] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., batching: _Optional[_Union[Batching, _Mapping]] = ..., version_policy: _Optional[_Union[VersionPolicy, _Mapping]] = ..., export: _Optional[_Union[ExportInfo, _Mapping]] = ..., instances: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+    explain: ExplainSupport
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., output_activation: _Optional[_Union[Activation, str]] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., batching: _Optional[_Union[Batching, _Mapping]] = ..., version_policy: _Optional[_Union[VersionPolicy, _Mapping]] = ..., export: _Optional[_Union[ExportInfo, _Mapping]] = ..., instances: _Optional[int] = ..., description: _Optional[str] = ..., explain: _Optional[_Union[ExplainSupport, _Mapping]] = ...) -> None: ...
 
 class VersionConfig(_message.Message):
-    __slots__ = ("task", "labels", "input", "output", "output_activation", "image", "text", "export", "description")
+    __slots__ = ("task", "labels", "input", "output", "output_activation", "image", "text", "export", "description", "explain")
     TASK_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +227,7 @@ class VersionConfig(_message.Message):
     TEXT_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     task: Task
     labels: _containers.RepeatedScalarFieldContainer[str]
     input: TensorSpec
@@ -226,4 +237,5 @@ class VersionConfig(_message.Message):
     text: TextPreprocessing
     export: ExportInfo
     description: str
-    def __init__(self, task: _Optional[_Union[Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., output_activation: _Optional[_Union[Activation, str]] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., export: _Optional[_Union[ExportInfo, _Mapping]] = ..., description: _Optional[str] = ...) -> None: ...
+    explain: ExplainSupport
+    def __init__(self, task: _Optional[_Union[Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., output_activation: _Optional[_Union[Activation, str]] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., export: _Optional[_Union[ExportInfo, _Mapping]] = ..., description: _Optional[str] = ..., explain: _Optional[_Union[ExplainSupport, _Mapping]] = ...) -> None: ...

@@ -21,7 +21,17 @@ import click
     help="Where metrics.json and the PNG plots go.",
 )
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-def evaluate_command(model_path: Path, data_dir: Path, out: Path, batch_size: int) -> None:
+@click.option(
+    "--explain",
+    type=click.IntRange(0),
+    default=0,
+    metavar="N",
+    help="Also write gallery.png (per class: the N most confident correct predictions and the N "
+    "most confident mistakes, with their maps) and filters.png (the first-layer filters).",
+)
+def evaluate_command(
+    model_path: Path, data_dir: Path, out: Path, batch_size: int, explain: int
+) -> None:
     """Score a checkpoint (best.pt) or an exported model directory (models/NAME or
     models/NAME/VERSION) on DATA_DIR: accuracy, precision, recall, F1 (per class and macro),
     ROC-AUC for two classes, confusion matrix; metrics.json and PNG plots in --out.
@@ -30,6 +40,7 @@ def evaluate_command(model_path: Path, data_dir: Path, out: Path, batch_size: in
     Examples:
       onyx evaluate runs/pets/best.pt data/pets/test --out eval/torch
       onyx evaluate models/pets data/pets/test --out eval/onnx     # newest version
+      onyx evaluate runs/pets/best.pt data/pets/test --explain 4   # + gallery, filters
     """
     from onyx.serve.logs import configure_logging
     from onyx.train import evaluate as ev
@@ -41,5 +52,12 @@ def evaluate_command(model_path: Path, data_dir: Path, out: Path, batch_size: in
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     written = ev.write_outputs(evaluation, predictor, out)
+    if explain:
+        from onyx.train.explain_gallery import write_explanations
+
+        try:
+            written += write_explanations(model_path, predictor, evaluation, explain, out)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
     click.echo(ev.summary(evaluation.report))
     click.echo("wrote " + ", ".join(str(p) for p in written))

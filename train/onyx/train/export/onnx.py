@@ -63,9 +63,11 @@ def write_onnx(
     exporter: str,
     time_axis: bool = False,
     external_data: bool = True,
+    output_names: Sequence[str] = (OUTPUT_NAME,),
 ) -> None:
     """One `torch.onnx.export` with `exporter` ("dynamo" or "torchscript"): a dynamic batch axis,
-    and a dynamic time axis (axis 1) for sequences."""
+    and a dynamic time axis (axis 1) for sequences. Outputs after the logits (an image model's
+    feature map, for explanations) get a dynamic batch axis too."""
     axes = {0: "batch", 1: "time"} if time_axis else {0: "batch"}
     with _quiet():
         if exporter == "dynamo":
@@ -75,7 +77,7 @@ def write_onnx(
                 (example,),
                 str(path),
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                output_names=list(output_names),
                 dynamic_shapes=(dims,),
                 dynamo=True,
                 external_data=external_data,
@@ -87,8 +89,8 @@ def write_onnx(
                 (example,),
                 str(path),
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: {0: "batch"}},
+                output_names=list(output_names),
+                dynamic_axes={INPUT_NAME: axes, **{name: {0: "batch"} for name in output_names}},
                 dynamo=False,
                 opset_version=opset,
             )
@@ -105,25 +107,35 @@ def _quiet() -> Any:
 def check_parity(
     model: nn.Module, path: Path, inputs: Sequence[torch.Tensor], atol: float, rtol: float
 ) -> float:
-    """Largest |ORT - torch| over `inputs`; raises ParityError past atol + rtol * |torch|."""
+    """Largest |ORT - torch| over `inputs`; raises ParityError past atol + rtol * |torch|.
+
+    A model returning a tuple is compared output by output (the graph's outputs in order)."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for batch in inputs:
         with torch.no_grad():
-            expected = model(batch).numpy()
-        (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})
-        if actual.shape != expected.shape:  # broadcasting would let a wrong shape compare "close"
-            raise ParityError(
-                f"ONNX Runtime gave shape {actual.shape} for input {tuple(batch.shape)}"
-            )
-        diff = np.abs(actual - expected)
-        worst = max(worst, float(diff.max()))
-        if not np.allclose(actual, expected, atol=atol, rtol=rtol):
-            raise ParityError(
-                f"ONNX Runtime disagrees with torch on a batch of shape {tuple(batch.shape)}: "
-                f"max |diff| {diff.max():.3g} > atol {atol} + rtol {rtol} * |torch|; not published"
-            )
+            result = model(batch)
+        expected_all = result if isinstance(result, tuple) else (result,)
+        actual_all = session.run(None, {INPUT_NAME: batch.numpy()})
+        if len(actual_all) != len(expected_all):
+            raise ParityError(f"the graph has {len(actual_all)} outputs, torch {len(expected_all)}")
+        for expected_t, actual in zip(expected_all, actual_all, strict=True):
+            worst = max(worst, _compare(expected_t.numpy(), np.asarray(actual), batch, atol, rtol))
     return worst
+
+
+def _compare(
+    expected: np.ndarray, actual: np.ndarray, batch: torch.Tensor, atol: float, rtol: float
+) -> float:
+    if actual.shape != expected.shape:  # broadcasting would let a wrong shape compare "close"
+        raise ParityError(f"ONNX Runtime gave shape {actual.shape} for input {tuple(batch.shape)}")
+    diff = np.abs(actual - expected)
+    if not np.allclose(actual, expected, atol=atol, rtol=rtol):
+        raise ParityError(
+            f"ONNX Runtime disagrees with torch on a batch of shape {tuple(batch.shape)}: "
+            f"max |diff| {diff.max():.3g} > atol {atol} + rtol {rtol} * |torch|; not published"
+        )
+    return float(diff.max())
 
 
 def export_verified(
@@ -137,6 +149,7 @@ def export_verified(
     example: torch.Tensor,
     time_axis: bool = False,
     external_data: bool = True,
+    output_names: Sequence[str] = (OUTPUT_NAME,),
 ) -> tuple[str, float]:
     """Try each exporter until one passes parity; (exporter, max diff). Raises ParityError.
 
@@ -145,7 +158,9 @@ def export_verified(
     for exporter in EXPORTERS:
         _remove_outputs(path)  # a failed attempt's external data must not be published
         try:
-            write_onnx(model, example, path, opset, exporter, time_axis, external_data)
+            write_onnx(
+                model, example, path, opset, exporter, time_axis, external_data, output_names
+            )
             onnx.checker.check_model(str(path), full_check=True)
             return exporter, check_parity(model, path, inputs, atol, rtol)
         except ParityError as exc:

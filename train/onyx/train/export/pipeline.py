@@ -24,9 +24,10 @@ from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.text import Vocabulary
 from onyx.train import checkpoint as ckpt
 from onyx.train.config import save_json
+from onyx.train.explain import explainable
 from onyx.train.export import image, text
 from onyx.train.export.config import ExportConfig, ExportResult
-from onyx.train.export.onnx import export_verified, ir_version_of
+from onyx.train.export.onnx import OUTPUT_NAME, export_verified, ir_version_of
 from onyx.train.publish import publish
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class Exportable:
     time_axis: bool = False
     external_data: bool = True
     side_files: Callable[[Path], None] = field(default=lambda _: None)
+    # Image models also output their last feature map, for explanations (`onyx.train.explain`).
+    output_names: tuple[str, ...] = (OUTPUT_NAME,)
 
 
 def model_of(checkpoint: dict[str, Any]) -> nn.Module:
@@ -74,12 +77,24 @@ def exportable(checkpoint: dict[str, Any]) -> Exportable:
             external_data=False,
             side_files=lambda folder: vocabulary.save(folder / text.VOCABULARY_FILE),
         )
+    return _image_exportable(checkpoint)
+
+
+def _image_exportable(checkpoint: dict[str, Any]) -> Exportable:
+    """The CNN, with its last feature map as a second output when it can explain itself."""
     spec = ckpt.preprocessing_of(checkpoint)
+    model, example = image.image_model_of(checkpoint), image.example_input(spec, 2)
+    explained = explainable(checkpoint["config"]["model"], model, example, image.build_model_config)
+    if explained is None:
+        return Exportable(model, example, image.parity_inputs(spec), image.build_model_config)
+    wrapped, build_config, side_files, output_names = explained
     return Exportable(
-        image.image_model_of(checkpoint),
-        image.example_input(spec, 2),
+        wrapped,
+        example,
         image.parity_inputs(spec),
-        image.build_model_config,
+        build_config,
+        side_files=side_files,
+        output_names=output_names,
     )
 
 
@@ -98,6 +113,7 @@ def export_checkpoint(export: ExportConfig, work_dir: Path) -> ExportResult:
         example=task.example,
         time_axis=task.time_axis,
         external_data=task.external_data,
+        output_names=task.output_names,
     )
     task.side_files(work_dir)
     config = task.build_config(export, checkpoint, exporter, diff, ir_version_of(onnx_path))
