@@ -12,6 +12,7 @@ becomes the run's `ImagePreprocessing`, which travels into the exported model co
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ def timm_preprocessing(arch: str) -> WeightsPreprocessing:
     crop = int(cfg.input_size[-1])
     return WeightsPreprocessing(
         crop_size=crop,
-        resize_size=round(crop / cfg.crop_pct),
+        # timm's transforms_imagenet_eval: floor, not round.
+        resize_size=math.floor(crop / cfg.crop_pct),
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
         interpolation=str(cfg.interpolation),
