@@ -74,9 +74,17 @@ def timm_preprocessing(arch: str) -> WeightsPreprocessing:
     )
 
 
+IMAGENET_CLASSES_FILE = "imagenet_classes.txt"
+
+
 def imagenet_categories() -> list[str]:
-    """ImageNet-1k class names, offline, from torchvision's weight metadata."""
-    return list(torchvision_weights("resnet18").meta["categories"])
+    """The 1000 ImageNet-1k class names in class-index order, from the package data file
+    `imagenet_classes.txt` (torchvision's `ResNet18_Weights.DEFAULT.meta["categories"]`, written
+    out so a published model's labels do not depend on the torchvision version)."""
+    from importlib.resources import files
+
+    text = files("onyx.train.image").joinpath(IMAGENET_CLASSES_FILE).read_text(encoding="utf-8")
+    return text.splitlines()
 
 
 def torch_hub_file(arch: str) -> Path:
