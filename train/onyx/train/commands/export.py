@@ -15,7 +15,7 @@ import click
 from onyx.serve.options import ConfigCommand, config_options, precedence_epilog
 from onyx.train.commands.lazy import LazyCommand
 
-EXPORT_HELP = "Export CHECKPOINT (or --pretrained MODEL) to ONNX, check it against torch, publish it."
+EXPORT_HELP = "Export CHECKPOINT (or --pretrained MODEL) to ONNX, parity-check it, publish it."
 PRETRAINED_HELP = (
     "Publish this registry model's ImageNet classifier as is (1000 labels, its weights' "
     "preprocessing) instead of a CHECKPOINT; weights must be available offline."

@@ -30,9 +30,7 @@ def pretrained_models() -> list[str]:
 def pretrained_checkpoint(arch: str) -> dict[str, Any]:
     """`arch` with its ImageNet weights and labels, in the checkpoint schema export reads."""
     if arch not in pretrained_models():
-        raise ValueError(
-            f"--pretrained {arch!r}: choose one of: {', '.join(pretrained_models())}"
-        )
+        raise ValueError(f"--pretrained {arch!r}: choose one of: {', '.join(pretrained_models())}")
     config = ImageTrainConfig(
         data=Path("imagenet"), out_dir=Path(), model=arch, weights="imagenet", epochs=1
     )
