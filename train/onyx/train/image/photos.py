@@ -63,8 +63,9 @@ def _sklearn(name: str) -> Callable[[], np.ndarray]:
 def _grace_hopper() -> np.ndarray:
     import matplotlib.cbook
 
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as file:
-        return np.asarray(Image.open(file).convert("RGB"))
+    path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    with Image.open(str(path)) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 SOURCES: dict[str, Callable[[], np.ndarray]] = {
