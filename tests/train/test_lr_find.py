@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from onyx.cli import main
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.engine import prepare
 from onyx.train.distributed import setup
+from onyx.train.engine import prepare
 from onyx.train.lr_find import range_test, suggest_lr
 from onyx.train.registry import task_for
 
