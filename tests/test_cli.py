@@ -42,12 +42,19 @@ def test_train_image_with_one_class_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_runs_the_whole_path(tmp_path: Path) -> None:
+    from tests.checkout import free_port
+
+    port = free_port()
     result = CliRunner().invoke(
-        main, ["demo", "--repository", str(tmp_path / "models"), "--epochs", "3"]
-    )
+        main, ["demo", "--repository", str(tmp_path / "models"), "--epochs", "2",
+               "--port", str(port)],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "held-out accuracy over gRPC" in result.output
-    assert (tmp_path / "models" / "digits" / "1" / "model.onnx").is_file()
+    assert "pretrained Lite0, fine-tuned:  val accuracy" in result.output
+    assert "same network from scratch:     val accuracy" in result.output
+    assert f"held-out accuracy over gRPC on port {port}" in result.output
+    assert (tmp_path / "models" / "photos" / "1" / "model.onnx").is_file()
+    assert (tmp_path / "models" / "sentiment" / "1" / "model.onnx").is_file()
 
 
 @pytest.mark.parametrize(

@@ -155,6 +155,12 @@ def test_transfer_schedule_freezes_then_unfreezes_last_stages() -> None:
     trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"fc", "layer3", "layer4"}
     train_mode(model)
+    # Pretrained BatchNorm keeps its statistics even when unfrozen (default)...
+    assert not model.layer4[0].bn1.training and not model.bn1.training
+    # ...unless asked to train them: then only the unfrozen stages do.
+    config.train_batchnorm = True
+    set_trainable(config, model, epoch=2)
+    train_mode(model)
     assert model.layer4[0].bn1.training and not model.bn1.training
 
 

@@ -4,7 +4,8 @@ The steps and their parameters come from the model's `ImagePreprocessing` config
 served with exactly the transform it was trained with:
 
     decode (EXIF orientation applied, first frame) -> colour mode -> resize shorter side
-    -> centre crop -> scale to 0..1 -> (x - mean) / std -> channel order -> layout
+    (long side truncated, as torchvision) -> centre crop (zero-padded if too small)
+    -> scale to 0..1 -> (x - mean) / std -> channel order -> layout
 
 Only numpy and Pillow: this module is imported by `onyx.train` too and must never import torch.
 """
@@ -102,7 +103,7 @@ def preprocess_image(image: Image.Image, spec: pb.ImagePreprocessing) -> np.ndar
     """Transform a decoded image into the model's input layout, without a batch axis."""
     image = image.convert("L" if spec.color_mode == pb.COLOR_MODE_GRAYSCALE else "RGB")
     image = resize_and_crop(image, spec)
-    array = np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
+    array = np.asarray(image, dtype=np.float32) / np.float32(255.0)  # as ToTensor: x.div(255)
     if array.ndim == 2:
         array = array[:, :, None]  # (H, W) -> (H, W, 1)
     mean = np.asarray(spec.mean, dtype=np.float32)
@@ -116,19 +117,48 @@ def preprocess_image(image: Image.Image, spec: pb.ImagePreprocessing) -> np.ndar
 
 
 def resize_and_crop(image: Image.Image, spec: pb.ImagePreprocessing) -> Image.Image:
-    """Resize the shorter side to `resize_shorter` (or straight to the crop), then centre-crop."""
+    """torchvision's `Resize(resize_shorter)` then `CenterCrop((crop_h, crop_w))` on a PIL image,
+    bit for bit (timm's eval transform is the same two steps); `resize_shorter` 0 resizes
+    straight to the crop size, like `Resize((crop_h, crop_w))`.
+
+    Pillow's resize always antialiases when it shrinks, as torchvision's PIL path does for every
+    interpolation, so the filters need no extra flag.
+    """
     resample = _RESAMPLE[spec.interpolation]
     crop_w, crop_h = spec.crop_width, spec.crop_height
     if spec.resize_shorter <= 0:
-        return image.resize((crop_w, crop_h), resample)
-    width, height = image.size
-    scale = spec.resize_shorter / min(width, height)
-    size = (max(crop_w, round(width * scale)), max(crop_h, round(height * scale)))
+        size = (crop_w, crop_h)
+    else:
+        size = resized_size(image.size, spec.resize_shorter)
     if size != image.size:
         image = image.resize(size, resample)
-    # Same rounding as torchvision's center_crop, so pretrained recipes match exactly.
-    left = round((image.width - crop_w) / 2.0)
-    top = round((image.height - crop_h) / 2.0)
+    return center_crop(image, crop_w, crop_h)
+
+
+def resized_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
+    """(width, height) after resizing the shorter side to `shorter`: the long side is
+    truncated, `int(shorter * long / short)`, exactly as torchvision's
+    `_compute_resized_output_size` (rounding it instead moves a 500x375 photo by one pixel and
+    its pretrained probabilities by up to 0.05)."""
+    width, height = size
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(shorter * long / short)
+    return (shorter, new_long) if width <= height else (new_long, shorter)
+
+
+def center_crop(image: Image.Image, crop_w: int, crop_h: int) -> Image.Image:
+    """torchvision's `center_crop`: zero padding first where the image is smaller than the crop
+    (left/top get the smaller half), then the offset `round((side - crop) / 2)` (Python's round,
+    half to even, as torchvision's `int(round(...))`)."""
+    width, height = image.size
+    if crop_w > width or crop_h > height:
+        pad_left = (crop_w - width) // 2 if crop_w > width else 0
+        pad_top = (crop_h - height) // 2 if crop_h > height else 0
+        padded = Image.new(image.mode, (max(width, crop_w), max(height, crop_h)))  # zeros
+        padded.paste(image, (pad_left, pad_top))
+        image, width, height = padded, padded.width, padded.height
+    left = round((width - crop_w) / 2.0)
+    top = round((height - crop_h) / 2.0)
     return image.crop((left, top, left + crop_w, top + crop_h))
 
 

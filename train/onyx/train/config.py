@@ -240,6 +240,15 @@ class ImageTrainConfig(TrainConfig):
         metadata=_help("Backbone stages trained after the frozen epochs: -1 all, 0 none, K the "
                        "last K."),
     )  # fmt: skip
+    # Small task batches give noisy, shifted batch statistics: overwriting ImageNet's running
+    # ones under a head trained on the old features is what makes unfreezing hurt.
+    train_batchnorm: bool = field(
+        default=False,
+        metadata=_help("Unfrozen pretrained stages also train their BatchNorm statistics "
+                       "(batch statistics, running averages updated). Off: they keep the "
+                       "pretrained statistics (right for small batches and photo-like data); "
+                       "on: large batches (>= 32 per process) from a domain far from ImageNet."),
+    )  # fmt: skip
     augment: AugmentConfig = field(
         default_factory=AugmentConfig, metadata=_help("Train-time augmentation.")
     )

@@ -22,14 +22,19 @@ from torch import nn
 
 from onyx.train.config import TrainConfig
 
+# Set on a BatchNorm module (by the transfer schedule) to keep it in eval mode in training.
+KEEP_STATISTICS = "onyx_keep_statistics"
+
 
 def train_mode(model: nn.Module) -> None:
-    """model.train(), except BatchNorm layers whose parameters are frozen stay in eval mode."""
+    """model.train(), except BatchNorm layers whose parameters are frozen, or marked with
+    `KEEP_STATISTICS`, stay in eval mode (their running statistics are used and kept)."""
     model.train()
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             params = list(module.parameters())
-            if params and not any(p.requires_grad for p in params):
+            frozen = bool(params) and not any(p.requires_grad for p in params)
+            if frozen or getattr(module, KEEP_STATISTICS, False):
                 module.eval()
 
 

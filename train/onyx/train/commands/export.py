@@ -15,11 +15,16 @@ import click
 from onyx.serve.options import ConfigCommand, config_options, precedence_epilog
 from onyx.train.commands.lazy import LazyCommand
 
-EXPORT_HELP = "Export CHECKPOINT to ONNX, check ONNX Runtime against torch, publish it."
+EXPORT_HELP = "Export CHECKPOINT (or --pretrained MODEL) to ONNX, parity-check it, publish it."
+PRETRAINED_HELP = (
+    "Publish this registry model's ImageNet classifier as is (1000 labels, its weights' "
+    "preprocessing) instead of a CHECKPOINT; weights must be available offline."
+)
 EXPORT_EPILOG = f"""\b
 Examples:
   onyx export runs/digits/best.pt --name digits
   onyx export runs/pets/best.pt -n pets --max-batch-size 32 --repository /srv/models
+  onyx export --pretrained efficientnet_lite0 --name lite0   # the ImageNet classifier as is
 
 {precedence_epilog()} --repository also comes from ONYX_REPOSITORY (before the file).
 """
@@ -29,18 +34,28 @@ def build_export_command() -> click.Command:
     from onyx.train.export import ExportConfig, ParityError, export_checkpoint
 
     @click.command("export", cls=ConfigCommand, epilog=EXPORT_EPILOG)
-    @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.argument(
+        "checkpoint",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        required=False,
+        callback=lambda _ctx, _param, value: Path() if value is None else value,
+    )
     @config_options(
         ExportConfig,
         arguments=["checkpoint"],
         extra={"name": {"aliases": ("-n",), "help": "Model name in the repository."},
-               "repository": {"aliases": ("-r",), "envvar": "ONYX_REPOSITORY"}},
+               "repository": {"aliases": ("-r",), "envvar": "ONYX_REPOSITORY"},
+               "pretrained": {"help": PRETRAINED_HELP}},
     )  # fmt: skip
     def export_command(config: ExportConfig) -> None:
-        """Export CHECKPOINT to ONNX, check ONNX Runtime against torch, publish it as the next
-        version of --name in --repository (export.json beside it records these options)."""
+        """Export CHECKPOINT (or --pretrained MODEL) to ONNX, check ONNX Runtime against torch,
+        publish it as the next version of --name in --repository (export.json beside it records
+        these options)."""
         from onyx.serve.logs import configure_logging
 
+        given = config.checkpoint != Path()
+        if given == bool(config.pretrained):
+            raise click.UsageError("give a CHECKPOINT or --pretrained MODEL (one of them)")
         configure_logging("info")
         with tempfile.TemporaryDirectory(prefix="onyx-export-") as work:
             try:

@@ -26,6 +26,16 @@ _LOG_LEVEL = click.option(
     group=OTHER_GROUP,
 )
 
+_LR_FIND = click.option(
+    "--lr-find",
+    is_flag=True,
+    cls=ConfigOption,
+    group=OTHER_GROUP,
+    help="Run the learning-rate range test instead of training: an exponential sweep, the "
+    "smoothed loss plotted to --out-dir/lr_find.png, a suggested --lr printed and saved "
+    "(lr_find.json). The model is not changed.",
+)
+
 
 @click.group("train")
 def train_group() -> None:
@@ -44,6 +54,7 @@ Examples:
       --image-size 32 --no-hflip --rotation-degrees 0
   onyx train image data/pets --config pets.toml --epochs 20   # the file, one value overridden
   onyx train image data/pets --resume runs/image/last.pt --epochs 10
+  onyx train image data/pets --model resnet18 --weights imagenet --lr-find   # pick --lr
   torchrun --nproc-per-node 2 -m onyx train image data/pets --device cpu
 
 {_precedence()}
@@ -60,8 +71,11 @@ Examples:
     group=OTHER_GROUP,
     help="All augmentation off, whatever the augment options say.",
 )
+@_LR_FIND
 @_LOG_LEVEL
-def train_image_command(config: ImageTrainConfig, no_augment: bool, log_level: str) -> None:
+def train_image_command(
+    config: ImageTrainConfig, no_augment: bool, lr_find: bool, log_level: str
+) -> None:
     """Fine-tune an image classifier on DATA (one sub-folder of images per class, or
     train/ val/ [test/] each with class folders)."""
     from onyx.serve.logs import configure_logging
@@ -70,7 +84,22 @@ def train_image_command(config: ImageTrainConfig, no_augment: bool, log_level: s
     check_image_config(config)
     if no_augment:
         config = dataclasses.replace(config, augment=AugmentConfig.off())
+    if lr_find:
+        find_and_report(config)
+        return
     fit_and_report(config)
+
+
+def find_and_report(config: TrainConfig) -> None:
+    """--lr-find: the range test instead of training; the model and data are left as they are."""
+    from onyx.train.lr_find import lr_find
+
+    try:
+        result = lr_find(config)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"suggested lr {result.suggested_lr:.2g} (steepest descent of the smoothed loss "
+               f"over {len(result.lrs)} steps); curve: {result.plot or result.record}")  # fmt: skip
 
 
 def fit_and_report(config: TrainConfig) -> None:
@@ -118,10 +147,14 @@ Examples:
 @train_group.command("text", cls=ConfigCommand, epilog=TEXT_EPILOG)
 @click.argument("data", type=click.Path(exists=True))
 @config_options(TextTrainConfig, arguments=["data"], extra=_OUT, group="Training")
+@_LR_FIND
 @_LOG_LEVEL
-def train_text_command(config: TextTrainConfig, log_level: str) -> None:
+def train_text_command(config: TextTrainConfig, lr_find: bool, log_level: str) -> None:
     """Train a sentiment (text) classifier on DATA: a .csv/.tsv/.jsonl file or an IMDb folder."""
     from onyx.serve.logs import configure_logging
 
     configure_logging(log_level)
+    if lr_find:
+        find_and_report(config)
+        return
     fit_and_report(config)

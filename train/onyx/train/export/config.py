@@ -28,6 +28,9 @@ class ExportConfig:
     # queue while the model is busy; a timer wait would add >= 1 ms (event-loop timer
     # granularity) to every request at low load.
     max_queue_delay_us: int = 0
+    # A registry model's ImageNet classifier as published (1000 labels, its recipe's
+    # preprocessing) instead of `checkpoint`; see onyx.train.export.pretrained.
+    pretrained: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Export a checkpoint (image or text) to ONNX, prove ONNX Runtime agrees with torch, publish it.
 
     onyx export runs/digits/best.pt --name digits --repository models
+    onyx export --pretrained efficientnet_lite0 --name lite0     # ImageNet, as published
 
 One path for both tasks: the checkpoint's task (`onyx.train.export.image`, `.text`) supplies the
 model, a tracing example and the parity inputs; `export_verified` writes with the dynamo
@@ -28,6 +29,7 @@ from onyx.train.explain import explainable
 from onyx.train.export import image, text
 from onyx.train.export.config import ExportConfig, ExportResult
 from onyx.train.export.onnx import OUTPUT_NAME, export_verified, ir_version_of
+from onyx.train.export.pretrained import pretrained_checkpoint
 from onyx.train.publish import publish
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,10 @@ def _image_exportable(checkpoint: dict[str, Any]) -> Exportable:
 
 def export_checkpoint(export: ExportConfig, work_dir: Path) -> ExportResult:
     """Export, verify and publish; `work_dir` holds the files until they are published."""
-    checkpoint = ckpt.load_checkpoint(export.checkpoint)  # read once: it holds optimizer state
+    if export.pretrained:
+        checkpoint = pretrained_checkpoint(export.pretrained)
+    else:  # read once: it holds optimizer state
+        checkpoint = ckpt.load_checkpoint(export.checkpoint)
     task = exportable(checkpoint)
     onnx_path = work_dir / "model.onnx"
     exporter, diff = export_verified(

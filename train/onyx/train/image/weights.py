@@ -12,6 +12,7 @@ becomes the run's `ImagePreprocessing`, which travels into the exported model co
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,16 +66,25 @@ def timm_preprocessing(arch: str) -> WeightsPreprocessing:
     crop = int(cfg.input_size[-1])
     return WeightsPreprocessing(
         crop_size=crop,
-        resize_size=round(crop / cfg.crop_pct),
+        # timm's transforms_imagenet_eval: floor, not round.
+        resize_size=math.floor(crop / cfg.crop_pct),
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
         interpolation=str(cfg.interpolation),
     )
 
 
+IMAGENET_CLASSES_FILE = "imagenet_classes.txt"
+
+
 def imagenet_categories() -> list[str]:
-    """ImageNet-1k class names, offline, from torchvision's weight metadata."""
-    return list(torchvision_weights("resnet18").meta["categories"])
+    """The 1000 ImageNet-1k class names in class-index order, from the package data file
+    `imagenet_classes.txt` (torchvision's `ResNet18_Weights.DEFAULT.meta["categories"]`, written
+    out so a published model's labels do not depend on the torchvision version)."""
+    from importlib.resources import files
+
+    text = files("onyx.train.image").joinpath(IMAGENET_CLASSES_FILE).read_text(encoding="utf-8")
+    return text.splitlines()
 
 
 def torch_hub_file(arch: str) -> Path:

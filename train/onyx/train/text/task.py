@@ -65,7 +65,7 @@ class TextTask:
             train_targets=train.targets,
             test=test,
             collate=collate_padded,
-            summary=f"{config.cell}, vocabulary {len(self.vocabulary)}",
+            summary=f"{cell_description(config)}, vocabulary {len(self.vocabulary)}",
         )
 
     def build_model(self, data: TaskData, resume: Checkpoint | None) -> nn.Module:
@@ -135,3 +135,13 @@ def _check_same_architecture(architecture: TextModelConfig, resume: Checkpoint, 
     if differ:
         changes = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(differ.items()))
         raise ValueError(f"--resume {path} was trained with another architecture ({changes})")
+
+
+def cell_description(config: TextTrainConfig) -> str:
+    """The recurrent setup in words for the training log, e.g. "bidirectional 2-layer LSTM
+    (hidden 128 per direction, embeddings 64, mean pooling)"."""
+    direction = "bidirectional" if config.bidirectional else "unidirectional"
+    return (
+        f"{direction} {config.layers}-layer {config.cell.upper()} (hidden {config.hidden} per "
+        f"direction, embeddings {config.embed_dim}, {config.pooling} pooling)"
+    )
