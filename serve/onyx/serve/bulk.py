@@ -13,10 +13,10 @@ Without an output file the records go to a stream (stdout) as a table or JSON Li
 
 Failures: an item the server answers with RESOURCE_EXHAUSTED (its queue is full) or UNAVAILABLE
 (a model loading, a server draining) is sent again after an exponential, jittered backoff, up to
-`attempts` times in all; if the whole stream breaks with one of those codes (a server restarting)
-a new stream carries on with what was not answered. Any other failure (an unreadable file, a
-corrupt image, an answer still refused after the last attempt) is listed in the summary and the
-run goes on; the CLI exits non-zero when anything failed.
+`attempts` times in all; if a stream that was answering breaks with one of those codes (a server
+restarting) a new stream carries on with what was not answered. Any other failure (an unreadable
+file, a corrupt image, an answer still refused after the last attempt) is listed in the summary
+and the run goes on; the CLI exits non-zero when anything failed.
 """
 
 from __future__ import annotations
@@ -46,11 +46,13 @@ log = logging.getLogger(__name__)
 RETRYABLE_CODES = frozenset({8, 14})
 RETRYABLE_STATUS = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
 OUTPUT_FORMATS = ("csv", "jsonl", "table")
+# Streams reopened in one run at most (each after answers arrived: progress was made).
+MAX_STREAM_BREAKS = 100
 
 
 @dataclass(frozen=True)
 class Backoff:
-    # Tries per item (and streams per run), the first included.
+    # Tries per item, the first included.
     attempts: int = 5
     initial_s: float = 0.1
     max_s: float = 2.0
@@ -193,15 +195,20 @@ classify_folder = classify_source
 def _run_streams(
     stub: api_grpc.ClassifierStub, scheduler: _Scheduler, job: BulkJob, writer: ResultWriter
 ) -> None:
-    for attempt in range(1, job.backoff.attempts + 1):
+    """One stream, and a new one each time a stream that was answering breaks with a retryable
+    status (a server restarting or draining). A stream that breaks before any answer raises:
+    the channel's retry policy has already retried opening it."""
+    for breaks in range(1, MAX_STREAM_BREAKS + 1):
+        answers = 0
         try:
             for answer in stub.ClassifyStream(scheduler.requests()):
                 scheduler.answered(answer, writer)
+                answers += 1
             return
         except grpc.RpcError as exc:
-            if exc.code() not in RETRYABLE_STATUS or attempt == job.backoff.attempts:
+            if exc.code() not in RETRYABLE_STATUS or not answers or breaks == MAX_STREAM_BREAKS:
                 raise
-            delay = job.backoff.delay_s(attempt + 1)
+            delay = job.backoff.delay_s(2)
             log.warning("stream broke (%s); resuming in %.2fs", exc.code().name, delay)
             scheduler.stream_broke(delay)
 
