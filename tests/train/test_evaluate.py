@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from onyx.cli import main
 from onyx.train.config import AugmentConfig, ImageTrainConfig
 from onyx.train.engine import fit
-from onyx.train.evaluate import evaluate_data, evaluate_folder, load_predictor, write_outputs
+from onyx.train.evaluate import evaluate_data, load_predictor, write_outputs
 from onyx.train.export import ExportConfig, export_checkpoint
 from tests.train.conftest import write_shapes
 
@@ -42,8 +42,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
 
 def test_torch_and_onnx_report_the_same_metrics(trained: tuple[Path, Path, Path]) -> None:
     checkpoint, model_dir, heldout = trained
-    torch_eval = evaluate_folder(load_predictor(checkpoint), heldout)
-    onnx_eval = evaluate_folder(load_predictor(model_dir), heldout)
+    torch_eval = evaluate_data(load_predictor(checkpoint), heldout)
+    onnx_eval = evaluate_data(load_predictor(model_dir), heldout)
     assert torch_eval.report["count"] == 16
     np.testing.assert_allclose(torch_eval.scores, onnx_eval.scores, atol=1e-5)
     assert torch_eval.report["confusion_matrix"] == onnx_eval.report["confusion_matrix"]
@@ -57,7 +57,7 @@ def test_torch_and_onnx_report_the_same_metrics(trained: tuple[Path, Path, Path]
 def test_outputs_metrics_json_and_plots(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
     checkpoint, _, heldout = trained
     predictor = load_predictor(checkpoint)
-    written = write_outputs(evaluate_folder(predictor, heldout), predictor, tmp_path)
+    written = write_outputs(evaluate_data(predictor, heldout), predictor, tmp_path)
     assert sorted(p.name for p in written) == [
         "confusion_matrix.png",
         "curves.png",
@@ -88,7 +88,7 @@ def test_unknown_class_folder_lists_the_model_labels(
     checkpoint, _, _ = trained
     data = write_shapes(tmp_path, 2, classes=("circle", "hexagon"))
     with pytest.raises(ValueError, match="allowed: circle, square"):
-        evaluate_folder(load_predictor(checkpoint), data)
+        evaluate_data(load_predictor(checkpoint), data)
 
 
 def test_positive_class_default_given_and_wrong(

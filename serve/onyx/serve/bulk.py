@@ -188,10 +188,6 @@ def classify_source(
     return summary
 
 
-# The name of earlier releases, when only folders were classified.
-classify_folder = classify_source
-
-
 def _run_streams(
     stub: api_grpc.ClassifierStub, scheduler: _Scheduler, job: BulkJob, writer: ResultWriter
 ) -> None:

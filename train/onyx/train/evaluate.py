@@ -289,10 +289,6 @@ def evaluate_data(
     return Evaluation(report, scores, labelled.targets, labelled.names)
 
 
-# The image-only name of earlier releases.
-evaluate_folder = evaluate_data
-
-
 def write_outputs(evaluation: Evaluation, predictor: Predictor, out_dir: Path) -> list[Path]:
     """metrics.json and the plots; returns the files written."""
     from onyx.train import plots
