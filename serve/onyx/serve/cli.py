@@ -166,6 +166,8 @@ def classify_command(
       onyx classify reviews.csv --model sentiment --out results.csv
       onyx classify photos/ -m pets -s dns:///onyx.internal:50051 --tls-ca ca.pem
     """
+    if resume and out is None:
+        raise click.UsageError("--resume skips what --out holds: give --out")
     try:
         channel = open_channel(server, ChannelOptions(tls_ca, tls_cert, tls_key))
     except ValueError as exc:
