@@ -197,7 +197,9 @@ def _classify_few(
     if any(f.is_dir() or is_text_file(f) for f in files):
         raise click.UsageError("give one folder or text file, or image files, not a mix")
     if not files and not texts:
-        raise click.UsageError("give image FILES, a folder, a text file, or at least one --text")
+        raise click.UsageError(
+            "give image FILES, a folder, or at least one --text (or one .csv/.tsv/.jsonl/.txt)"
+        )
     if files and texts:
         raise click.UsageError("give either image FILES or --text, not both")
     client = Client("", channel=channel)
