@@ -145,3 +145,15 @@ def test_a_missing_text_column_is_a_clear_error(
     files = write_texts(tmp_path / "in")
     output = classify(server, str(files["csv"]), model="words", code=1)
     assert "no column 'text'" in output and "review" in output
+
+
+def test_a_text_file_that_stops_decoding_fails_the_run_with_a_reason(
+    tmp_path: Path, start_server: Callable[..., ServerThread]
+) -> None:
+    root = tmp_path / "models"
+    write_text_model(root, "words")
+    server = start_server(root)
+    broken = tmp_path / "reviews.txt"
+    broken.write_bytes(b"good\nbad\n" + b"x" * 20_000 + b"\n\xff\xfe not utf-8\n")
+    output = classify(server, str(broken), model="words", code=1)
+    assert "failed" in output and "reading stopped" in output and "utf-8" in output

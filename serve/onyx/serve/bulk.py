@@ -264,7 +264,13 @@ class _Scheduler:
         return idle or generation != self._generation
 
     def _take_from_source(self) -> None:
-        item = next(self._source, None)
+        try:
+            item = next(self._source, None)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            # Raised in gRPC's request thread it would only cancel the call, unexplained.
+            item = None
+            with self._lock:
+                self._fail(str(self._job.source), f"reading stopped: {exc}")
         with self._lock:
             if item is None:
                 self._exhausted = True
