@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from onyx.cli import main
 from onyx.train.config import AugmentConfig, ImageTrainConfig
 from onyx.train.engine import fit
-from onyx.train.evaluate import evaluate_folder, load_predictor, write_outputs
+from onyx.train.evaluate import evaluate_data, load_predictor, write_outputs
 from onyx.train.export import ExportConfig, export_checkpoint
 from tests.train.conftest import write_shapes
 
@@ -42,8 +42,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
 
 def test_torch_and_onnx_report_the_same_metrics(trained: tuple[Path, Path, Path]) -> None:
     checkpoint, model_dir, heldout = trained
-    torch_eval = evaluate_folder(load_predictor(checkpoint), heldout)
-    onnx_eval = evaluate_folder(load_predictor(model_dir), heldout)
+    torch_eval = evaluate_data(load_predictor(checkpoint), heldout)
+    onnx_eval = evaluate_data(load_predictor(model_dir), heldout)
     assert torch_eval.report["count"] == 16
     np.testing.assert_allclose(torch_eval.scores, onnx_eval.scores, atol=1e-5)
     assert torch_eval.report["confusion_matrix"] == onnx_eval.report["confusion_matrix"]
@@ -57,11 +57,12 @@ def test_torch_and_onnx_report_the_same_metrics(trained: tuple[Path, Path, Path]
 def test_outputs_metrics_json_and_plots(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
     checkpoint, _, heldout = trained
     predictor = load_predictor(checkpoint)
-    written = write_outputs(evaluate_folder(predictor, heldout), predictor, tmp_path)
+    written = write_outputs(evaluate_data(predictor, heldout), predictor, tmp_path)
     assert sorted(p.name for p in written) == [
         "confusion_matrix.png",
         "curves.png",
         "metrics.json",
+        "precision_recall.png",
         "roc.png",
     ]
     for path in written:
@@ -87,17 +88,39 @@ def test_unknown_class_folder_lists_the_model_labels(
     checkpoint, _, _ = trained
     data = write_shapes(tmp_path, 2, classes=("circle", "hexagon"))
     with pytest.raises(ValueError, match="allowed: circle, square"):
-        evaluate_folder(load_predictor(checkpoint), data)
+        evaluate_data(load_predictor(checkpoint), data)
 
 
-def test_a_text_checkpoint_is_refused_with_a_clear_error(tmp_path: Path) -> None:
-    from onyx.train.config import TextTrainConfig
-    from onyx.train.engine import fit
-    from onyx.train.evaluate import load_predictor
-    from tests.train.test_engine import write_imdb_style
+def test_positive_class_default_given_and_wrong(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    _, model_dir, heldout = trained
+    predictor = load_predictor(model_dir)
+    default = evaluate_data(predictor, heldout).report["binary"]
+    assert default["positive_class"] == "square"  # neither label reads as negative: the second
+    chosen = evaluate_data(predictor, heldout, positive_class="circle")
+    binary, per_class = chosen.report["binary"], chosen.report["per_class"]
+    assert binary["positive_class"] == "circle" and binary["positive_chosen_as"] == "given"
+    assert binary["recall"] == pytest.approx(per_class["circle"]["recall"])
+    assert binary["precision"] == pytest.approx(per_class["circle"]["precision"])
+    # One class's ROC is the other's mirrored: the AUCs of the two classes are equal.
+    assert binary["roc_auc"] == pytest.approx(default["roc_auc"])
+    result = CliRunner().invoke(
+        main,
+        ["evaluate", str(model_dir), str(heldout), "-o", str(tmp_path), "--positive-class", "dot"],
+    )
+    assert result.exit_code == 1 and "not a label; labels: circle, square" in result.output
 
-    data = write_imdb_style(tmp_path / "data", per_label=4)
-    run = fit(TextTrainConfig(data=data, out_dir=tmp_path / "run", epochs=1, device="cpu",
-                              embed_dim=4, hidden=4, plots=False))  # fmt: skip
-    with pytest.raises(ValueError, match="text checkpoint"):
-        load_predictor(run.best_checkpoint)
+
+def test_roc_and_precision_recall_plots_follow_the_positive_class(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    checkpoint, _, heldout = trained
+    predictor = load_predictor(checkpoint)
+    for positive in ("circle", "square"):
+        out = tmp_path / positive
+        written = write_outputs(evaluate_data(predictor, heldout, positive_class=positive),
+                                predictor, out)  # fmt: skip
+        assert {"roc.png", "precision_recall.png"} <= {p.name for p in written}
+        report = json.loads((out / "metrics.json").read_text())
+        assert report["binary"]["positive_class"] == positive

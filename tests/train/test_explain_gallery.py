@@ -56,6 +56,7 @@ def test_the_gallery_picks_the_most_confident_hits_and_mistakes_per_class() -> N
         [[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7], [0.45, 0.55], [0.95, 0.05], [0.1, 0.9]]
     )
     targets = np.asarray([0, 0, 0, 0, 1, 1, 1])
-    evaluation = Evaluation({}, scores, targets, [Path(f"{i}.png") for i in range(7)])
+    files = [Path(f"{i}.png") for i in range(7)]
+    evaluation = Evaluation({}, scores, targets, [str(f) for f in files], list(files))
     assert pick_examples(evaluation, 1) == [(0, [0], [2]), (1, [6], [5])]
     assert pick_examples(evaluation, 2) == [(0, [0, 1], [2, 3]), (1, [6, 4], [5])]

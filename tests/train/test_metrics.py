@@ -7,8 +7,11 @@ import pytest
 
 from onyx.train.metrics import (
     accuracy,
+    average_precision,
     classification_report,
     confusion_matrix,
+    positive_index,
+    precision_recall_curve,
     precision_recall_f1,
     roc_auc,
     roc_curve,
@@ -72,3 +75,51 @@ def test_agrees_with_scikit_learn_on_random_data() -> None:
     )
     binary = rng.integers(0, 2, 200)
     assert roc_auc(binary, scores[:, 1]) == pytest.approx(sk.roc_auc_score(binary, scores[:, 1]))
+
+
+@pytest.mark.parametrize(
+    ("labels", "name", "expected"),
+    [
+        (["cat", "not_cat"], "", 0),  # the bug: alphabetical order made not_cat positive
+        (["dog", "no-dog"], "", 0),
+        (["negative", "positive"], "", 1),
+        (["other", "rocket"], "", 1),
+        (["ham", "spam"], "", 1),
+        (["0", "1"], "", 1),
+        (["cat", "dog"], "", 1),  # nothing reads as negative: the second label
+        (["cat", "not_cat"], "not_cat", 1),
+    ],
+)
+def test_positive_index(labels: list[str], name: str, expected: int) -> None:
+    assert positive_index(labels, name)[0] == expected
+
+
+def test_positive_index_refuses_unknown_names_and_many_classes() -> None:
+    with pytest.raises(ValueError, match="not a label; labels: cat, not_cat"):
+        positive_index(["cat", "not_cat"], "dog")
+    with pytest.raises(ValueError, match="needs two classes"):
+        positive_index(["a", "b", "c"], "a")
+    assert positive_index(["a", "b", "c"]) == (-1, "")
+
+
+def test_report_uses_the_named_positive_class() -> None:
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
+    y_true = np.array([0, 1, 0, 1])
+    report = classification_report(y_true, scores, ["cat", "not_cat"])
+    assert report["binary"]["positive_class"] == "cat"
+    assert report["binary"]["recall"] == pytest.approx(1.0)
+    assert report["binary"]["precision"] == pytest.approx(2 / 3)
+
+
+def test_precision_recall_agree_with_scikit_learn() -> None:
+    import sklearn.metrics as sk
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.random(300), 2)  # ties
+    assert average_precision(y, s) == pytest.approx(sk.average_precision_score(y, s))
+    precision, recall = precision_recall_curve(y, s)
+    sk_precision, sk_recall, _ = sk.precision_recall_curve(y, s)
+    # scikit-learn lists the points from the lowest threshold up and ends at (1, 0).
+    np.testing.assert_allclose(precision[1:], sk_precision[::-1][1:])
+    np.testing.assert_allclose(recall[1:], sk_recall[::-1][1:])

@@ -17,10 +17,15 @@ from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 
 
 class Client:
-    def __init__(self, address: str, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, address: str, timeout_s: float = 30.0, channel: grpc.Channel | None = None
+    ) -> None:
+        """`channel`: one already open (TLS, retries: `onyx.serve.channels`); the caller
+        keeps closing it. Without one a plaintext channel to `address` is opened."""
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address)
+        self._owned = channel is None
+        self._channel = grpc.insecure_channel(address) if channel is None else channel
         self._stub = api_grpc.ClassifierStub(self._channel)
 
     def __enter__(self) -> Client:
@@ -35,7 +40,8 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self._channel.close()
+        if self._owned:
+            self._channel.close()
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         grpc.channel_ready_future(self._channel).result(timeout=timeout_s)

@@ -90,7 +90,7 @@ def _text_record(explanation: api.ClassExplanation) -> dict[str, object]:
 
 
 def classify_explained(
-    server: str,
+    client: Client,
     model: str,
     files: Sequence[Path],
     texts: Sequence[str],
@@ -100,12 +100,11 @@ def classify_explained(
     out_dir: Path,
 ) -> None:
     """The whole `--explain` path of `onyx classify` (gRPC errors propagate to the caller)."""
-    with Client(server) as client:
-        if files:
-            response, written = explain_images(client, model, files, top_k, version, out_dir)
-            show_images([str(f) for f in files], response, written, as_json)
-            return
-        options = api.ExplainOptions()
-        inputs = [api.Input(text=t) for t in texts]
-        response = client.classify(model, inputs, top_k, version, explain=options)
+    if files:
+        response, written = explain_images(client, model, files, top_k, version, out_dir)
+        show_images([str(f) for f in files], response, written, as_json)
+        return
+    options = api.ExplainOptions()
+    inputs = [api.Input(text=t) for t in texts]
+    response = client.classify(model, inputs, top_k, version, explain=options)
     show_texts(texts, response, as_json)

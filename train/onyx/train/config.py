@@ -142,6 +142,14 @@ class TrainConfig:
         metadata=_help("Label set and order (text; empty: sorted from the training data). "
                        "Filled in with the labels found, in the saved config."),
     )  # fmt: skip
+    # Alphabetical order made `not_cat` the positive class of a cat detector; see
+    # onyx.train.metrics.positive_index for the default.
+    positive_class: str = field(
+        default="",
+        metadata=_help("Two classes: the label whose precision/recall/F1/ROC-AUC are reported; "
+                       "empty: the label that does not read as negative (not_x, other, ...), "
+                       "else the second."),
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         check_ranges(self)

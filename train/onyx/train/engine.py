@@ -45,7 +45,7 @@ from onyx.train import distributed
 from onyx.train.checkpoint import TrainState
 from onyx.train.config import TrainConfig, save_json
 from onyx.train.distributed import DistContext
-from onyx.train.metrics import classification_report
+from onyx.train.metrics import classification_report, positive_index
 from onyx.train.registry import task_for
 from onyx.train.schedule import build_optimizer, build_scheduler, train_mode
 from onyx.train.task import Checkpoint, Task, TaskData
@@ -203,12 +203,16 @@ def evaluate(model: nn.Module, loader: DataLoader[Any], device: torch.device) ->
 
 
 def report(
-    model: nn.Module, loader: DataLoader[Any], labels: list[str], device: torch.device
+    model: nn.Module,
+    loader: DataLoader[Any],
+    labels: list[str],
+    device: torch.device,
+    positive_class: str = "",
 ) -> dict[str, Any]:
     """classification_report (accuracy, per class and macro P/R/F1, confusion, ROC-AUC)."""
     logits, targets = predict(model, loader, device)
     probabilities = torch.softmax(torch.from_numpy(logits), 1).numpy()
-    return classification_report(targets, probabilities, labels)
+    return classification_report(targets, probabilities, labels, positive_class)
 
 
 # --- fit ----------------------------------------------------------------------------------
@@ -386,6 +390,8 @@ def train_epochs(run: Run) -> FitResult:
     result = FitResult(
         run.out_dir / ckpt.BEST, state.best_accuracy, state.history, run.out_dir / ckpt.LAST
     )
+    # A misspelt --positive-class fails now, not after the last epoch.
+    positive_index(list(run.data.labels), config.positive_class)
     if run.context.is_main:
         save_json(config.to_json(), run.out_dir / "config.json")
         _log_start(run)
@@ -536,9 +542,10 @@ def _finish(run: Run, result: FitResult) -> None:
         return
     if not result.interrupted:  # Ctrl-C asked to stop: no more passes over the data
         labels, device = list(run.data.labels), run.context.device
-        result.report = report(run.model, run.loaders["val"], labels, device)
+        positive = run.config.positive_class
+        result.report = report(run.model, run.loaders["val"], labels, device, positive)
         if "test" in run.loaders:
-            result.test_report = report(run.model, run.loaders["test"], labels, device)
+            result.test_report = report(run.model, run.loaders["test"], labels, device, positive)
     _write_metrics(run, result, int(best["epoch"]))
 
 

@@ -109,12 +109,14 @@ def crop_and_map(
     explainer: Explainer, predictor: Predictor, path: Path, target: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(the crop the model saw as RGB uint8, the map of the predicted class over it, that class)."""
+    spec = predictor.spec
+    if spec is None:
+        raise ValueError("explanations are drawn for image models; this one takes text")
     image = decode_image(path.read_bytes())
-    x = preprocess_image(image, predictor.spec)[None]
+    x = preprocess_image(image, spec)[None]
     logits, features = explainer.forward(x)
     c = int(logits[0].argmax()) if target is None else target
     maps = cam.grad_cam(features[0], explainer.head, np.asarray([c]))
-    spec = predictor.spec
     grid = cam.normalise(cam.resize_bilinear(maps, spec.crop_height, spec.crop_width))[0]
     crop = np.asarray(resize_and_crop(image.convert("RGB"), spec))
     return crop, grid, c
@@ -141,7 +143,9 @@ def write_gallery(
         for col, (index, is_correct) in enumerate(cells):
             if index is None:
                 continue
-            crop, grid, predicted = crop_and_map(explainer, predictor, evaluation.files[index])
+            crop, grid, predicted = crop_and_map(
+                explainer, predictor, Path(evaluation.items[index])
+            )
             ax = axes[row][col]
             ax.imshow(crop)
             ax.imshow(grid, cmap="jet", alpha=0.45, vmin=0, vmax=1)

@@ -2,7 +2,8 @@
 
 plot_training_curves(history, Path("runs/x/curves.png"))
 plot_confusion_matrix(cm, labels, Path("eval/confusion_matrix.png"))
-plot_roc(fpr, tpr, auc, Path("eval/roc.png"))
+plot_roc(fpr, tpr, auc, Path("eval/roc.png"), positive="cat")
+plot_precision_recall(precision, recall, ap, Path("eval/pr.png"), positive="cat", base_rate=0.3)
 """
 
 from __future__ import annotations
@@ -61,16 +62,41 @@ def plot_confusion_matrix(cm: np.ndarray, labels: list[str], path: Path) -> Path
     return _save(figure, path)
 
 
-def plot_roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: Path) -> Path:
+def plot_roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: Path, positive: str = "") -> Path:
     figure, ax = plt.subplots(figsize=(5, 5))
     ax.plot(fpr, tpr, label=f"ROC (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
     ax.set(
         xlabel="false positive rate",
         ylabel="true positive rate",
-        title="ROC",
+        title=f"ROC, positive class {positive!r}" if positive else "ROC",
         xlim=(0, 1),
         ylim=(0, 1.02),
     )
     ax.legend(loc="lower right")
+    return _save(figure, path)
+
+
+def plot_precision_recall(
+    precision: np.ndarray,
+    recall: np.ndarray,
+    average_precision: float,
+    path: Path,
+    positive: str = "",
+    base_rate: float | None = None,
+) -> Path:
+    """The precision-recall curve of the positive class; `base_rate` (its share of the data) is
+    what a random classifier's precision would be."""
+    figure, ax = plt.subplots(figsize=(5, 5))
+    ax.step(recall, precision, where="post", label=f"AP {average_precision:.3f}")
+    if base_rate is not None:
+        ax.axhline(base_rate, linestyle="--", color="grey", label="chance")
+    ax.set(
+        xlabel="recall",
+        ylabel="precision",
+        title=f"precision-recall, positive class {positive!r}" if positive else "precision-recall",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
+    ax.legend(loc="lower left")
     return _save(figure, path)
