@@ -11,7 +11,8 @@ type: `int` -> an integer range, `float` -> a float range, `bool` and `Literal[.
 (all of them unless narrowed); `str`/`Path` fields take choices only. Ranges are checked against
 the field's own bounds (its `min`/`max` metadata), so a space can never build an invalid config.
 
-The space file is TOML, one key or table per parameter:
+The space file is TOML, one key or table per parameter; what an entry leaves out comes from
+the default entry of that name, else from the field (its choices, its closed bounds):
 
     [lr]
     low = 1e-4
@@ -26,7 +27,7 @@ The space file is TOML, one key or table per parameter:
     [augment.rotation_degrees]
     low = 0.0
     high = 30.0
-    bidirectional = true    # search with the default range / all choices
+    bidirectional = true    # search with the default range / all choices / the field's bounds
     weight_decay = false    # do not search: keep the fixed value
     defaults = false        # (top level) start from an empty space, not the task's defaults
 """
@@ -215,7 +216,18 @@ def _flatten(
 def build_space(entries: Mapping[str, Mapping[str, Any]], cls: type[TrainConfig]) -> Space:
     """Parameters from entries, each checked against its field's type and bounds."""
     specs = searchable_fields(cls)
-    return {name: _param(name, entry, specs) for name, entry in entries.items()}
+    defaults = _class_defaults(cls)
+    return {
+        name: _param(name, {**defaults.get(name, {}), **entry}, specs)
+        for name, entry in entries.items()
+    }
+
+
+def _class_defaults(cls: type[TrainConfig]) -> dict[str, Mapping[str, Any]]:
+    """Every default entry of the task: what a file's entry does not say comes from there."""
+    if issubclass(cls, TextTrainConfig):
+        return TEXT_DEFAULTS
+    return {**IMAGE_DEFAULTS, **TRANSFER_DEFAULTS}
 
 
 def searchable_fields(cls: type[TrainConfig]) -> dict[str, FieldSpec]:
@@ -239,6 +251,10 @@ def _param(name: str, entry: Mapping[str, Any], specs: Mapping[str, FieldSpec]) 
         return _choice_param(name, choices, kind, all_choices, spec)
     if kind not in (int, float):
         raise SpaceError(f"{name} ({_type_name(kind)}) takes choices = [...], not a range")
+    meta = spec.metadata
+    closed = {"low": None if meta.get("min_open") else meta.get("min"),
+              "high": None if meta.get("max_open") else meta.get("max")}  # fmt: skip
+    entry = {**{k: v for k, v in closed.items() if v is not None}, **entry}
     if "low" not in entry or "high" not in entry:
         raise SpaceError(f"{name}: give low and high, or choices")
     param = Param(name, float(entry["low"]), float(entry["high"]), bool(entry.get("log", False)),
