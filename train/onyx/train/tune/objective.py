@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import socket
 from pathlib import Path
 from typing import Any, Literal
@@ -109,6 +110,7 @@ class Objective:
         trial.set_user_attr("config", config_table(config))
         trial.set_user_attr("out_dir", str(out.resolve()))
         trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = format_params(trial.params)
         try:
             result = fit(config, WithoutTest(task_for(config)), [self._reporter(trial)])
