@@ -177,6 +177,7 @@ def tune_image(data: Path, out: Path, *extra: str) -> list[str]:
             "--study", "shapes", "--pruner", "none", "--no-progress", *extra]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_tune_image_end_to_end_then_resume_then_reproduce(tmp_path: Path) -> None:
     data, out = split_shapes(tmp_path / "shapes"), tmp_path / "tune"
     result = CliRunner().invoke(tune_group, tune_image(data, out, "--trials", "2"))

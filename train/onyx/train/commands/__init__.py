@@ -15,6 +15,10 @@ from onyx.train.commands.train import train_group
 from onyx.train.commands.tune import tune_group
 
 __all__ = [
-    "data_group", "demo_command", "evaluate_command", "export_command", "train_group",
+    "data_group",
+    "demo_command",
+    "evaluate_command",
+    "export_command",
+    "train_group",
     "tune_group",
 ]

@@ -14,7 +14,13 @@ from typing import Any
 
 import click
 
-from onyx.serve.options import OTHER_GROUP, ConfigCommand, ConfigOption, config_options, given_fields
+from onyx.serve.options import (
+    OTHER_GROUP,
+    ConfigCommand,
+    ConfigOption,
+    config_options,
+    given_fields,
+)
 from onyx.serve.options import precedence_epilog as _precedence
 from onyx.train.commands.train import check_image_config
 from onyx.train.config import ImageTrainConfig, TextTrainConfig, TrainConfig
@@ -27,7 +33,7 @@ def _option(*decls: str, **attrs: Any) -> Callable[[Callable[..., Any]], Callabl
     return click.option(*decls, cls=ConfigOption, group=_GROUP, **attrs)
 
 
-_SEARCH_OPTIONS = [
+_SEARCH_OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     _option("--study", "study_name", default="",
             help="Study name; default: TASK-DATANAME. The same name and storage continue it."),
     _option("--storage", default="", metavar="URL",
@@ -159,7 +165,8 @@ def tune(
     except (ValueError, FileNotFoundError) as exc:  # bad data fails the first trial
         raise click.ClickException(str(exc)) from exc
     click.echo(best_table(study))
-    written = write_results(study, settings.study_dir, metric)
+    # --no-plots skips the study's plots too (matplotlib costs seconds per worker).
+    written = write_results(study, settings.study_dir, metric, plots=config.plots)
     click.echo("wrote " + ", ".join(str(p) for p in written))
 
 

@@ -43,15 +43,18 @@ def best_table(study: optuna.Study, top: int = 5) -> str:
     return "\n".join([f"study {study.study_name}: {summary or 'no trials'}", *lines])
 
 
-def write_results(study: optuna.Study, study_dir: Path, metric: str) -> list[Path]:
-    """best.toml, best.json and the plots in `study_dir`; what it wrote."""
+def write_results(
+    study: optuna.Study, study_dir: Path, metric: str, plots: bool = True
+) -> list[Path]:
+    """best.toml, best.json and (with `plots`) the plots in `study_dir`; what it wrote."""
     study_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     best = best_trial(study)
     if best is not None:
         written += [_write_best_config(best, study, study_dir / "best.toml", metric),
                     _write_best_json(best, study_dir / "best.json", metric)]  # fmt: skip
-    written += write_plots(study, study_dir)
+    if plots:
+        written += write_plots(study, study_dir)
     return written
 
 
@@ -106,7 +109,9 @@ def _toml_value(value: Any) -> str:
 def write_plots(study: optuna.Study, study_dir: Path) -> list[Path]:
     """The PNGs that the study's trials allow: none before a complete trial, no importances
     before two (Optuna cannot rank parameters from one point)."""
-    import onyx.train.plots  # noqa: F401  (selects matplotlib's headless Agg backend first)
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot, which Optuna's backend imports: no display needed
     from optuna.visualization import matplotlib as oplt
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -122,9 +127,7 @@ def write_plots(study: optuna.Study, study_dir: Path) -> list[Path]:
     return [p for name, plot in plots.items() if (p := _save_plot(plot, study, study_dir / name))]
 
 
-def _save_plot(
-    plot: Callable[[optuna.Study], Any], study: optuna.Study, path: Path
-) -> Path | None:
+def _save_plot(plot: Callable[[optuna.Study], Any], study: optuna.Study, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     with warnings.catch_warnings():

@@ -83,8 +83,12 @@ def make_storage(url: str) -> RDBStorage:
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, engine_kwargs=kwargs,
-                                  heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)  # fmt: skip
+                return RDBStorage(
+                    url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_SECONDS,
+                )
         except Exception:  # sqlalchemy's OperationalError/IntegrityError of the race
             if attempt == 2:
                 raise
