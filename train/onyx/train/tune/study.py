@@ -98,8 +98,9 @@ def make_storage(url: str) -> RDBStorage:
 
 def make_pruner(name: PrunerName) -> optuna.pruners.BasePruner:
     if name == "median":
-        # The first trials run to the end: a median of one or two trials prunes at random.
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        # The first trials run to the end: a median of one or two trials prunes at random; and
+        # epoch 1 (mostly warm-up) says too little: the earliest prune is after epoch 2.
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     return optuna.pruners.NopPruner()
