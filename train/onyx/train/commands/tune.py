@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -143,8 +143,9 @@ def tune(
     import optuna
 
     from onyx.serve.logs import configure_logging
+    from onyx.train.tune.objective import Metric
     from onyx.train.tune.results import best_table, write_results
-    from onyx.train.tune.study import StudySettings, run_study
+    from onyx.train.tune.study import PrunerName, StudySettings, run_study
 
     configure_logging(log_level)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial's line comes from us
@@ -152,9 +153,17 @@ def tune(
         raise click.BadParameter("every trial trains from scratch", param_hint="--resume")
     space = _space(config, space_file)
     name = study_name or default_study_name(config)
-    settings = StudySettings(name, Path(config.out_dir), storage, metric, pruner,  # type: ignore[arg-type]
-                             20 if trials is None and timeout is None else trials, timeout,
-                             sampler_seed, progress)  # fmt: skip
+    settings = StudySettings(
+        name,
+        Path(config.out_dir),
+        storage,
+        cast("Metric", metric),
+        cast("PrunerName", pruner),
+        20 if trials is None and timeout is None else trials,
+        timeout,
+        sampler_seed,
+        progress,
+    )
     click.echo(f"study {name} on {_shown(settings.storage_url)}; searching "
                + "; ".join(p.describe() for p in space.values()), err=True)  # fmt: skip
     try:

@@ -170,7 +170,11 @@ def _fail_interrupted(study: optuna.Study, objective: Objective) -> None:
     trial = objective.current
     if trial is None:
         return
-    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    try:
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    except Exception as exc:  # the storage broke under the interrupt: heartbeats clean up
+        log.warning("could not mark trial %d failed: %s", trial.number, exc)
+        return
     log.warning("trial %d stopped by Ctrl-C and marked failed", trial.number)
 
 
