@@ -117,6 +117,10 @@ def open_study(settings: StudySettings) -> optuna.Study:
     )
 
 
+def finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
 def counted(study: optuna.Study) -> int:
     """Trials that use up the budget: finished (complete, pruned) or running anywhere."""
     return len(study.get_trials(deepcopy=False, states=_COUNTED))
@@ -127,7 +131,7 @@ def run_study(base: TrainConfig, space: Space, settings: StudySettings) -> optun
     study = open_study(settings)
     objective = Objective(base, space, settings.metric, settings.study_dir)
     deadline = time.monotonic() + settings.timeout if settings.timeout else math.inf
-    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    done = finished(study)
     if done:
         log.info("study %s: %d trials already finished; continuing", settings.name, done)
     bar = tqdm(total=settings.trials, initial=done, desc="trials", unit="trial",
@@ -135,7 +139,7 @@ def run_study(base: TrainConfig, space: Space, settings: StudySettings) -> optun
     try:
         while _budget_left(study, settings, deadline):
             study.optimize(objective, n_trials=1, callbacks=[_after_trial(settings, objective)])
-            bar.update(1)
+            bar.n = finished(study)  # this worker's trials and every other worker's
             _show_best(bar, study)
     except KeyboardInterrupt:
         _fail_interrupted(study, objective)
@@ -154,7 +158,9 @@ def _budget_left(study: optuna.Study, settings: StudySettings, deadline: float) 
 def _show_best(bar: tqdm, study: optuna.Study) -> None:  # type: ignore[type-arg]
     best = best_trial(study)
     if best is not None and best.value is not None:
-        bar.set_postfix(best=f"{best.value:.4f}", trial=best.number)
+        bar.set_postfix(best=f"{best.value:.4f}", trial=best.number)  # refreshes the bar too
+    else:
+        bar.refresh()
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
