@@ -208,6 +208,21 @@ def test_tune_image_end_to_end_then_resume_then_reproduce(tmp_path: Path) -> Non
     assert metrics["test"] is not None  # `onyx train` does score the test split
 
 
+def test_timeout_starts_no_trial_after_it_and_trials_count_the_whole_study(
+    tmp_path: Path,
+) -> None:
+    data = reviews(tmp_path)
+    args = ["text", str(data), "--epochs", "1", "--embed-dim", "8", "--hidden", "8",
+            "--layers", "1", "--no-plots", "--no-progress", "--out", str(tmp_path / "t"),
+            "--study", "s", "--device", "cpu"]  # fmt: skip
+    result = CliRunner().invoke(tune_group, [*args, "--timeout", "0.001", "--trials", "5"])
+    assert result.exit_code == 0, result.output
+    assert "1 complete" in result.output  # the first trial runs, no second one starts
+    result = CliRunner().invoke(tune_group, [*args, "--trials", "2"])
+    assert result.exit_code == 0, result.output
+    assert "2 complete" in result.output  # one more, to the study's 2
+
+
 def test_one_complete_trial_gives_no_importances_and_no_error(tmp_path: Path) -> None:
     study = optuna.create_study(direction="maximize")
     study.add_trial(optuna.trial.create_trial(

@@ -137,10 +137,13 @@ def run_study(base: TrainConfig, space: Space, settings: StudySettings) -> optun
     bar = tqdm(total=settings.trials, initial=done, desc="trials", unit="trial",
                disable=not settings.progress, dynamic_ncols=True)  # fmt: skip
     try:
-        while _budget_left(study, settings, deadline):
+        while _trials_left(study, settings):
             study.optimize(objective, n_trials=1, callbacks=[_after_trial(settings, objective)])
             bar.n = finished(study)  # this worker's trials and every other worker's
             _show_best(bar, study)
+            if time.monotonic() >= deadline:  # as Optuna's timeout: checked after a trial
+                log.info("timeout: no new trial after %.0f s", settings.timeout)
+                break
     except KeyboardInterrupt:
         _fail_interrupted(study, objective)
         raise
@@ -149,10 +152,8 @@ def run_study(base: TrainConfig, space: Space, settings: StudySettings) -> optun
     return study
 
 
-def _budget_left(study: optuna.Study, settings: StudySettings, deadline: float) -> bool:
-    if settings.trials is not None and counted(study) >= settings.trials:
-        return False
-    return time.monotonic() < deadline
+def _trials_left(study: optuna.Study, settings: StudySettings) -> bool:
+    return settings.trials is None or counted(study) < settings.trials
 
 
 def _show_best(bar: tqdm, study: optuna.Study) -> None:  # type: ignore[type-arg]
