@@ -17,6 +17,9 @@ else is here and the same for both:
 - `resume=last.pt` continues exactly: weights, optimizer, schedule, loss scaler and history;
 - reseeding from (seed, epoch) at every epoch: data order, augmentation and dropout are the same
   whether or not a run was interrupted, so a CPU run with a seed is reproducible;
+- `callbacks`: called after every epoch with the run and that epoch's record; an exception one
+  raises ends the run (`onyx.train.tune` reports the validation metric to Optuna and stops a
+  pruned trial this way);
 - DDP under torchrun (`onyx.train.distributed`; gloo on CPU), AMP on CUDA (float16 with loss
   scaling, or bfloat16), the warm-up + decay schedule per optimizer step, gradient clipping,
   `max_steps` per epoch.
@@ -30,6 +33,7 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "AmpPolicy",
+    "EpochCallback",
     "EpochStats",
     "FitResult",
     "StepOptions",
@@ -237,6 +242,7 @@ class Run:
     wrapped: nn.Module | None = None
     trainable: str = ""
     saved_epoch: int = -1  # the epoch this run last wrote to last.pt
+    callbacks: list[EpochCallback] = field(default_factory=list)
 
     @property
     def config(self) -> TrainConfig:
@@ -247,17 +253,24 @@ class Run:
         return Path(self.config.out_dir)
 
 
+# Called after each epoch with the run and the epoch's record (epoch, val_accuracy, ...).
+EpochCallback = Callable[[Run, dict[str, float]], None]
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def fit(config: TrainConfig, task: Task | None = None) -> FitResult:
+def fit(
+    config: TrainConfig, task: Task | None = None, callbacks: Sequence[EpochCallback] = ()
+) -> FitResult:
     """Train per `config` (the task follows from its type), keeping the best epoch's weights."""
     context = distributed.setup(config.device)
     try:
         run = prepare(task or task_for(config), context)
+        run.callbacks = list(callbacks)
         return train_epochs(run)
     finally:
         distributed.teardown(context)
@@ -487,6 +500,8 @@ def _run_epoch(run: Run, epoch: int) -> None:
         )
         _save(run, run.out_dir / ckpt.LAST, record)
         run.saved_epoch = epoch
+    for callback in run.callbacks:
+        callback(run, record)
 
 
 def _keep_best(run: Run, record: dict[str, float]) -> None:
