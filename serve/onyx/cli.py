@@ -1,6 +1,6 @@
-"""The `onyx` command. It comes with `onyx-serve` (serve, classify, bench); the training commands
-(train, evaluate, export, data, demo) plug in through the `onyx.commands` entry points when the
-`onyx-train` sidecar is installed.
+"""The `onyx` command. It comes with `onyx-serve` (serve, classify, bench); the training
+commands (train, tune, evaluate, export, data, demo) plug in through the `onyx.commands` entry
+points when the `onyx-train` sidecar is installed.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from onyx.serve.cli import classify_command, serve_command
 
 COMMANDS_GROUP = "onyx.commands"
 TRAIN_HINT = (
-    "Training commands (train, evaluate, export, data, demo) come with the training sidecar: "
+    "Training commands (train, tune, evaluate, export, data, demo) come with the training sidecar: "
     "pip install ./train"
 )
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class OnyxGroup(click.Group):
         # An unknown command that a missing plugin would provide gets the install hint.
         if (
             args
-            and args[0] in {"train", "evaluate", "export", "data", "demo"}
+            and args[0] in {"train", "tune", "evaluate", "export", "data", "demo"}
             and not (self.get_command(ctx, args[0]))
         ):
             raise click.UsageError(f"'onyx {args[0]}' is a training command. {TRAIN_HINT}")
