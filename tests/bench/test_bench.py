@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ from onyx.bench.report import median_over_rounds, ratios
 from onyx.bench.scrape import server_split
 from onyx.cli import main
 from onyx.serve.background import ServerThread
-from onyx.serve.config import ServerConfig
+from onyx.serve.config import ServerConfig, TlsConfig
 from onyx.serve.metrics import ServerMetrics
+from tests.serve.test_process import self_signed
 from tests.serve.tiny_models import write_image_model, write_text_model
 
 
@@ -141,3 +143,23 @@ def test_bench_text_baseline_uses_the_models_vocabulary(tmp_path: Path) -> None:
     report = json.loads(result.output[result.output.index("{") :])
     assert report["runs"][0]["requests_ok"] > 0 and report["runs"][0]["errors"] == {}
     assert report["baseline"][0]["batch_size"] == 1
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+def test_bench_reaches_a_mutual_tls_server_by_dns_name(tmp_path: Path) -> None:
+    write_image_model(tmp_path)
+    server_cert, server_key = self_signed(tmp_path, "localhost")
+    client_cert, client_key = self_signed(tmp_path, "client")
+    tls = TlsConfig(server_cert, server_key, client_ca=client_cert)
+    config = ServerConfig(repository=tmp_path, host="127.0.0.1", port=0, tls=tls, metrics=False)
+    with ServerThread(config) as server:
+        base = ["bench", "--server", f"dns:///localhost:{server.port}", "--model", "tiny",
+                "-c", "2", "--duration", "0.3", "--json"]  # fmt: skip
+        trusted = ["--tls-ca", str(server_cert), "--tls-cert", str(client_cert),
+                   "--tls-key", str(client_key)]  # fmt: skip
+        result = CliRunner().invoke(main, [*base, *trusted])
+        assert result.exit_code == 0, result.output
+        (run,) = json.loads(result.output[result.output.index("{") :])["runs"]
+        assert run["requests_ok"] > 0 and run["errors"] == {}
+        half = CliRunner().invoke(main, [*base, "--tls-cert", str(client_cert)])
+        assert half.exit_code == 2 and "--tls-key" in half.output

@@ -13,6 +13,8 @@ from onyx.bench.baseline import BaselineResult, measure, newest_model_file
 from onyx.bench.load import RunResult
 from onyx.bench.report import Round, as_json, as_table, median_over_rounds, median_table
 from onyx.bench.runner import BenchConfig, build_input, model_sample, run_levels, spawned_server
+from onyx.serve.channels import ChannelOptions, open_channel
+from onyx.serve.cli import tls_path
 from onyx.serve.client import Client
 
 
@@ -46,7 +48,8 @@ def _target(
     "-s",
     envvar="ONYX_SERVER",
     show_envvar=True,
-    help="host:port of a running server (else --repository starts one).",
+    help="host:port of a running server (else --repository starts one); dns:///host:port "
+    "spreads the load round robin over every address the name resolves to.",
 )
 @click.option(
     "--repository",
@@ -114,11 +117,15 @@ def _target(
     "median of each round's own ratios: on a shared machine one round can be 10 % off.",
 )
 @click.option("--json", "as_json_output", is_flag=True, help="Print JSON instead of a table.")
+@tls_path("ca", "PEM CA certificate of --server; turns TLS on (default roots without it).")
+@tls_path("cert", "PEM client certificate, for servers that require one (mutual TLS).")
+@tls_path("key", "PEM private key of --tls-cert.")
 def bench_command(
     model: str, server: str | None, repository: Path | None, concurrency: str, rate: str,
     duration: float, max_requests: int, inputs_per_request: int, image: Path | None,
     text: str | None, baseline: bool, baseline_batches: str, metrics_url: str | None,
-    serve_arg: tuple[str, ...], rounds: int, as_json_output: bool,
+    serve_arg: tuple[str, ...], rounds: int, as_json_output: bool, tls_ca: Path | None,
+    tls_cert: Path | None, tls_key: Path | None,
 ) -> None:  # fmt: skip
     """Load a server with Classify requests and report throughput and latency percentiles.
 
@@ -134,14 +141,19 @@ def bench_command(
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from exc
     batches = [int(b) for b in _numbers(baseline_batches, int)]
+    try:
+        channel = ChannelOptions(tls_ca, tls_cert, tls_key, max_attempts=1)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     results: list[Round] = []
     with _target(server, repository, serve_arg, metrics_url) as (address, url):
         config = BenchConfig(
             server=address, model=model, concurrency=levels, rates=_numbers(rate, float),
             duration_s=duration, max_requests=max_requests, inputs_per_request=inputs_per_request,
-            image=image, text=text, metrics_url=url,
+            image=image, text=text, metrics_url=url, channel=channel,
         )  # fmt: skip
-        with Client(address) as client:
+        with open_channel(address, channel) as opened:
+            client = Client(address, channel=opened)
             client.wait_ready(60)
             model_config = client.get_model(model).config
         single = build_input(config, model_config)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -20,6 +20,7 @@ from onyx.bench.load import RunResult, classify_call, closed_loop, make_sender, 
 from onyx.bench.scrape import scrape, server_split
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.channels import ChannelOptions, open_aio_channel
 from onyx.serve.dtypes import DTYPES, wire_dtype
 from onyx.serve.inputs import InputLimits, decode_inputs
 from onyx.serve.text import load_encoder
@@ -44,6 +45,9 @@ class BenchConfig:
     timeout_s: float = 30.0
     # Open loop: requests beyond this many in flight are dropped (and counted).
     max_inflight: int = 1024
+    # TLS, and round robin over every address `dns:///host:port` resolves to. No retries: a
+    # benchmark counts a RESOURCE_EXHAUSTED answer, it does not hide it.
+    channel: ChannelOptions = field(default_factory=lambda: ChannelOptions(max_attempts=1))
 
 
 def build_input(config: BenchConfig, model: pb.ModelConfig, seed: int = 0) -> api.Input:
@@ -75,7 +79,7 @@ def run_levels(config: BenchConfig, single: api.Input) -> list[RunResult]:
 
 async def _run_levels(config: BenchConfig, request: api.ClassifyRequest) -> list[RunResult]:
     results = []
-    async with grpc.aio.insecure_channel(config.server) as channel:
+    async with open_aio_channel(config.server, config.channel) as channel:
         call = classify_call(channel)
         payload = request.SerializeToString()
         warm = RunResult("closed", 1, config.inputs_per_request)

@@ -74,7 +74,8 @@ def resolve_serve_config(config: ServerConfig, given: Mapping[str, Given]) -> Se
     return config
 
 
-def _tls_path(name: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def tls_path(name: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A client's --tls-ca/--tls-cert/--tls-key option (also from ONYX_CLIENT_TLS_*)."""
     return click.option(
         f"--tls-{name}",
         f"tls_{name}",
@@ -135,9 +136,9 @@ def _tls_path(name: str, what: str) -> Callable[[Callable[..., Any]], Callable[.
     show_default=True,
     help="For a .csv/.tsv/.jsonl file: the column or key holding the text.",
 )
-@_tls_path("ca", "PEM CA certificate of the server; turns TLS on (default roots without it).")
-@_tls_path("cert", "PEM client certificate, for servers that require one (mutual TLS).")
-@_tls_path("key", "PEM private key of --tls-cert.")
+@tls_path("ca", "PEM CA certificate of the server; turns TLS on (default roots without it).")
+@tls_path("cert", "PEM client certificate, for servers that require one (mutual TLS).")
+@tls_path("key", "PEM private key of --tls-cert.")
 @click.option(
     "--explain",
     is_flag=True,
