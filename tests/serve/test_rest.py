@@ -388,3 +388,26 @@ def test_a_taken_rest_port_fails_the_start(tmp_path: Path) -> None:
         )
         with pytest.raises(OSError, match=str(port)):
             asyncio.run(create_server(config))
+
+
+def test_rest_inference_goes_through_the_servers_admission(server: ServerThread) -> None:
+    """One in-flight bound for both ports: at the bound, REST is refused 429 and counted like
+    gRPC; once a place is free it answers again."""
+    assert server.running is not None
+    admission = server.running.admission
+    bound = admission.policy.max_inflight
+    assert bound > 0
+    png = png_bytes(3)
+    header = {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1, 1],
+                          "parameters": {"binary_data_size": len(join_bytes([png]))}}]}  # fmt: skip
+    text = json.dumps(header).encode()
+    length = {"Inference-Header-Content-Length": str(len(text))}
+    url = base_url(server) + "/v2/models/tiny/infer"
+    admission.inflight = bound  # as if `bound` gRPC calls were running (event-loop int: no race)
+    try:
+        status, _, answer = http(url, text + join_bytes([png]), length)
+    finally:
+        admission.inflight = 0
+    assert status == 429, answer
+    assert "--max-inflight-requests" in json.loads(answer)["error"]
+    assert http(url, text + join_bytes([png]), length)[0] == 200

@@ -37,6 +37,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from onyx.proto.kserve import grpc_service_pb2 as kv2
+from onyx.serve.admission import Admission
 from onyx.serve.config import TlsConfig
 from onyx.serve.errors import ServeError, code_name
 from onyx.serve.kserve import Context, KServeServicer
@@ -112,8 +113,10 @@ async def answer_errors(request: web.Request, handler: Handler) -> web.StreamRes
 class RestApi:
     """The routes, over one `KServeServicer`."""
 
-    def __init__(self, kserve: KServeServicer) -> None:
+    def __init__(self, kserve: KServeServicer, admission: Admission | None = None) -> None:
         self._kserve = kserve
+        # The gRPC port's front door: one in-flight bound and one deadline check for both.
+        self._admission = admission if admission is not None else Admission()
 
     def routes(self) -> list[web.RouteDef]:
         model = "/v2/models/{model}"
@@ -177,7 +180,9 @@ class RestApi:
         name, version = _model(request)
         body = await request.read()
         parsed = infer_request(body, request.headers.get(HEADER_LENGTH), name, version)
-        answer = await self._kserve.ModelInfer(parsed.request, _context(parsed.timeout_s))
+        self._admission.last_arrival = time.monotonic()
+        with self._admission.admit(name, parsed.timeout_s):
+            answer = await self._kserve.ModelInfer(parsed.request, _context(parsed.timeout_s))
         data, header_length = infer_response(answer, parsed.binary)
         if header_length == len(data):
             return web.Response(body=data, content_type="application/json")
@@ -222,9 +227,11 @@ def _ready_or_not(answer: dict[str, bool]) -> web.Response:
     return web.json_response(answer, status=200 if all(answer.values()) else 503)
 
 
-def make_app(kserve: KServeServicer, max_body_bytes: int) -> web.Application:
+def make_app(
+    kserve: KServeServicer, max_body_bytes: int, admission: Admission | None = None
+) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[answer_errors])
-    app.add_routes(RestApi(kserve).routes())
+    app.add_routes(RestApi(kserve, admission).routes())
     return app
 
 
@@ -254,11 +261,14 @@ class RestServer:
         max_body_bytes: int,
         tls: TlsConfig | None = None,
         grace_s: float = 10.0,
+        admission: Admission | None = None,
     ) -> RestServer:
         """Listen on `host`:`port` (0: any free port; "[::]": every interface); on `stop`,
         in-flight requests get `grace_s` to finish."""
         runner = web.AppRunner(
-            make_app(kserve, max_body_bytes), access_log=None, shutdown_timeout=grace_s
+            make_app(kserve, max_body_bytes, admission),
+            access_log=None,
+            shutdown_timeout=grace_s,
         )
         await runner.setup()
         site = web.TCPSite(

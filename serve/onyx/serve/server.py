@@ -179,7 +179,7 @@ async def create_server(
         if config.http_port is not None:
             running.rest = await RestServer.start(
                 kserve, config.host, config.http_port, config.max_message_bytes, config.tls,
-                config.grace_s,
+                config.grace_s, admission,
             )  # fmt: skip
             running.http_port = running.rest.port
         await repository.load_all()
