@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
@@ -33,6 +33,7 @@ import grpc
 from onyx.serve.decoding import Undecodable
 from onyx.serve.errors import InvalidInput, Refused, ServeError
 from onyx.serve.rpc import status_code
+from onyx.serve.wrapping import WrappingInterceptor
 
 # Weight of the newest sample in a model's busy-seconds-per-request average: about the last 16
 # completions count, so one slow batch does not close the door and a burst is seen quickly.
@@ -43,7 +44,6 @@ INFERENCE_METHODS = {
     "/onyx.v1.Classifier/Classify": "model",
     "/inference.GRPCInferenceService/ModelInfer": "model_name",
 }
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
 
 class RefusalCounter(Protocol):
@@ -168,34 +168,26 @@ class Admission:
             await asyncio.sleep(min(left, max(give_up - loop.time(), 0.0)))
 
 
-class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AdmissionInterceptor(WrappingInterceptor):
     """Puts the inference RPCs behind `admission`; a refusal is answered with its status code.
 
     The server's bound is checked before the request is even parsed, so a refusal costs as
     little as gRPC allows; the model's bound and the deadline once its name is read."""
 
     def __init__(self, admission: Admission) -> None:
+        super().__init__()
         self._admission = admission
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def intercept_service(
-        self, continuation: Continuation, details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        # Called once per method (outer interceptors may cache): per-call work is in `guarded`.
-        method: str = details.method
-        cached = self._wrapped.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(details)
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        # Once per method: per-call work is in `guarded`.
         field_name = INFERENCE_METHODS.get(method)
-        if handler is None or field_name is None or handler.unary_unary is None:
+        if field_name is None or handler.unary_unary is None:
             return handler
-        self._wrapped[method] = wrapped = grpc.unary_unary_rpc_method_handler(
+        return grpc.unary_unary_rpc_method_handler(
             self._guard(handler, field_name),
             None,  # raw bytes: `guarded` parses them once admitted
             handler.response_serializer,
         )
-        return wrapped
 
     def _guard(self, handler: grpc.RpcMethodHandler, field_name: str) -> Any:
         admission = self._admission

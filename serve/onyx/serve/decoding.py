@@ -11,14 +11,15 @@ INVALID_ARGUMENT (a stream is ended with it).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+from onyx.serve.wrapping import WrappingInterceptor
+
 Parse = Callable[[bytes], Any]
 
 # Protobuf wire types.
@@ -119,23 +120,9 @@ def lenient(parse: Parse | None) -> Parse | None:
     return parse_or_explain
 
 
-class DecodeErrors(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self) -> None:
-        # Wrapped once per method the server has (unknown names come from clients: unbounded).
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
-
-    async def intercept_service(
-        self, continuation: Continuation, details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        method: str = details.method
-        cached = self._wrapped.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        self._wrapped[method] = wrapped = _wrap(handler)
-        return wrapped
+class DecodeErrors(WrappingInterceptor):
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:  # noqa: ARG002 (every method alike)
+        return _wrap(handler)
 
 
 def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
 
 from onyx.serve.metrics import GrpcMetrics
-
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+from onyx.serve.wrapping import WrappingInterceptor
 
 
 def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
@@ -24,27 +23,12 @@ def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> 
     return "OK" if error is None else "UNKNOWN"
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class MetricsInterceptor(WrappingInterceptor):
     def __init__(self, metrics: GrpcMetrics) -> None:
+        super().__init__()
         self._metrics = metrics
-        # Wrapped handlers by method: a method's handler never changes, so wrap it once. Only
-        # methods the server has are kept (unknown names come from clients: unbounded).
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def intercept_service(
-        self, continuation: Continuation, details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        method: str = details.method
-        cached = self._wrapped.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        self._wrapped[method] = wrapped = self._wrap(handler, method)
-        return wrapped
-
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(handler.unary_unary, "unary", method),
