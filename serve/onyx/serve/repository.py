@@ -114,13 +114,18 @@ class Model:
         ready = [v for v in self.versions.values() if v.ready]
         if not ready:
             raise ModelNotReady(f"model {self.name!r} has no ready version: {self._reasons()}")
-        return max(ready, key=lambda v: v.version)
+        # A faster variant (int8, fp16) serves only those who ask for it by number, unless no
+        # exact version is ready (docs/variants.md).
+        exact = [v for v in ready if not is_variant(v)]
+        return max(exact or ready, key=lambda v: v.version)
 
     def describe(self) -> pb.ModelConfig | None:
-        """The config to show for the model: the newest ready version's, else config.pbtxt."""
+        """The config to show for the model: that of the version serving requests that name
+        none (the newest ready one that is not a variant), else config.pbtxt."""
         ready = [v for v in self.versions.values() if v.ready and v.config is not None]
         if ready:
-            return max(ready, key=lambda v: v.version).config
+            exact = [v for v in ready if not is_variant(v)]
+            return max(exact or ready, key=lambda v: v.version).config
         return self.config
 
     def _reasons(self) -> str:
@@ -130,6 +135,11 @@ class Model:
     async def unload(self) -> None:
         versions, self.versions = list(self.versions.values()), {}
         await asyncio.gather(*(v.unload() for v in versions))
+
+
+def is_variant(version: ModelVersion) -> bool:
+    """Whether `version` is a faster variant (int8, fp16) of an fp32 version."""
+    return version.config is not None and version.config.HasField("variant")
 
 
 def select_versions(available: Sequence[int], policy: pb.VersionPolicy) -> list[int]:
