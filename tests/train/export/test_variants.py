@@ -26,7 +26,7 @@ from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
 from onyx.serve.model_config import load_config, load_version_config
 from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig
 from onyx.train.engine import fit
-from onyx.train.export import ExportConfig, ExportResult, export_checkpoint, variants
+from onyx.train.export import ExportConfig, ExportResult, export_checkpoint, quantize, variants
 from onyx.train.export.gate import VariantRefused
 from onyx.train.export.quantize import quantized_node_count
 from onyx.train.export.variants import VariantDataError, run_logits, served_prepare
@@ -133,13 +133,13 @@ def negate_int8_head(path: Path) -> None:
 
 @pytest.fixture
 def broken_quantizer(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = variants.quantize_int8_static
+    real = quantize.quantize_int8_static
 
-    def quantize(source: Path, target: Path, *args: Any) -> None:
+    def broken(source: Path, target: Path, *args: Any) -> None:
         real(source, target, *args)
         negate_int8_head(target)
 
-    monkeypatch.setattr(variants, "quantize_int8_static", quantize)
+    monkeypatch.setattr(variants, "quantize_int8_static", broken)
 
 
 @pytest.mark.usefixtures("broken_quantizer")
