@@ -142,6 +142,24 @@ def broken_quantizer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(variants, "quantize_int8_static", broken)
 
 
+def test_when_all_int8_is_refused_the_stem_is_kept_in_fp32_and_gated_again(
+    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = quantize.quantize_int8_static
+
+    def broken_unless_stem_kept(source: Path, target: Path, *args: Any) -> None:
+        real(source, target, *args)
+        if not args[-1]:  # fp32_nodes: none kept in float32
+            negate_int8_head(target)
+
+    monkeypatch.setattr(variants, "quantize_int8_static", broken_unless_stem_kept)
+    config = ExportConfig(trained.checkpoint, "shapes", tmp_path / "models", variant="int8")
+    result = export_checkpoint(config, tmp_path)
+    variant = version_config(tmp_path / "models", "shapes", 2).variant
+    assert variant.fp32_parts == "the first 3 convolutions (the stem)"
+    assert result.gate is not None and result.gate.agreement >= 0.99
+
+
 @pytest.mark.usefixtures("broken_quantizer")
 def test_a_wrong_variant_is_refused_with_numbers_and_nothing_is_published(
     trained: Trained, tmp_path: Path

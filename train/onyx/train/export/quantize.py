@@ -94,8 +94,10 @@ def quantize_int8_static(
     input_name: str,
     batches: Sequence[np.ndarray],
     fmt: Int8Format = DEFAULT_INT8_FORMAT,
+    fp32_nodes: Sequence[str] = (),
 ) -> None:
-    """Static int8 of a prepared fp32 file, calibrated on `batches` (MinMax, per-channel)."""
+    """Static int8 of a prepared fp32 file, calibrated on `batches` (MinMax, per-channel);
+    the nodes named in `fp32_nodes` stay float32."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     reader = _Batches(input_name, batches)
@@ -108,7 +110,14 @@ def quantize_int8_static(
         activation_type=QuantType.QUInt8 if fmt.activations == "uint8" else QuantType.QInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=list(fp32_nodes),
     )
+
+
+def leading_convolutions(path: Path, count: int) -> list[str]:
+    """Names of the first `count` Conv nodes, in graph (topological) order."""
+    model = onnx.load(str(path), load_external_data=False)
+    return [node.name for node in model.graph.node if node.op_type == "Conv"][:count]
 
 
 def quantize_int8_dynamic(source: Path, target: Path) -> None:
