@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import onnx
 import pytest
@@ -18,6 +19,8 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from onyx.cli import main
+from onyx.proto.kserve import grpc_service_pb2 as kv2
+from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
 from onyx.serve.client import Client
@@ -107,10 +110,16 @@ def test_the_server_serves_fp32_by_default_and_int8_by_version(
                 scores = {c.index: c.score for c in result.classes}
                 assert np.allclose([scores[i] for i in range(3)], probs, atol=1e-5), version
         info = client.get_model("shapes")
+        kserve = kv2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.address))
+        triton = [kserve.ModelConfig(kv2.ModelConfigRequest(name="shapes", version=v), timeout=10)
+                  for v in ("1", "2")]  # fmt: skip
     assert [v.variant.precision for v in info.versions] == [pb.PRECISION_UNSPECIFIED,
                                                             pb.PRECISION_INT8]  # fmt: skip
     assert info.versions[1].variant.base_version == 1
     assert not info.config.HasField("variant")  # the default (fp32) version's config
+    assert not triton[0].config.parameters
+    assert triton[1].config.parameters["onyx_variant"].string_value == "int8"
+    assert triton[1].config.parameters["onyx_variant_base_version"].string_value == "1"
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
