@@ -110,7 +110,9 @@ def publish_text(work: Path, repository: Path) -> Published:
     result, refused = export_gated(export, work / "sentiment-export")
     rng = np.random.default_rng(0)
     # The demo's max length is 64 tokens: full-length reviews, the costliest case.
-    return Published("sentiment", result, rng.integers(2, 500, (64, 64)).astype(np.int64), refused)
+    vocabulary = len((result.model_path.parent / "vocab.txt").read_text().splitlines())
+    ids = rng.integers(2, vocabulary, (64, 64)).astype(np.int64)
+    return Published("sentiment", result, ids, refused)
 
 
 def export_gated(export: ExportConfig, work: Path) -> tuple[ExportResult, str]:
@@ -215,7 +217,7 @@ def report(model: Published, rates: Rates) -> None:
                      f"{statistics.median(p50['int8']):.1f} ms, p99 "
                      f"{statistics.median(p99['fp32']):.1f} -> "
                      f"{statistics.median(p99['int8']):.1f} ms")  # fmt: skip
-        print(line)
+        print(line, flush=True)
 
 
 def main() -> None:
@@ -240,15 +242,14 @@ def main() -> None:
             for name in names
         ]  # fmt: skip
         server = start_server(repository, args.port)
+        print(f"\n{args.rounds} interleaved rounds of {args.seconds:g} s per measurement; "
+              f"{os.cpu_count()} CPUs", flush=True)  # fmt: skip
         try:
-            results = [(m, measure(m, f"127.0.0.1:{args.port}", args)) for m in published]
+            for model in published:  # each reported as soon as measured
+                report(model, measure(model, f"127.0.0.1:{args.port}", args))
         finally:
             server.terminate()
             server.wait(30)
-    print(f"\n{args.rounds} interleaved rounds of {args.seconds:g} s per measurement; "
-          f"{os.cpu_count()} CPUs")  # fmt: skip
-    for model, rates in results:
-        report(model, rates)
 
 
 if __name__ == "__main__":
