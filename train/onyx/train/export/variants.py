@@ -67,7 +67,7 @@ PRECISIONS = {"int8": pb.PRECISION_INT8, "fp16": pb.PRECISION_FP16}
 BATCH = 32
 # Static int8 attempts for CNNs, each gated alike: every convolution int8; then the first three
 # (the stem: full resolution, where int8 loses the image's detail; EfficientNet-Lite0's first
-# block) kept in float32, which costs ~5% of the int8 gain there (docs/variants.md).
+# block, ~5% of its multiply-adds) kept in float32 (docs/variants.md).
 STEM_ATTEMPTS = (0, 3)
 DYNAMIC_METHOD = (
     "dynamic int8: int8 weights for LSTM, MatMul/Gemm and Gather, activations per batch"
