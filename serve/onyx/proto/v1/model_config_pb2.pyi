@@ -219,8 +219,16 @@ class Variant(_message.Message):
     min_agreement: float
     def __init__(self, precision: _Optional[_Union[Precision, str]] = ..., method: _Optional[str] = ..., base_version: _Optional[int] = ..., fp32_parts: _Optional[str] = ..., validation_samples: _Optional[int] = ..., fp32_accuracy: _Optional[float] = ..., accuracy: _Optional[float] = ..., agreement: _Optional[float] = ..., max_abs_diff: _Optional[float] = ..., max_accuracy_drop: _Optional[float] = ..., min_agreement: _Optional[float] = ...) -> None: ...
 
+class DefaultPrecision(_message.Message):
+    __slots__ = ("cpu", "cuda")
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    CUDA_FIELD_NUMBER: _ClassVar[int]
+    cpu: Precision
+    cuda: Precision
+    def __init__(self, cpu: _Optional[_Union[Precision, str]] = ..., cuda: _Optional[_Union[Precision, str]] = ...) -> None: ...
+
 class ModelConfig(_message.Message):
-    __slots__ = ("name", "task", "labels", "input", "output", "output_activation", "image", "text", "batching", "version_policy", "export", "instances", "description", "explain", "variant")
+    __slots__ = ("name", "task", "labels", "input", "output", "output_activation", "image", "text", "batching", "version_policy", "export", "instances", "description", "explain", "variant", "default_precision")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +244,7 @@ class ModelConfig(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_PRECISION_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: Task
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -251,7 +260,8 @@ class ModelConfig(_message.Message):
     description: str
     explain: ExplainSupport
     variant: Variant
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., output_activation: _Optional[_Union[Activation, str]] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., batching: _Optional[_Union[Batching, _Mapping]] = ..., version_policy: _Optional[_Union[VersionPolicy, _Mapping]] = ..., export: _Optional[_Union[ExportInfo, _Mapping]] = ..., instances: _Optional[int] = ..., description: _Optional[str] = ..., explain: _Optional[_Union[ExplainSupport, _Mapping]] = ..., variant: _Optional[_Union[Variant, _Mapping]] = ...) -> None: ...
+    default_precision: DefaultPrecision
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., output_activation: _Optional[_Union[Activation, str]] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., batching: _Optional[_Union[Batching, _Mapping]] = ..., version_policy: _Optional[_Union[VersionPolicy, _Mapping]] = ..., export: _Optional[_Union[ExportInfo, _Mapping]] = ..., instances: _Optional[int] = ..., description: _Optional[str] = ..., explain: _Optional[_Union[ExplainSupport, _Mapping]] = ..., variant: _Optional[_Union[Variant, _Mapping]] = ..., default_precision: _Optional[_Union[DefaultPrecision, _Mapping]] = ...) -> None: ...
 
 class VersionConfig(_message.Message):
     __slots__ = ("task", "labels", "input", "output", "output_activation", "image", "text", "export", "description", "explain", "variant")
