@@ -270,3 +270,20 @@ def test_text_models_get_dynamic_int8_and_say_what_stays_fp32(
     assert "MatMulInteger" in ops  # the head
     assert (int8_rnn in ops) if int8_rnn else ("GRU" in ops)
     assert (tmp_path / "models" / cell / "2" / "vocab.txt").is_file()
+
+
+def test_an_existing_model_keeps_its_policy_and_the_export_warns(
+    trained: Trained, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    repository = tmp_path / "models"
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    export_checkpoint(ExportConfig(trained.checkpoint, "shapes", repository), first)
+    with caplog.at_level("WARNING", logger="onyx.train.export.variants"):
+        result = export_checkpoint(
+            ExportConfig(trained.checkpoint, "shapes", repository, variant="int8"), second
+        )
+    assert (result.version, result.variant_version) == (2, 3)
+    assert not load_config(repository / "shapes" / CONFIG_FILE).HasField("version_policy")
+    assert "the fp32 version will not be served beside the int8 variant" in caplog.text
