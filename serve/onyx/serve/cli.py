@@ -98,7 +98,7 @@ def tls_path(name: str, what: str) -> Callable[[Callable[..., Any]], Callable[..
     "model_version",
     type=click.IntRange(0),
     default=0,
-    help="Model version (0: newest ready).",
+    help="Model version (0: newest ready that is not a faster variant).",
 )
 @click.option(
     "--top-k", "-k", type=click.IntRange(1), default=3, show_default=True, help="Classes per input."

@@ -272,7 +272,21 @@ def triton_config(config: pb.ModelConfig) -> kv2.ModelConfig:
         dynamic_batching=kv2.ModelDynamicBatching(
             max_queue_delay_microseconds=config.batching.max_queue_delay_us
         ),
+        parameters=variant_parameters(config),
     )
+
+
+def variant_parameters(config: pb.ModelConfig) -> dict[str, kv2.ModelParameter]:
+    """A faster variant says what it is, as Triton config parameters; other versions: none."""
+    if not config.HasField("variant"):
+        return {}
+    precision = pb.Precision.Name(config.variant.precision).removeprefix("PRECISION_").lower()
+    return {
+        "onyx_variant": kv2.ModelParameter(string_value=precision),
+        "onyx_variant_base_version": kv2.ModelParameter(
+            string_value=str(config.variant.base_version)
+        ),
+    }
 
 
 def _triton_type(dtype: int) -> str:

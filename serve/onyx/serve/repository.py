@@ -114,13 +114,35 @@ class Model:
         ready = [v for v in self.versions.values() if v.ready]
         if not ready:
             raise ModelNotReady(f"model {self.name!r} has no ready version: {self._reasons()}")
-        return max(ready, key=lambda v: v.version)
+        return self._default_version(ready)
+
+    def _default_version(self, ready: list[ModelVersion]) -> ModelVersion:
+        """Of `ready`, the version answering requests that name none: the newest exact one, or
+        its variant of the precision `default_precision` prefers on its device; a variant
+        otherwise only when no exact version is ready (docs/variants.md)."""
+        exact = [v for v in ready if not is_variant(v)]
+        if not exact:
+            return max(ready, key=lambda v: v.version)
+        newest = max(exact, key=lambda v: v.version)
+        wanted = self._preferred_precision(newest)
+        if wanted == pb.PRECISION_UNSPECIFIED:
+            return newest
+        variants = [v for v in ready if precision_of(v) == wanted and base_of(v) == newest.version]
+        return max(variants, key=lambda v: v.version, default=newest)
+
+    def _preferred_precision(self, version: ModelVersion) -> int:
+        if self.config is None:
+            return pb.PRECISION_UNSPECIFIED
+        policy = self.config.default_precision
+        on_cuda = bool(version.providers) and version.providers[0] == "CUDAExecutionProvider"
+        return int(policy.cuda if on_cuda else policy.cpu)
 
     def describe(self) -> pb.ModelConfig | None:
-        """The config to show for the model: the newest ready version's, else config.pbtxt."""
+        """The config to show for the model: that of the version serving requests that name
+        none (the newest ready one that is not a variant), else config.pbtxt."""
         ready = [v for v in self.versions.values() if v.ready and v.config is not None]
         if ready:
-            return max(ready, key=lambda v: v.version).config
+            return self._default_version(ready).config
         return self.config
 
     def _reasons(self) -> str:
@@ -130,6 +152,23 @@ class Model:
     async def unload(self) -> None:
         versions, self.versions = list(self.versions.values()), {}
         await asyncio.gather(*(v.unload() for v in versions))
+
+
+def is_variant(version: ModelVersion) -> bool:
+    """Whether `version` is a faster variant (int8, fp16) of an fp32 version."""
+    return version.config is not None and version.config.HasField("variant")
+
+
+def base_of(version: ModelVersion) -> int:
+    """The fp32 version a variant was made from (0: not a variant)."""
+    return int(version.config.variant.base_version) if version.config is not None else 0
+
+
+def precision_of(version: ModelVersion) -> int:
+    """The version's precision: PRECISION_UNSPECIFIED (exact fp32) unless it is a variant."""
+    if version.config is None or not version.config.HasField("variant"):
+        return pb.PRECISION_UNSPECIFIED
+    return int(version.config.variant.precision)
 
 
 def select_versions(available: Sequence[int], policy: pb.VersionPolicy) -> list[int]:

@@ -122,4 +122,6 @@ def model_info(model: Model) -> api.ModelInfo:
             reason=version.reason,
             providers=version.providers,
         )
+        if version.config is not None and version.config.HasField("variant"):
+            info.versions[-1].variant.CopyFrom(version.config.variant)
     return info

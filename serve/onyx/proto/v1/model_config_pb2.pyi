@@ -54,6 +54,12 @@ class Layout(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LAYOUT_UNSPECIFIED: _ClassVar[Layout]
     LAYOUT_NCHW: _ClassVar[Layout]
     LAYOUT_NHWC: _ClassVar[Layout]
+
+class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRECISION_UNSPECIFIED: _ClassVar[Precision]
+    PRECISION_INT8: _ClassVar[Precision]
+    PRECISION_FP16: _ClassVar[Precision]
 TASK_UNSPECIFIED: Task
 TASK_IMAGE: Task
 TASK_TEXT: Task
@@ -80,6 +86,9 @@ CHANNEL_ORDER_BGR: ChannelOrder
 LAYOUT_UNSPECIFIED: Layout
 LAYOUT_NCHW: Layout
 LAYOUT_NHWC: Layout
+PRECISION_UNSPECIFIED: Precision
+PRECISION_INT8: Precision
+PRECISION_FP16: Precision
 
 class TensorSpec(_message.Message):
     __slots__ = ("name", "dtype", "dims")
@@ -184,8 +193,42 @@ class ExplainSupport(_message.Message):
     head_file: str
     def __init__(self, feature_map: _Optional[_Union[TensorSpec, _Mapping]] = ..., head_file: _Optional[str] = ...) -> None: ...
 
+class Variant(_message.Message):
+    __slots__ = ("precision", "method", "base_version", "fp32_parts", "validation_samples", "fp32_accuracy", "accuracy", "agreement", "max_abs_diff", "max_accuracy_drop", "min_agreement")
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FP32_PARTS_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    FP32_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_ABS_DIFF_FIELD_NUMBER: _ClassVar[int]
+    MAX_ACCURACY_DROP_FIELD_NUMBER: _ClassVar[int]
+    MIN_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    precision: Precision
+    method: str
+    base_version: int
+    fp32_parts: str
+    validation_samples: int
+    fp32_accuracy: float
+    accuracy: float
+    agreement: float
+    max_abs_diff: float
+    max_accuracy_drop: float
+    min_agreement: float
+    def __init__(self, precision: _Optional[_Union[Precision, str]] = ..., method: _Optional[str] = ..., base_version: _Optional[int] = ..., fp32_parts: _Optional[str] = ..., validation_samples: _Optional[int] = ..., fp32_accuracy: _Optional[float] = ..., accuracy: _Optional[float] = ..., agreement: _Optional[float] = ..., max_abs_diff: _Optional[float] = ..., max_accuracy_drop: _Optional[float] = ..., min_agreement: _Optional[float] = ...) -> None: ...
+
+class DefaultPrecision(_message.Message):
+    __slots__ = ("cpu", "cuda")
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    CUDA_FIELD_NUMBER: _ClassVar[int]
+    cpu: Precision
+    cuda: Precision
+    def __init__(self, cpu: _Optional[_Union[Precision, str]] = ..., cuda: _Optional[_Union[Precision, str]] = ...) -> None: ...
+
 class ModelConfig(_message.Message):
-    __slots__ = ("name", "task", "labels", "input", "output", "output_activation", "image", "text", "batching", "version_policy", "export", "instances", "description", "explain")
+    __slots__ = ("name", "task", "labels", "input", "output", "output_activation", "image", "text", "batching", "version_policy", "export", "instances", "description", "explain", "variant", "default_precision")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +243,8 @@ class ModelConfig(_message.Message):
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_PRECISION_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: Task
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -214,10 +259,12 @@ class ModelConfig(_message.Message):
     instances: int
     description: str
     explain: ExplainSupport
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., output_activation: _Optional[_Union[Activation, str]] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., batching: _Optional[_Union[Batching, _Mapping]] = ..., version_policy: _Optional[_Union[VersionPolicy, _Mapping]] = ..., export: _Optional[_Union[ExportInfo, _Mapping]] = ..., instances: _Optional[int] = ..., description: _Optional[str] = ..., explain: _Optional[_Union[ExplainSupport, _Mapping]] = ...) -> None: ...
+    variant: Variant
+    default_precision: DefaultPrecision
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., output_activation: _Optional[_Union[Activation, str]] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., batching: _Optional[_Union[Batching, _Mapping]] = ..., version_policy: _Optional[_Union[VersionPolicy, _Mapping]] = ..., export: _Optional[_Union[ExportInfo, _Mapping]] = ..., instances: _Optional[int] = ..., description: _Optional[str] = ..., explain: _Optional[_Union[ExplainSupport, _Mapping]] = ..., variant: _Optional[_Union[Variant, _Mapping]] = ..., default_precision: _Optional[_Union[DefaultPrecision, _Mapping]] = ...) -> None: ...
 
 class VersionConfig(_message.Message):
-    __slots__ = ("task", "labels", "input", "output", "output_activation", "image", "text", "export", "description", "explain")
+    __slots__ = ("task", "labels", "input", "output", "output_activation", "image", "text", "export", "description", "explain", "variant")
     TASK_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
@@ -228,6 +275,7 @@ class VersionConfig(_message.Message):
     EXPORT_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     task: Task
     labels: _containers.RepeatedScalarFieldContainer[str]
     input: TensorSpec
@@ -238,4 +286,5 @@ class VersionConfig(_message.Message):
     export: ExportInfo
     description: str
     explain: ExplainSupport
-    def __init__(self, task: _Optional[_Union[Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., output_activation: _Optional[_Union[Activation, str]] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., export: _Optional[_Union[ExportInfo, _Mapping]] = ..., description: _Optional[str] = ..., explain: _Optional[_Union[ExplainSupport, _Mapping]] = ...) -> None: ...
+    variant: Variant
+    def __init__(self, task: _Optional[_Union[Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., output_activation: _Optional[_Union[Activation, str]] = ..., image: _Optional[_Union[ImagePreprocessing, _Mapping]] = ..., text: _Optional[_Union[TextPreprocessing, _Mapping]] = ..., export: _Optional[_Union[ExportInfo, _Mapping]] = ..., description: _Optional[str] = ..., explain: _Optional[_Union[ExplainSupport, _Mapping]] = ..., variant: _Optional[_Union[Variant, _Mapping]] = ...) -> None: ...

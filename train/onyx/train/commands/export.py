@@ -25,6 +25,7 @@ Examples:
   onyx export runs/digits/best.pt --name digits
   onyx export runs/pets/best.pt -n pets --max-batch-size 32 --repository /srv/models
   onyx export --pretrained efficientnet_lite0 --name lite0   # the ImageNet classifier as is
+  onyx export runs/pets/best.pt -n pets --variant int8       # + an int8 version, if accurate
 
 {precedence_epilog()} --repository also comes from ONYX_REPOSITORY (before the file).
 """
@@ -32,6 +33,8 @@ Examples:
 
 def build_export_command() -> click.Command:
     from onyx.train.export import ExportConfig, ParityError, export_checkpoint
+    from onyx.train.export.gate import VariantRefused
+    from onyx.train.export.variants import VariantDataError
 
     @click.command("export", cls=ConfigCommand, epilog=EXPORT_EPILOG)
     @click.argument(
@@ -60,12 +63,17 @@ def build_export_command() -> click.Command:
         with tempfile.TemporaryDirectory(prefix="onyx-export-") as work:
             try:
                 result = export_checkpoint(config, Path(work))
-            except ParityError as exc:
+            except (ParityError, VariantRefused, VariantDataError) as exc:
                 raise click.ClickException(str(exc)) from exc
         click.echo(
             f"published {config.name} version {result.version}: {result.model_path} "
             f"(max |onnx - torch| {result.max_abs_diff:.2g})"
         )
+        if result.gate is not None:
+            click.echo(
+                f"published {config.name} version {result.variant_version}: the {config.variant} "
+                f"variant of version {result.version}; {result.gate.describe()}"
+            )
 
     return export_command
 

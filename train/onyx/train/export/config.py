@@ -3,13 +3,15 @@ parts of the ModelConfig that do not depend on the task (batching, export proven
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import onnxruntime as ort
 import torch
 
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.train.export.gate import GateFigures
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,36 @@ class ExportConfig:
     # A registry model's ImageNet classifier as published (1000 labels, its recipe's
     # preprocessing) instead of `checkpoint`; see onyx.train.export.pretrained.
     pretrained: str = ""
+    # Faster variants (docs/variants.md): published as the next version after the fp32 one,
+    # only when they pass the accuracy gate on the validation split.
+    variant: Literal["fp32", "int8", "fp16"] = field(
+        default="fp32",
+        metadata={"help": "Also publish a faster variant, gated on accuracy: int8 (CPU; CNNs "
+                  "static, text models dynamic) or fp16 (GPU). fp32: none."},
+    )  # fmt: skip
+    calibration: Path = field(
+        default=Path(),
+        metadata={"help": "Folder of images to calibrate int8 on (default: the checkpoint's "
+                  "training split)."},
+    )  # fmt: skip
+    # 256 images pin MinMax ranges as well as thousands do on CNNs; more only costs time.
+    calibration_samples: int = field(
+        default=256, metadata={"help": "Calibration images drawn (at most).", "min": 1}
+    )
+    validation: Path = field(
+        default=Path(),
+        metadata={"help": "Labelled data for the accuracy gate: class folders, or a text file "
+                  "(default: the checkpoint's validation split)."},
+    )  # fmt: skip
+    max_accuracy_drop: float = field(
+        default=1.0,
+        metadata={"help": "Top-1 accuracy points the variant may lose vs fp32.", "min": 0},
+    )
+    min_agreement: float = field(
+        default=0.99,
+        metadata={"help": "Share of validation examples whose top-1 must equal fp32's.",
+                  "min": 0, "max": 1},
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -39,6 +71,9 @@ class ExportResult:
     model_path: Path
     config: pb.ModelConfig
     max_abs_diff: float
+    # With --variant: the variant's version (0: none) and its gate figures.
+    variant_version: int = 0
+    gate: GateFigures | None = None
 
 
 def batching_of(export: ExportConfig) -> pb.Batching:

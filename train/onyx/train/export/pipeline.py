@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from onyx.train.export import image, text
 from onyx.train.export.config import ExportConfig, ExportResult
 from onyx.train.export.onnx import OUTPUT_NAME, export_verified, ir_version_of
 from onyx.train.export.pretrained import pretrained_checkpoint
+from onyx.train.export.variants import build_variant, keep_fp32_served, publish_variant
 from onyx.train.publish import publish
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,23 @@ def export_checkpoint(export: ExportConfig, work_dir: Path) -> ExportResult:
     )
     task.side_files(work_dir)
     config = task.build_config(export, checkpoint, exporter, diff, ir_version_of(onnx_path))
-    return publish_export(export, checkpoint, config, work_dir)
+    if export.variant == "fp32":
+        return publish_export(export, checkpoint, config, work_dir)
+    # Built and gated before anything is published: a refused variant publishes nothing.
+    variant = build_variant(export, checkpoint, config, work_dir, task.side_files)
+    keep_fp32_served(export, config)
+    result = publish_export(export, checkpoint, config, work_dir)
+    number = publish_variant(export, provenance_of(export, checkpoint), variant, result.version)
+    log.info("published the %s variant as version %d", export.variant, number)
+    return replace(result, variant_version=number, gate=variant.figures)
+
+
+def provenance_of(export: ExportConfig, checkpoint: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "export": {k: str(v) for k, v in asdict(export).items()},
+        "train": checkpoint["config"],
+        "train_metrics": checkpoint.get("metrics", {}),
+    }
 
 
 def publish_export(
@@ -134,11 +151,6 @@ def publish_export(
         "exported with the %s exporter; ONNX Runtime vs torch max |diff| %.2g",
         info.exporter, info.parity_max_abs_diff,
     )  # fmt: skip
-    provenance = {
-        "export": {k: str(v) for k, v in asdict(export).items()},
-        "train": checkpoint["config"],
-        "train_metrics": checkpoint.get("metrics", {}),
-    }
-    save_json(provenance, work_dir / "export.json")
+    save_json(provenance_of(export, checkpoint), work_dir / "export.json")
     version, model_path = publish(export.repository, config, work_dir)
     return ExportResult(version, model_path, config, info.parity_max_abs_diff)
