@@ -12,7 +12,7 @@ import pytest
 
 from onyx.serve import errors
 from onyx.serve.errors import ServeError
-from onyx.serve.rpc import answers_errors, deadline_of, status_code
+from onyx.serve.rpc import abort, answers_errors, deadline_of, status_code
 
 SERVICE = "onyx.test.Errors"
 
@@ -92,3 +92,32 @@ def test_the_deadline_is_the_clients() -> None:
     code, left = asyncio.run(call("", timeout=30))
     assert code == grpc.StatusCode.OK
     assert 25 < float(left) < 31  # the grpc-timeout header rounds it up a little
+
+
+class ExpiredContext:
+    """A call whose deadline is `remaining` seconds away; records what it is answered."""
+
+    def __init__(self, remaining: float | None) -> None:
+        self.remaining = remaining
+        self.aborted: list[tuple[grpc.StatusCode, str]] = []
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.aborted.append((code, details))
+        raise grpc.aio.AbortError()
+
+
+def test_an_expired_call_is_not_answered_twice() -> None:
+    """gRPC answers an expired call DEADLINE_EXCEEDED itself; a second answer would fail in its
+    core (an ERROR log per expired call under overload). Live calls are answered as before."""
+    expired = ExpiredContext(0.0)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(abort(expired, grpc.StatusCode.RESOURCE_EXHAUSTED, "busy"))  # type: ignore[arg-type]
+    assert expired.aborted == []
+    for remaining in (None, 0.5):
+        live = ExpiredContext(remaining)
+        with pytest.raises(grpc.aio.AbortError):
+            asyncio.run(abort(live, grpc.StatusCode.RESOURCE_EXHAUSTED, "busy"))  # type: ignore[arg-type]
+        assert live.aborted == [(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy")]

@@ -32,7 +32,7 @@ import grpc
 
 from onyx.serve.decoding import Undecodable
 from onyx.serve.errors import InvalidInput, Refused, ServeError
-from onyx.serve.rpc import status_code
+from onyx.serve.rpc import abort, status_code
 from onyx.serve.wrapping import WrappingInterceptor
 
 # Weight of the newest sample in a model's busy-seconds-per-request average: about the last 16
@@ -217,5 +217,4 @@ class AdmissionInterceptor(WrappingInterceptor):
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: ServeError) -> NoReturn:
-    await context.abort(status_code(error), str(error))
-    raise AssertionError("unreachable: context.abort raises")
+    await abort(context, status_code(error), str(error))

@@ -16,7 +16,8 @@ from onyx.serve.wrapping import WrappingInterceptor
 
 def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
     if isinstance(error, asyncio.CancelledError):
-        return "CANCELLED"
+        remaining = context.time_remaining()  # cancelled by its own deadline: gRPC says so
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return str(code.name)

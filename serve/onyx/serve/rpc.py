@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -33,6 +33,17 @@ def status_code(error: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode[code_name(error)]
 
 
+async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    """End the call with `code`, unless its deadline has passed: gRPC answers such a call
+    DEADLINE_EXCEEDED itself, and a second answer fails inside gRPC's core (logged there as an
+    error on every expired call under overload). The call is then left as cancelled."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise asyncio.CancelledError(f"deadline passed before the answer ({details})")
+    await context.abort(code, details)
+    raise AssertionError("unreachable: context.abort raises")
+
+
 def answers_errors(handler: Handler[Request, Response]) -> Handler[Request, Response]:
     """Answer deliberate errors with their status code, and anything else with INTERNAL."""
 
@@ -41,13 +52,12 @@ def answers_errors(handler: Handler[Request, Response]) -> Handler[Request, Resp
         try:
             return await handler(self, request, context)
         except ServeError as exc:
-            await context.abort(status_code(exc), str(exc))
+            await abort(context, status_code(exc), str(exc))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:
             log.exception("%s failed", handler.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
-        raise AssertionError("unreachable: context.abort raises")
+            await abort(context, grpc.StatusCode.INTERNAL, f"internal error: {exc}")
 
     return wrapper
 
