@@ -49,6 +49,10 @@ def serve_command(config: ServerConfig) -> None:
     configure_logging(config.log_level, config.log_format)
     config = resolve_serve_config(config, given_fields(click.get_current_context()))
     try:
+        if config.workers > 1:
+            from onyx.serve.workers import serve_workers
+
+            sys.exit(serve_workers(config))
         asyncio.run(run_server(config))
     except ListenError as exc:  # a busy port: one line, exit 1, no traceback
         raise click.ClickException(str(exc)) from None
