@@ -101,9 +101,11 @@ class Session:
         providers, self.provider_reason = choose_providers(options.device)
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.intra_op_num_threads = options.intra_op_threads or (
+        # Threads ONNX Runtime computes with (the calling thread included).
+        self.intra_op_threads = options.intra_op_threads or (
             default_intra_op_threads(sessions_sharing_cores, options.cores)
         )
+        session_options.intra_op_num_threads = self.intra_op_threads
         session_options.inter_op_num_threads = 1
         session_options.log_severity_level = 3  # errors only; ORT's warnings are not ours to show
         try:

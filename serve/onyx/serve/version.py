@@ -49,6 +49,15 @@ log = logging.getLogger(__name__)
 
 # Sequence length used to warm up models with a dynamic time axis.
 WARMUP_SEQUENCE_LENGTH = 16
+# Models whose batch of one runs faster than this with the default threads are also tried with
+# one intra-op thread (`_sized_sessions`); slower ones use their threads well.
+SMALL_MODEL_MS = 10.0
+# One thread is kept when its batch of one takes at most this times the default's: a thread
+# less for ONNX Runtime is a core more for gRPC and Python, which small models are bound by.
+ONE_THREAD_TOLERANCE = 1.25
+# A typical text length for that trial (per-token work is what the threads share).
+TRIAL_SEQUENCE_LENGTH = 128
+TRIAL_RUNS = 15
 
 # Makes the batch observer (metrics) for one model version: (model name, version) -> observer.
 ObserverFactory = Callable[[str, int], BatchObserver | None]
@@ -85,6 +94,8 @@ class ModelVersion:
     provider_reason: str = ""
     # Seconds loading and warming up took.
     load_seconds: float = 0.0
+    # ONNX Runtime threads per session, as chosen at load (`_sized_sessions`).
+    intra_op_threads: int = 0
     batcher: DynamicBatcher | None = None
     executor: ThreadPoolExecutor | None = None
     # Text models: this version's tokenizer + vocabulary (each training builds its own).
@@ -200,7 +211,8 @@ class VersionLoader:
         instances = self.instances or max(1, config.instances)
         executor = ThreadPoolExecutor(max_workers=instances, thread_name_prefix=f"ort-{model}")
         try:
-            sessions = await _open_sessions(version.path, config, self.runtime, instances, executor)
+            runtime = self.runtime
+            sessions = await _sized_sessions(version.path, config, runtime, instances, executor)
             policy = BatchPolicy(
                 max_batch_size=config.batching.max_batch_size,
                 max_queue_delay_us=config.batching.max_queue_delay_us,
@@ -214,6 +226,7 @@ class VersionLoader:
         observer = self.observers(model, version.version) if self.observers else None
         version.executor = executor
         version.providers = sessions[0].providers
+        version.intra_op_threads = sessions[0].intra_op_threads
         version.provider_reason = sessions[0].provider_reason
         version.batcher = DynamicBatcher(
             session_pool(sessions, executor),
@@ -249,6 +262,63 @@ async def _open_sessions(
         for _ in range(instances)
     ]
     return list(await asyncio.gather(*opened))
+
+
+async def _sized_sessions(
+    path: Path,
+    config: pb.ModelConfig,
+    runtime: RuntimeOptions,
+    instances: int,
+    executor: ThreadPoolExecutor,
+) -> list[Session]:
+    """Sessions with the intra-op threads that suit this model, chosen by measurement.
+
+    Unless --intra-op-threads is given: a small model (batch of one under SMALL_MODEL_MS) is
+    timed again with one thread, which is kept when about as fast (ONE_THREAD_TOLERANCE). On a
+    few cores a ~1 ms model gains little from a second ORT thread and loses the core gRPC and
+    Python need; with one thread there is also no pool to spin or to wake.
+    """
+    sessions = await _open_sessions(path, config, runtime, instances, executor)
+    first = sessions[0]
+    if runtime.intra_op_threads or first.intra_op_threads == 1 or CUDA in first.providers:
+        return sessions
+    loop = asyncio.get_running_loop()
+    sample = _trial_input(config)
+    default_ms = await loop.run_in_executor(executor, batch_one_ms, first, sample)
+    if default_ms > SMALL_MODEL_MS:
+        return sessions
+    one = RuntimeOptions(device=runtime.device, intra_op_threads=1, cores=runtime.cores)
+    single = await _open_sessions(path, config, one, instances, executor)
+    one_ms = await loop.run_in_executor(executor, batch_one_ms, single[0], sample)
+    keep_one = prefer_one_thread(default_ms, one_ms)
+    threads = first.intra_op_threads
+    log.info(
+        "%s: batch of one %.2f ms with %d intra-op threads, %.2f ms with 1: using %d",
+        path, default_ms, threads, one_ms, 1 if keep_one else threads,
+    )  # fmt: skip
+    return single if keep_one else sessions
+
+
+def prefer_one_thread(default_ms: float, one_ms: float) -> bool:
+    return one_ms <= ONE_THREAD_TOLERANCE * default_ms
+
+
+def batch_one_ms(session: Session, sample: np.ndarray) -> float:
+    """Median milliseconds of `session.run(sample)`, after a few runs to warm it up."""
+    for _ in range(3):
+        session.run(sample)
+    times = []
+    for _ in range(TRIAL_RUNS):
+        started = time.perf_counter()
+        session.run(sample)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1e3)
+
+
+def _trial_input(config: pb.ModelConfig) -> np.ndarray:
+    dtype = DTYPES[config.input.dtype].numpy
+    dims = (TRIAL_SEQUENCE_LENGTH if d == -1 else d for d in config.input.dims[1:])
+    return np.zeros([1, *dims], dtype=dtype)
 
 
 def session_pool(
