@@ -127,30 +127,50 @@ def image_workload(repository: Path, name: str, count: int) -> Workload:
     return Workload(name, model_file, repository, spec[0].name, inputs)
 
 
-def raw_best(workload: Workload, seconds: float) -> tuple[float, int]:
-    """Best inputs/s of in-process session.run over RAW_BATCHES, and the batch that got it."""
+def raw_best(workload: Workload, seconds: float) -> tuple[float, str]:
+    """Best inputs/s of in-process session.run, over 1 and 2 intra-op threads, RAW_BATCHES and
+    (text) arrival or length-sorted order; and which of them got it."""
+    best = (0.0, "")
+    text = workload.inputs[0].dtype == np.int64
+    orders = ("arrival", "sorted") if text else ("arrival",)
+    trials = 2 * len(RAW_BATCHES) * len(orders)
+    for threads in (1, 2):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(
+            str(workload.model_file), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        for size in RAW_BATCHES:
+            for order in orders:
+                batches = raw_batches(workload, size, sorted_by_length=order == "sorted")
+                rate = raw_rate(session, workload.input_name, batches, seconds / trials)
+                best = max(best, (rate, f"{threads}t/b{size}/{order}"))
+                time.sleep(SETTLE_S / 4)
+    return best
+
+
+def raw_batches(workload: Workload, size: int, sorted_by_length: bool) -> list[np.ndarray]:
     from onyx.serve.text import pad_batch
 
-    session = ort.InferenceSession(str(workload.model_file), providers=["CPUExecutionProvider"])
-    best = (0.0, 1)
-    for size in RAW_BATCHES:
-        groups = [workload.inputs[i : i + size] for i in range(0, len(workload.inputs), size)]
-        if workload.inputs[0].dtype == np.int64:
-            batches = [pad_batch([a[0] for a in group]) for group in groups]
-        else:
-            batches = [np.concatenate(group) for group in groups]
-        session.run(None, {workload.input_name: batches[0]})
-        done, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds / len(RAW_BATCHES):
-            batch = batches[done % len(batches)]
-            session.run(None, {workload.input_name: batch})
-            done += 1
-        rate = sum(len(batches[i % len(batches)]) for i in range(done)) / (
-            time.perf_counter() - started
-        )
-        best = max(best, (rate, size))
-        time.sleep(SETTLE_S)
-    return best
+    inputs = workload.inputs
+    if sorted_by_length:
+        inputs = sorted(inputs, key=lambda array: array.shape[1])
+    groups = [inputs[i : i + size] for i in range(0, len(inputs), size)]
+    if inputs[0].dtype == np.int64:  # text: each batch padded to its longest
+        return [pad_batch([array[0] for array in group]) for group in groups]
+    return [np.concatenate(group) for group in groups]
+
+
+def raw_rate(session: ort.InferenceSession, name: str, batches: list[np.ndarray],
+             seconds: float) -> float:  # fmt: skip
+    session.run(None, {name: batches[0]})
+    rows = done = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds or done < len(batches):
+        batch = batches[done % len(batches)]
+        session.run(None, {name: batch})
+        rows, done = rows + len(batch), done + 1
+    return rows / (time.perf_counter() - started)
 
 
 async def closed_loop(address: str, payloads: list[bytes], clients: int, connections: int,
@@ -212,7 +232,7 @@ def measure(args: argparse.Namespace, workload: Workload, tmp: Path) -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     payloads = workload.requests()
     cells = {(s, c): Cell() for s in servers for c in levels}
-    raws: list[tuple[float, int]] = []
+    raws: list[tuple[float, str]] = []
     with contextlib.ExitStack() as stack:
         addresses = {
             s: stack.enter_context(started(s, workload, tmp / f"{s}.log")) for s in servers
@@ -236,10 +256,11 @@ def measure(args: argparse.Namespace, workload: Workload, tmp: Path) -> None:
 
 
 def report(workload: Workload, servers: list[str], levels: list[int],
-           cells: dict[tuple[str, int], Cell], raws: list[tuple[float, int]]) -> None:  # fmt: skip
+           cells: dict[tuple[str, int], Cell], raws: list[tuple[float, str]]) -> None:  # fmt: skip
     median = statistics.median
-    print(f"\n{workload.name}: {len(raws)} reps; raw ORT best batch "
-          f"{median(r for r, _ in raws):.0f} inputs/s (batch {[b for _, b in raws]})")  # fmt: skip
+    best = ", ".join(b for _, b in raws)
+    print(f"\n{workload.name}: {len(raws)} reps; raw ORT best {median(r for r, _ in raws):.0f} "
+          f"inputs/s ({best}: threads/batch/order per rep)")  # fmt: skip
     print(
         f"{'server':<10} {'c':>3} {'inputs/s':>9} {'p50 ms':>8} {'÷ raw best':>10} {'÷ naive':>8}"
     )
