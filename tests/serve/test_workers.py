@@ -252,3 +252,14 @@ def _running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_explicit_model_control_is_refused_with_workers(repo: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "onyx", "serve", "--repository", str(repo), "--port", "0",
+         "--workers", "2", "--model-control", "explicit"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--workers > 1 needs --model-control none or poll" in result.stderr

@@ -75,6 +75,13 @@ def resolve_serve_config(config: ServerConfig, given: Mapping[str, Given]) -> Se
         )
     if not config.metrics:
         config = replace(config, metrics_port=None)
+    if config.workers > 1 and config.model_control == "explicit":
+        # A load or unload request reaches the one worker its connection landed on.
+        raise click.BadParameter(
+            "--workers > 1 needs --model-control none or poll (each worker loads the "
+            "repository itself; an explicit load request would reach one worker only)",
+            param_hint="--workers",
+        )
     return config
 
 

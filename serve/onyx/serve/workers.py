@@ -114,6 +114,8 @@ def run_worker(config: ServerConfig, index: int, ready: Connection, lifeline: Co
     from onyx.serve.server import ListenError, RunningServer, serve
 
     configure_logging(config.log_level, config.log_format)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_WorkerTag(index, named=config.log_format == "text"))
     threading.Thread(target=_drain_when_closed, args=(lifeline,), daemon=True).start()
     metrics = ServerMetrics(WorkerRegistry(index)) if config.metrics else None
 
@@ -126,6 +128,21 @@ def run_worker(config: ServerConfig, index: int, ready: Connection, lifeline: Co
     except ListenError as exc:
         log.error("worker %d: %s", index, exc)
         raise SystemExit(1) from None
+
+
+class _WorkerTag(logging.Filter):
+    """Says which worker logged: a `worker` field (JSON lines), and in text, `name[worker i]`."""
+
+    def __init__(self, index: int, named: bool) -> None:
+        super().__init__()
+        self.index, self.named = index, named
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "worker"):
+            record.worker = self.index
+            if self.named:
+                record.name = f"{record.name}[worker {self.index}]"
+        return True
 
 
 def _drain_when_closed(lifeline: Connection) -> None:
