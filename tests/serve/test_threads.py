@@ -1,5 +1,6 @@
 """ONNX Runtime's intra-op threads chosen per model by measurement: one thread for a small model
-that runs about as fast with it, the default share of the cores for the others.
+that runs as fast with it (one-thread sessions for single inputs, more for batches that gain
+from them), the default share of the cores for the others.
 
 python -m pytest tests/serve/test_threads.py
 """
@@ -55,7 +56,7 @@ def model(tmp_path: Path) -> Path:
 def test_a_small_model_about_as_fast_on_one_thread_gets_one(
     model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    timed = timed_as(monkeypatch, {2: 1.0, 1: 1.2})
+    timed = timed_as(monkeypatch, {2: 1.0, 1: 1.02})
     loaded = load(model, RuntimeOptions(device="cpu", cores=2))
     assert (loaded.intra_op_threads, loaded.batch_intra_op_threads) == (1, 1)
     assert timed == [(2, 1), (1, 1), (2, 8), (1, 8)]  # a batch of one, then a full one
@@ -89,15 +90,15 @@ def test_the_real_trial_picks_a_thread_count_and_serves(model: Path) -> None:
 
 
 def test_one_thread_is_preferred_within_the_tolerance() -> None:
-    assert prefer_one_thread(1.0, 1.2)
+    assert prefer_one_thread(1.0, 1.04)
     assert prefer_one_thread(2.0, 1.0)
-    assert not prefer_one_thread(1.0, 1.3)
+    assert not prefer_one_thread(1.0, 1.1)
 
 
 def test_one_input_on_one_thread_and_batches_on_more_when_each_is_faster(
     model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    timed_as(monkeypatch, {(2, 1): 1.0, (1, 1): 1.1, (2, 8): 5.0, (1, 8): 10.0})
+    timed_as(monkeypatch, {(2, 1): 1.0, (1, 1): 0.9, (2, 8): 5.0, (1, 8): 10.0})
     ran: list[tuple[int, int]] = []  # (threads of the session, rows) of every serving run
     original = Session.run
 
