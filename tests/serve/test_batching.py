@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from onyx.serve.batching import BatchPolicy, Collate, DynamicBatcher, Length, concatenate
+from onyx.serve.batching import BatchPolicy, Collate, DynamicBatcher, Length, Stages, concatenate
 from onyx.serve.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
 
 
@@ -431,3 +431,88 @@ def test_the_observer_sees_every_batch() -> None:
 def test_policy_refuses_nonsense(field: str, value: int) -> None:
     with pytest.raises(ValueError, match=field):
         BatchPolicy(**{field: value})
+
+
+class TaskRecorder(FakeModel):
+    """A FakeModel that also records which task launched each batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.launched_by: list[asyncio.Task[Any] | None] = []
+
+    def __call__(self, batch: np.ndarray) -> Any:
+        self.launched_by.append(asyncio.current_task())
+        return super().__call__(batch)
+
+
+def run_recorded(test: Callable[[DynamicBatcher, TaskRecorder], Awaitable[None]],
+                 **policy: Any) -> None:  # fmt: skip
+    async def main() -> None:
+        model = TaskRecorder()
+        batcher = DynamicBatcher(model, BatchPolicy(**policy))
+        batcher.start()
+        try:
+            await asyncio.wait_for(test(batcher, model), timeout=10)
+        finally:
+            model.gate.set()
+            await asyncio.wait_for(batcher.close(), timeout=10)
+
+    asyncio.run(main())
+
+
+def test_a_lone_request_on_an_idle_batcher_goes_straight_to_the_model() -> None:
+    async def test(batcher: DynamicBatcher, model: TaskRecorder) -> None:
+        me = asyncio.current_task()
+        for start in range(3):  # each arrives at an idle batcher, one after the other
+            np.testing.assert_array_equal(await batcher.submit(rows(start, 1)), rows(start, 1) * 2)
+        # Launched from the caller's own task: no hand-over to the batch-forming task.
+        assert model.launched_by == [me, me, me]
+
+    run_recorded(test, max_batch_size=4, max_queue_delay_us=0)
+
+
+def test_requests_arriving_while_the_model_is_busy_are_still_batched() -> None:
+    async def test(batcher: DynamicBatcher, model: TaskRecorder) -> None:
+        model.gate.clear()
+        first = asyncio.ensure_future(batcher.submit(rows(0, 1)))
+        await model.started.wait()  # the first went straight to the model and holds it
+        rest = [asyncio.ensure_future(batcher.submit(rows(i, 1))) for i in range(1, 4)]
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        await asyncio.gather(first, *rest)
+        assert model.sizes == [1, 3]
+        assert model.launched_by[0] is not model.launched_by[1]  # the queue formed the second
+
+    run_recorded(test, max_batch_size=4, max_queue_delay_us=0)
+
+
+def test_a_lone_request_still_waits_the_delay_when_one_is_set() -> None:
+    async def test(batcher: DynamicBatcher, model: TaskRecorder) -> None:
+        started = time.monotonic()
+        await batcher.submit(rows(0, 1))
+        assert time.monotonic() - started >= 0.05  # the policy asked for up to 50 ms
+        assert model.launched_by[0] is not asyncio.current_task()
+
+    run_recorded(test, max_batch_size=4, max_queue_delay_us=50_000)
+
+
+def test_the_straight_path_keeps_deadlines_statistics_and_the_observer() -> None:
+    async def main() -> None:
+        model, recorder = FakeModel(), Recorder()
+        batcher = DynamicBatcher(model, BatchPolicy(max_queue_delay_us=0), observer=recorder)
+        batcher.start()
+        stages = Stages()
+        await batcher.submit(rows(0, 2), stages=stages)
+        assert recorder.started == [2] and recorder.finished == [(2, True)]
+        assert stages.queue_s >= 0 and stages.infer_s >= 0
+        with pytest.raises(DeadlineExpired):
+            await batcher.submit(rows(0, 1), deadline=time.monotonic() - 1)
+        assert model.sizes == [2]  # the expired request never reached the model
+        model.fail_with = ValueError("broken")
+        with pytest.raises(InferenceFailed):
+            await batcher.submit(rows(0, 1))
+        model.fail_with = None
+        np.testing.assert_array_equal(await batcher.submit(rows(5, 1)), rows(5, 1) * 2)
+        await batcher.close()
+
+    asyncio.run(main())

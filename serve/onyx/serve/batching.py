@@ -15,7 +15,11 @@ axis and an async `run` function, and:
   length: a request of 100x the usual length runs alone, it never makes others pay for it;
 * refuses work beyond `max_queue_size` queued rows at once (`Overloaded`), so memory stays bounded;
 * drops requests whose deadline passed or whose caller was cancelled before they reach the model;
-* fails *every* request of a failing batch, so nobody waits forever.
+* fails *every* request of a failing batch, so nobody waits forever;
+* sends a request that arrives at an idle batcher (nothing queued, a batch slot free) with no
+  reason to wait (`max_queue_delay_us` 0, or a full batch) to the model from the caller's own
+  task: no hand-over to the batch-forming task, no task per batch. Everything else about it --
+  deadline, overload, statistics, observer, cancellation -- is as for any other request.
 
     batcher = DynamicBatcher(run, BatchPolicy(max_batch_size=8, max_queue_delay_us=2000))
     batcher.start()
@@ -130,7 +134,8 @@ class DynamicBatcher:
         self._held_rows = 0
         self._arrived = asyncio.Event()
         self._slots = asyncio.Semaphore(policy.max_concurrent_batches)
-        self._running: set[asyncio.Task[None]] = set()
+        # Batches on the model now (their `run` futures); `close` waits for them.
+        self._running: set[asyncio.Future[np.ndarray]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -163,7 +168,10 @@ class DynamicBatcher:
         submitted = time.monotonic()
         launches: list[float] = []  # when each of the request's batches went to the model
         if rows <= self.policy.max_batch_size:
-            result = await self._one(inputs, deadline, launches)
+            if self._idle_for(rows):
+                result = await self._straight(inputs, deadline, launches)
+            else:
+                result = await self._one(inputs, deadline, launches)
         else:
             result = await self._chunked(inputs, deadline, launches)
         if stages is not None:
@@ -173,10 +181,34 @@ class DynamicBatcher:
             stages.infer_s = done - launched
         return result
 
+    def _idle_for(self, rows: int) -> bool:
+        """Would a batch of just these rows be launched at once anyway? Nothing queued or
+        held, a batch slot free, and no delay to wait for more (or the batch is full)."""
+        return (
+            not self._queue
+            and not self._held_rows
+            and not self._slots.locked()
+            and (self.policy.max_queue_delay_us == 0 or rows >= self.policy.max_batch_size)
+        )
+
+    async def _straight(
+        self, inputs: np.ndarray, deadline: float | None, launches: list[float]
+    ) -> np.ndarray:
+        """The idle fast path: take the free slot and launch this request alone, now."""
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            raise DeadlineExpired("deadline passed before the request reached the model")
+        item = _Item(inputs, asyncio.get_running_loop().create_future(), deadline, now)
+        await self._slots.acquire()  # free (checked above): returns without suspending
+        self._start_batch([item])
+        return await self._answer(item, launches)
+
     async def _one(
         self, inputs: np.ndarray, deadline: float | None, launches: list[float]
     ) -> np.ndarray:
-        item = self._enqueue(inputs, deadline)
+        return await self._answer(self._enqueue(inputs, deadline), launches)
+
+    async def _answer(self, item: _Item, launches: list[float]) -> np.ndarray:
         try:
             result = await item.future
             launches.append(item.launched or time.monotonic())
@@ -230,6 +262,11 @@ class DynamicBatcher:
 
     async def _form_batches(self) -> None:
         while True:
+            # Work first, then a slot: an idle batcher holds no slot, so a lone request can
+            # take it straight (`_straight`).
+            while not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
             await self._slots.acquire()
             try:
                 batch = await self._next_batch()
@@ -239,27 +276,35 @@ class DynamicBatcher:
             if not batch:
                 self._slots.release()
                 continue
-            # Launched here, in this step, not in a task of its own: when a batch finishes, its
-            # slot is released before its callers are woken, so the next batch reaches the
-            # model before the event loop turns to answering the previous one.
-            task = asyncio.get_running_loop().create_task(self._finish_batch(*self._launch(batch)))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._start_batch(batch)
 
     async def _next_batch(self) -> list[_Item]:
-        """Wait for work, then for a full batch or the oldest request's delay, whichever first."""
-        while not self._queue:
-            self._arrived.clear()
-            await self._arrived.wait()
+        """Wait for a full batch or the oldest request's delay, whichever first."""
         delay_s = self.policy.max_queue_delay_us / 1e6
+        loop = asyncio.get_running_loop()
         while self._queued_rows < self.policy.max_batch_size and self._queue:
             remaining = self._queue[0].enqueued + delay_s - time.monotonic()
             if remaining <= 0:
                 break
             self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+            # A timer, not asyncio.wait_for: that makes a task per wait.
+            timer = loop.call_later(remaining, self._arrived.set)
+            try:
+                await self._arrived.wait()
+            finally:
+                timer.cancel()
         return self._take_batch()
+
+    def _start_batch(self, batch: list[_Item]) -> None:
+        """Launch `batch` (its slot taken) and have it answered when the model is done.
+
+        Finishing is a done callback, not a task: when a batch finishes, its slot is released
+        before its callers are woken, so the next batch reaches the model before the event loop
+        turns to answering the previous one, and no task is made per batch."""
+        batch, pending, started = self._launch(batch)
+        running = asyncio.ensure_future(pending)
+        self._running.add(running)
+        running.add_done_callback(lambda done: self._finish_batch(batch, done, started))
 
     def _take_batch(self) -> list[_Item]:
         window = list(itertools.islice(self._queue, self.policy.max_batch_size * LOOKAHEAD_BATCHES))
@@ -326,27 +371,25 @@ class DynamicBatcher:
             pending = _failed(exc)
         return batch, pending, started
 
-    async def _finish_batch(
-        self, batch: list[_Item], pending: Awaitable[np.ndarray], started: float
+    def _finish_batch(
+        self, batch: list[_Item], done: asyncio.Future[np.ndarray], started: float
     ) -> None:
+        self._running.discard(done)
         rows = sum(item.rows for item in batch)
-        released = False
         try:
-            try:
-                outputs = await pending
-                _check_rows(outputs, rows)
-            except Exception as exc:
-                log.exception("batch of %d inputs failed", rows)
-                self._batch_done(rows, started, ok=False)
-                _fail_all(batch, InferenceFailed(f"inference failed on a batch of {rows}: {exc}"))
-                return
-            self._batch_done(rows, started, ok=True)
-            self._slots.release()  # first: the next batch starts before these callers wake
-            released = True
-            _deliver(batch, outputs)
-        finally:
-            if not released:
-                self._slots.release()
+            if done.cancelled():
+                raise RuntimeError("the model run was cancelled")
+            outputs = done.result()
+            _check_rows(outputs, rows)
+        except Exception as exc:
+            log.error("batch of %d inputs failed", rows, exc_info=exc)
+            self._batch_done(rows, started, ok=False)
+            self._slots.release()
+            _fail_all(batch, InferenceFailed(f"inference failed on a batch of {rows}: {exc}"))
+            return
+        self._batch_done(rows, started, ok=True)
+        self._slots.release()  # first: the next batch starts before these callers wake
+        _deliver(batch, outputs)
 
     def _batch_done(self, rows: int, started: float, ok: bool) -> None:
         if self._observer is not None:

@@ -49,6 +49,10 @@ def serve_command(config: ServerConfig) -> None:
     configure_logging(config.log_level, config.log_format)
     config = resolve_serve_config(config, given_fields(click.get_current_context()))
     try:
+        if config.workers > 1:
+            from onyx.serve.workers import serve_workers
+
+            sys.exit(serve_workers(config))
         asyncio.run(run_server(config))
     except ListenError as exc:  # a busy port: one line, exit 1, no traceback
         raise click.ClickException(str(exc)) from None
@@ -71,6 +75,13 @@ def resolve_serve_config(config: ServerConfig, given: Mapping[str, Given]) -> Se
         )
     if not config.metrics:
         config = replace(config, metrics_port=None)
+    if config.workers > 1 and config.model_control == "explicit":
+        # A load or unload request reaches the one worker its connection landed on.
+        raise click.BadParameter(
+            "--workers > 1 needs --model-control none or poll (each worker loads the "
+            "repository itself; an explicit load request would reach one worker only)",
+            param_hint="--workers",
+        )
     return config
 
 

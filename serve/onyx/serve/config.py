@@ -97,6 +97,17 @@ class ServerConfig:
             min=0,
         ),
     )
+    # One Python process answers RPCs on one core's worth of event loop: more cores need more
+    # processes (`onyx.serve.workers`).
+    workers: int = field(
+        default=1,
+        metadata=_meta(
+            "Server processes sharing the port (SO_REUSEPORT), each with its own sessions and "
+            "a share of the cores; worker i serves /metrics on --metrics-port + i.",
+            _RUNTIME,
+            min=1,
+        ),
+    )
     instances: int = field(
         default=0,
         metadata=_meta(

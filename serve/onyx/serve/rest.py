@@ -262,6 +262,7 @@ class RestServer:
         tls: TlsConfig | None = None,
         grace_s: float = 10.0,
         admission: Admission | None = None,
+        reuse_port: bool = False,
     ) -> RestServer:
         """Listen on `host`:`port` (0: any free port; "[::]": every interface); on `stop`,
         in-flight requests get `grace_s` to finish."""
@@ -276,6 +277,7 @@ class RestServer:
             host.strip("[]") or None,
             port,
             ssl_context=ssl_context(tls) if tls is not None else None,
+            reuse_port=reuse_port or None,  # None: aiohttp's default (off)
         )
         try:
             await site.start()

@@ -33,6 +33,20 @@ class RuntimeOptions:
     # 0: the cores divided by the sessions sharing them, never all cores per session
     # (several all-core pools on one machine fight each other).
     intra_op_threads: int = 0
+    # The cores this process may use (0: all it is allowed); `--workers N` gives each its share.
+    cores: int = 0
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity, which containers narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def share_of_cores(workers: int) -> int:
+    """Each of `workers` processes' share of the cores, at least one."""
+    return max(1, available_cores() // max(1, workers))
 
 
 def cuda_unavailable_reason() -> str | None:
@@ -69,9 +83,9 @@ def _preload_cuda_libraries() -> None:
             log.debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
-def default_intra_op_threads(sessions: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, sessions))
+def default_intra_op_threads(sessions: int, cores: int = 0) -> int:
+    """`cores` (0: all this process may use) divided among the sessions sharing them."""
+    return max(1, (cores or available_cores()) // max(1, sessions))
 
 
 class Session:
@@ -87,9 +101,11 @@ class Session:
         providers, self.provider_reason = choose_providers(options.device)
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.intra_op_num_threads = options.intra_op_threads or (
-            default_intra_op_threads(sessions_sharing_cores)
+        # Threads ONNX Runtime computes with (the calling thread included).
+        self.intra_op_threads = options.intra_op_threads or (
+            default_intra_op_threads(sessions_sharing_cores, options.cores)
         )
+        session_options.intra_op_num_threads = self.intra_op_threads
         session_options.inter_op_num_threads = 1
         session_options.log_severity_level = 3  # errors only; ORT's warnings are not ours to show
         try:

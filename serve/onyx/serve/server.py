@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -42,7 +42,7 @@ from onyx.serve.pipeline import Pipeline
 from onyx.serve.reflection import enable_reflection
 from onyx.serve.repository import Repository, RepositoryOptions
 from onyx.serve.rest import RestServer
-from onyx.serve.runtime import RuntimeOptions
+from onyx.serve.runtime import RuntimeOptions, share_of_cores
 from onyx.serve.servicer import ClassifierServicer
 from onyx.serve.statistics import Statistics
 from onyx.serve.version import ObserverFactory
@@ -122,7 +122,11 @@ def repository_options(
     config: ServerConfig, metrics: ServerMetrics | None = None
 ) -> RepositoryOptions:
     return RepositoryOptions(
-        runtime=RuntimeOptions(device=config.device, intra_op_threads=config.intra_op_threads),
+        runtime=RuntimeOptions(
+            device=config.device,
+            intra_op_threads=config.intra_op_threads,
+            cores=share_of_cores(config.workers),
+        ),
         default_max_queue_size=config.default_max_queue_size,
         instances=config.instances,
         model_control=config.model_control,
@@ -151,7 +155,7 @@ async def create_server(
     options = repository_options(config, metrics)
     repository = Repository(config.repository, options, _with_statistics(statistics, observers))
     preprocess = ThreadPoolExecutor(
-        max_workers=config.preprocess_threads or os.cpu_count() or 1,
+        max_workers=config.preprocess_threads or share_of_cores(config.workers),
         thread_name_prefix="preprocess",
     )
     admission = Admission(
@@ -179,7 +183,7 @@ async def create_server(
         if config.http_port is not None:
             running.rest = await RestServer.start(
                 kserve, config.host, config.http_port, config.max_message_bytes, config.tls,
-                config.grace_s, admission,
+                config.grace_s, admission, config.reuse_port,
             )  # fmt: skip
             running.http_port = running.rest.port
         await repository.load_all()
@@ -336,9 +340,17 @@ async def watch(repository: Repository, interval_s: float) -> None:
             log.exception("polling the model repository failed; trying again next time")
 
 
-async def serve(config: ServerConfig) -> None:
-    """Run until SIGTERM or SIGINT, then drain in-flight requests within `config.grace_s`."""
-    running = await create_server(config)
+async def serve(
+    config: ServerConfig,
+    on_ready: Callable[[RunningServer], None] | None = None,
+    metrics: ServerMetrics | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT, then drain in-flight requests within `config.grace_s`;
+    `on_ready` is told once the server serves (a worker tells its parent, `workers`), and
+    `metrics` (default: a new registry) records."""
+    running = await create_server(config, metrics)
+    if on_ready is not None:
+        on_ready(running)
     models = running.repository.models()
     ready = [m.name for m in models if m.ready]
     if running.metrics_port is not None:

@@ -49,6 +49,17 @@ log = logging.getLogger(__name__)
 
 # Sequence length used to warm up models with a dynamic time axis.
 WARMUP_SEQUENCE_LENGTH = 16
+# Models whose batch of one runs faster than this with the default threads are also tried with
+# one intra-op thread (`_sized_sessions`); slower ones use their threads well.
+SMALL_MODEL_MS = 10.0
+# One thread is kept when its batch of one takes at most this times the default's: a thread
+# less for ONNX Runtime is a core more for gRPC and Python, which small models are bound by.
+# Measured on 2 shared vCPUs (bench/README.md): under load one thread won by ~1 ms a request;
+# quiet, two threads won by ~0.4 ms where the trial saw them 15 % faster. So: barely any slack.
+ONE_THREAD_TOLERANCE = 1.05
+# A typical text length for that trial (per-token work is what the threads share).
+TRIAL_SEQUENCE_LENGTH = 128
+TRIAL_RUNS = 15
 
 # Makes the batch observer (metrics) for one model version: (model name, version) -> observer.
 ObserverFactory = Callable[[str, int], BatchObserver | None]
@@ -85,6 +96,10 @@ class ModelVersion:
     provider_reason: str = ""
     # Seconds loading and warming up took.
     load_seconds: float = 0.0
+    # ONNX Runtime threads per session for a batch of one input, and for larger batches, as
+    # chosen at load (`_sized_sessions`).
+    intra_op_threads: int = 0
+    batch_intra_op_threads: int = 0
     batcher: DynamicBatcher | None = None
     executor: ThreadPoolExecutor | None = None
     # Text models: this version's tokenizer + vocabulary (each training builds its own).
@@ -200,23 +215,27 @@ class VersionLoader:
         instances = self.instances or max(1, config.instances)
         executor = ThreadPoolExecutor(max_workers=instances, thread_name_prefix=f"ort-{model}")
         try:
-            sessions = await _open_sessions(version.path, config, self.runtime, instances, executor)
+            runtime = self.runtime
+            sets = await _sized_sessions(version.path, config, runtime, instances, executor)
             policy = BatchPolicy(
                 max_batch_size=config.batching.max_batch_size,
                 max_queue_delay_us=config.batching.max_queue_delay_us,
                 max_queue_size=config.batching.max_queue_size or self.default_max_queue_size,
                 max_concurrent_batches=instances,
             )
-            await _warm_up(sessions, config, policy.max_batch_size, executor)
+            await _warm_up(sets.every(), config, policy.max_batch_size, executor)
         except BaseException:
             executor.shutdown(wait=False)
             raise
         observer = self.observers(model, version.version) if self.observers else None
         version.executor = executor
-        version.providers = sessions[0].providers
-        version.provider_reason = sessions[0].provider_reason
+        version.providers = sets.rows[0].providers
+        version.intra_op_threads = sets.one_row[0].intra_op_threads
+        version.batch_intra_op_threads = sets.rows[0].intra_op_threads
+        version.provider_reason = sets.rows[0].provider_reason
+        one_row = None if sets.one_row is sets.rows else sets.one_row
         version.batcher = DynamicBatcher(
-            session_pool(sessions, executor),
+            session_pool(sets.rows, executor, one_row),
             policy,
             collate_for(config),
             observer,
@@ -251,23 +270,115 @@ async def _open_sessions(
     return list(await asyncio.gather(*opened))
 
 
+@dataclass(frozen=True)
+class SessionSets:
+    """The sessions a version runs on: `one_row` for batches of one input, `rows` for larger
+    ones (the same sessions unless the trial found they want different threads)."""
+
+    one_row: list[Session]
+    rows: list[Session]
+
+    @classmethod
+    def same(cls, sessions: list[Session]) -> SessionSets:
+        return cls(sessions, sessions)
+
+    def every(self) -> list[Session]:
+        return self.rows if self.one_row is self.rows else [*self.rows, *self.one_row]
+
+
+async def _sized_sessions(
+    path: Path,
+    config: pb.ModelConfig,
+    runtime: RuntimeOptions,
+    instances: int,
+    executor: ThreadPoolExecutor,
+) -> SessionSets:
+    """Sessions with the intra-op threads that suit this model, chosen by measurement.
+
+    Unless --intra-op-threads is given: a small model (batch of one under SMALL_MODEL_MS) is
+    timed again with one thread, which is kept when as fast (ONE_THREAD_TOLERANCE). On a
+    few cores a ~1 ms model gains little from a second ORT thread and loses the core gRPC and
+    Python need; with one thread there is also no pool to spin or to wake. A full batch is then
+    timed both ways too: where the threads do pay off on it, batches of one input run on the
+    one-thread sessions and larger batches on the others.
+    """
+    sessions = await _open_sessions(path, config, runtime, instances, executor)
+    first = sessions[0]
+    if runtime.intra_op_threads or first.intra_op_threads == 1 or CUDA in first.providers:
+        return SessionSets.same(sessions)
+    loop = asyncio.get_running_loop()
+    sample = _trial_input(config, 1)
+    default_ms = await loop.run_in_executor(executor, batch_one_ms, first, sample)
+    if default_ms > SMALL_MODEL_MS:
+        return SessionSets.same(sessions)
+    one = RuntimeOptions(device=runtime.device, intra_op_threads=1, cores=runtime.cores)
+    single = await _open_sessions(path, config, one, instances, executor)
+    one_ms = await loop.run_in_executor(executor, batch_one_ms, single[0], sample)
+    threads = first.intra_op_threads
+    log.info(
+        "%s: batch of one %.2f ms with %d intra-op threads, %.2f ms with 1",
+        path, default_ms, threads, one_ms,
+    )  # fmt: skip
+    if not prefer_one_thread(default_ms, one_ms):
+        return SessionSets.same(sessions)
+    rows = config.batching.max_batch_size
+    if rows <= 1:
+        return SessionSets.same(single)
+    full = _trial_input(config, rows)
+    default_full = await loop.run_in_executor(executor, batch_one_ms, first, full)
+    one_full = await loop.run_in_executor(executor, batch_one_ms, single[0], full)
+    keep_both = not prefer_one_thread(default_full, one_full)
+    log.info(
+        "%s: batch of %d %.2f ms with %d intra-op threads, %.2f ms with 1: %s",
+        path, rows, default_full, threads, one_full,
+        f"1 thread for one input, {threads} for more" if keep_both else "1 thread",
+    )  # fmt: skip
+    return SessionSets(single, sessions) if keep_both else SessionSets.same(single)
+
+
+def prefer_one_thread(default_ms: float, one_ms: float) -> bool:
+    return one_ms <= ONE_THREAD_TOLERANCE * default_ms
+
+
+def batch_one_ms(session: Session, sample: np.ndarray) -> float:
+    """Median milliseconds of `session.run(sample)`, after a few runs to warm it up."""
+    for _ in range(3):
+        session.run(sample)
+    times = []
+    for _ in range(TRIAL_RUNS):
+        started = time.perf_counter()
+        session.run(sample)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1e3)
+
+
+def _trial_input(config: pb.ModelConfig, rows: int) -> np.ndarray:
+    dtype = DTYPES[config.input.dtype].numpy
+    dims = (TRIAL_SEQUENCE_LENGTH if d == -1 else d for d in config.input.dims[1:])
+    return np.zeros([rows, *dims], dtype=dtype)
+
+
 def session_pool(
-    sessions: Sequence[Session], executor: ThreadPoolExecutor
+    sessions: Sequence[Session],
+    executor: ThreadPoolExecutor,
+    one_row: Sequence[Session] | None = None,
 ) -> Callable[[np.ndarray], Awaitable[np.ndarray]]:
-    """A batcher `run` function: each batch runs on a free session, in the version's threads.
+    """A batcher `run` function: each batch runs on a free session, in the version's threads
+    (a batch of one input on `one_row`'s session of the same slot, when given).
 
     The work is submitted before `run` returns (no coroutine to schedule first), so the batcher
     can start the next batch ahead of answering the last one. The batcher runs at most one
     batch per session at once, so a session is always free when it calls.
     """
-    free = list(sessions)
+    free = list(range(len(sessions)))
 
     def run(batch: np.ndarray) -> asyncio.Future[np.ndarray]:
         if not free:
             raise RuntimeError(f"more batches in flight than the {len(sessions)} sessions")
-        session = free.pop()
+        slot = free.pop()
+        session = one_row[slot] if one_row is not None and len(batch) == 1 else sessions[slot]
         future = asyncio.get_running_loop().run_in_executor(executor, session.run, batch)
-        future.add_done_callback(lambda _: free.append(session))
+        future.add_done_callback(lambda _: free.append(slot))
         return future
 
     return run
