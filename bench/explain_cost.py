@@ -29,8 +29,8 @@ from onyx.serve.config import ServerConfig
 
 def export_model(arch: str, weights: str, repository: Path) -> None:
     from onyx.train.config import ImageTrainConfig
-    from onyx.train.explain import export_explainable
     from onyx.train.export.config import ExportConfig
+    from onyx.train.export.pipeline import export_explainable
     from onyx.train.image.models import get_model
     from onyx.train.image.preprocessing import image_preprocessing
     from onyx.train.image.weights import imagenet_categories

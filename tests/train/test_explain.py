@@ -26,10 +26,11 @@ from onyx.serve.client import Client
 from onyx.serve.config import ServerConfig
 from onyx.serve.layout import version_config
 from onyx.serve.preprocess import preprocess_image
-from onyx.train.explain import FeatureMapModel, export_explainable, feature_split, head_arrays
+from onyx.train.explain import FeatureMapModel, feature_split, head_arrays
 from onyx.train.export import ParityError, check_parity
 from onyx.train.export.config import ExportConfig
 from onyx.train.export.onnx import write_onnx
+from onyx.train.export.pipeline import export_explainable
 from onyx.train.image.models import get_model
 from tests.train.photos import real_photos
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,9 +22,6 @@ from torch import nn
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.explain_image import FEATURE_MAP_NAME, HEAD_FILE, Head, save_head
-
-if TYPE_CHECKING:  # export imports this module: no import cycle at run time
-    from onyx.train.export.config import ExportConfig, ExportResult
 
 __all__ = [
     "FEATURE_MAP_NAME",
@@ -182,45 +178,3 @@ def explainable(
         save_head_for(split, folder)
 
     return FeatureMapModel(model, split).eval(), build, side_files, ("logits", FEATURE_MAP_NAME)
-
-
-def export_explainable(
-    model: nn.Module,
-    arch: str,
-    labels: list[str],
-    spec: pb.ImagePreprocessing,
-    export: ExportConfig,
-    work_dir: Path,
-    exporter: str = "",
-) -> ExportResult:
-    """Export and publish an in-memory registry CNN (e.g. ImageNet Lite0 with its 1000 classes)
-    the way `onyx export` publishes a checkpoint: verified, with its feature map and head.
-    `exporter` ("dynamo" or "torchscript") skips the fall-back order (tests: the faster one)."""
-    from google.protobuf import text_format
-
-    from onyx.train.export import image
-    from onyx.train.export.onnx import check_parity, export_verified, ir_version_of, write_onnx
-    from onyx.train.export.pipeline import publish_export
-
-    checkpoint = {
-        "labels": labels,
-        "config": {"model": arch, "data": "memory"},
-        "preprocessing": text_format.MessageToString(spec),
-    }
-    example = image.example_input(spec, 2)
-    explained = explainable(arch, model.eval(), example, image.build_model_config)
-    if explained is None:
-        raise ValueError(f"{arch} has no known feature-map split")
-    wrapped, build_config, side_files, output_names = explained
-    path, inputs = work_dir / "model.onnx", image.parity_inputs(spec)
-    if exporter:
-        write_onnx(wrapped, example, path, export.opset, exporter, output_names=output_names)
-        diff = check_parity(wrapped, path, inputs, export.atol, export.rtol)
-    else:
-        exporter, diff = export_verified(
-            wrapped, path, export.opset, inputs, export.atol, export.rtol,
-            example=example, output_names=output_names,
-        )  # fmt: skip
-    side_files(work_dir)
-    config = build_config(export, checkpoint, exporter, diff, ir_version_of(path))
-    return publish_export(export, checkpoint, config, work_dir)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from google.protobuf import text_format
 from torch import nn
 
 from onyx.proto.v1 import model_config_pb2 as pb
@@ -28,7 +29,13 @@ from onyx.train.config import save_json
 from onyx.train.explain import explainable
 from onyx.train.export import image, text
 from onyx.train.export.config import ExportConfig, ExportResult
-from onyx.train.export.onnx import OUTPUT_NAME, export_verified, ir_version_of
+from onyx.train.export.onnx import (
+    OUTPUT_NAME,
+    check_parity,
+    export_verified,
+    ir_version_of,
+    write_onnx,
+)
 from onyx.train.export.pretrained import pretrained_checkpoint
 from onyx.train.export.variants import build_variant, keep_fp32_served, publish_variant
 from onyx.train.publish import publish
@@ -154,3 +161,39 @@ def publish_export(
     save_json(provenance_of(export, checkpoint), work_dir / "export.json")
     version, model_path = publish(export.repository, config, work_dir)
     return ExportResult(version, model_path, config, info.parity_max_abs_diff)
+
+
+def export_explainable(
+    model: nn.Module,
+    arch: str,
+    labels: list[str],
+    spec: pb.ImagePreprocessing,
+    export: ExportConfig,
+    work_dir: Path,
+    exporter: str = "",
+) -> ExportResult:
+    """Export and publish an in-memory registry CNN (e.g. ImageNet Lite0 with its 1000 classes)
+    the way `onyx export` publishes a checkpoint: verified, with its feature map and head.
+    `exporter` ("dynamo" or "torchscript") skips the fall-back order (tests: the faster one)."""
+    checkpoint = {
+        "labels": labels,
+        "config": {"model": arch, "data": "memory"},
+        "preprocessing": text_format.MessageToString(spec),
+    }
+    example = image.example_input(spec, 2)
+    explained = explainable(arch, model.eval(), example, image.build_model_config)
+    if explained is None:
+        raise ValueError(f"{arch} has no known feature-map split")
+    wrapped, build_config, side_files, output_names = explained
+    path, inputs = work_dir / "model.onnx", image.parity_inputs(spec)
+    if exporter:
+        write_onnx(wrapped, example, path, export.opset, exporter, output_names=output_names)
+        diff = check_parity(wrapped, path, inputs, export.atol, export.rtol)
+    else:
+        exporter, diff = export_verified(
+            wrapped, path, export.opset, inputs, export.atol, export.rtol,
+            example=example, output_names=output_names,
+        )  # fmt: skip
+    side_files(work_dir)
+    config = build_config(export, checkpoint, exporter, diff, ir_version_of(path))
+    return publish_export(export, checkpoint, config, work_dir)

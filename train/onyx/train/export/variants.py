@@ -30,13 +30,6 @@ from onyx.serve.layout import CONFIG_FILE, MODEL_FILE
 from onyx.serve.model_config import load_config
 from onyx.train import checkpoint as ckpt
 from onyx.train.config import save_json
-from onyx.train.evaluate import (
-    Prepare,
-    image_prepare,
-    labelled_samples,
-    labelled_texts,
-    text_prepare,
-)
 from onyx.train.export.config import ExportConfig
 from onyx.train.export.gate import (
     FP16_ATOL,
@@ -58,6 +51,13 @@ from onyx.train.export.quantize import (
     quantize_int8_static,
 )
 from onyx.train.image.data import Split, image_files, load_split, load_split_file
+from onyx.train.labelled import (
+    Prepare,
+    image_prepare,
+    labelled_samples,
+    labelled_texts,
+    text_prepare,
+)
 from onyx.train.publish import publish
 
 log = logging.getLogger(__name__)
