@@ -39,3 +39,25 @@ def test_session_runs_and_rejects_a_config_that_does_not_match(tmp_path: Path) -
     renamed.input.name = "pixels"
     with pytest.raises(ConfigError, match="input 'pixels' not in the graph"):
         Session(tmp_path / "model.onnx", renamed, runtime.RuntimeOptions(device="cpu"))
+
+
+def test_cuda_sessions_get_options_fit_for_dynamic_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CUDA provider is asked for heuristic cuDNN algorithm choice (no exhaustive benchmark
+    on each new batch size or sequence length) and an arena that grows by what is asked."""
+    onnx.save(image_graph(seed=1), str(tmp_path / "model.onnx"))
+    monkeypatch.setattr(runtime, "choose_providers", lambda _device: ([CUDA, CPU], "test"))
+    asked: list[object] = []
+    real = runtime.ort.InferenceSession
+
+    def recording(path: str, sess_options: object, providers: list[object]) -> object:
+        asked.extend(providers)
+        return real(path, sess_options=sess_options, providers=[CPU])  # no GPU here
+
+    monkeypatch.setattr(runtime.ort, "InferenceSession", recording)
+    Session(tmp_path / "model.onnx", image_config())
+    cuda_options = dict(runtime.CUDA_OPTIONS)
+    assert asked == [(CUDA, cuda_options), CPU]
+    assert cuda_options["cudnn_conv_algo_search"] == "HEURISTIC"
+    assert cuda_options["arena_extend_strategy"] == "kSameAsRequested"

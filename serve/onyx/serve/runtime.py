@@ -25,6 +25,16 @@ log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+# The CUDA provider's settings. The batcher forms batches of every size up to max_batch_size and
+# text models see a new sequence length in almost every batch: cuDNN's EXHAUSTIVE search (ORT's
+# default) benchmarks every convolution algorithm again for each new input shape, tens of
+# milliseconds to seconds on the request that meets it; HEURISTIC picks from cuDNN's heuristics
+# at once. The arena grows by what is asked, not by doubling, as several models share one GPU.
+CUDA_OPTIONS = {
+    "cudnn_conv_algo_search": "HEURISTIC",
+    "arena_extend_strategy": "kSameAsRequested",
+    "do_copy_in_default_stream": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,11 @@ def choose_providers(device: Device) -> tuple[list[str], str]:
     return [CPU], reason
 
 
+def with_options(providers: list[str]) -> list[str | tuple[str, dict[str, str]]]:
+    """`providers` as ONNX Runtime takes them, CUDA with `CUDA_OPTIONS`."""
+    return [(name, dict(CUDA_OPTIONS)) if name == CUDA else name for name in providers]
+
+
 def _preload_cuda_libraries() -> None:
     # The pip CUDA/cuDNN wheels are not on the loader path; ORT knows where they are.
     preload = getattr(ort, "preload_dlls", None)
@@ -110,7 +125,7 @@ class Session:
         session_options.log_severity_level = 3  # errors only; ORT's warnings are not ours to show
         try:
             self._session = ort.InferenceSession(
-                str(path), sess_options=session_options, providers=providers
+                str(path), sess_options=session_options, providers=with_options(providers)
             )
         except Exception as exc:  # ORT raises its own exception types for bad files
             raise ConfigError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
