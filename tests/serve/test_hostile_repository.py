@@ -22,6 +22,7 @@ from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.serve.background import ServerThread
+from onyx.serve.health import models_ready
 from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
 from onyx.serve.model_config import save_version_config, split_config
 from onyx.serve.repository import Repository
@@ -181,11 +182,9 @@ def test_a_hostile_repository_serves_the_good_models_and_quotes_nothing(
 def test_strict_readiness_is_false_while_any_configured_model_fails(tmp_path: Path) -> None:
     root = tmp_path / "models"
     repository = Repository(root)
-    assert not repository.has_configured_models()
-    assert not repository.all_configured_models_ready()  # nothing to serve is not ready
+    assert not models_ready(repository.models(), lenient=False)  # nothing to serve: not ready
     write_image_model(root, "tiny")
-    assert repository.has_configured_models()
-    assert not repository.all_configured_models_ready()  # on disk, not loaded yet
+    assert not models_ready(repository.models(), lenient=False)  # on disk, not loaded yet
 
 
 def test_late_external_data_is_loaded_when_it_lands(

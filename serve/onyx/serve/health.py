@@ -20,13 +20,11 @@ from typing import Any
 
 from grpc_health.v1 import health, health_pb2
 
-from onyx.serve.repository import Model, Repository
+from onyx.serve.repository import UNLOADED, Model, Repository
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
-# The reason `Repository.unload` leaves on a model unloaded on request: no longer wanted.
-UNLOADED = "unloaded"
 # SERVING while the process answers, whatever its models: what liveness and startup probes ask
 # (the overall entry "" is readiness), so a bad model never gets a pod restarted.
 LIVENESS_SERVICE = "liveness"

@@ -243,27 +243,6 @@ class Repository:
     def models(self) -> list[Model]:
         return [self._models[name] for name in sorted(self._models)]
 
-    def configured(self) -> list[str]:
-        """The models this server is meant to serve: every model folder (with explicit control,
-        the models loaded at start or on request), less those unloaded on request."""
-        names = set(self._models)
-        if self.options.model_control != "explicit":
-            names |= set(self.on_disk())
-        return sorted(n for n in names if n not in self._models or not self._unloaded(n))
-
-    def _unloaded(self, name: str) -> bool:
-        model = self._models[name]
-        return not model.versions and model.reason == UNLOADED
-
-    def has_configured_models(self) -> bool:
-        return bool(self.configured())
-
-    def all_configured_models_ready(self) -> bool:
-        """Strict readiness: at least one model is configured and every configured model has a
-        ready version (a missing repository, or one failed model, is not ready)."""
-        names = self.configured()
-        return bool(names) and all(n in self._models and self._models[n].ready for n in names)
-
     def on_disk(self) -> list[str]:
         """Names of the model folders under the root."""
         if not self.root.is_dir():
