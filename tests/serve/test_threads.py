@@ -1,6 +1,6 @@
-"""ONNX Runtime's intra-op threads chosen per model by measurement: one thread for a small model
-that runs as fast with it (one-thread sessions for single inputs, more for batches that gain
-from them), the default share of the cores for the others.
+"""ONNX Runtime's intra-op threads per model: a small CPU model gets sessions of one thread and
+of the default share of the cores, and each batch runs on the thread count faster of late
+(timed at load, then on every served batch); other models get the default threads only.
 
 python -m pytest tests/serve/test_threads.py
 """
@@ -8,6 +8,7 @@ python -m pytest tests/serve/test_threads.py
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,11 @@ import pytest
 
 from onyx.serve import version as version_module
 from onyx.serve.runtime import RuntimeOptions, Session
-from onyx.serve.version import ModelVersion, VersionLoader, prefer_one_thread
+from onyx.serve.thread_choice import EXPLORE_EVERY
+from onyx.serve.version import ModelVersion, VersionLoader
 from tests.serve.tiny_models import image_config, random_batch, reference, write_image_model
+
+TWO_CORES = RuntimeOptions(device="cpu", cores=2)
 
 
 def load(folder: Path, runtime: RuntimeOptions) -> ModelVersion:
@@ -34,8 +38,8 @@ def load(folder: Path, runtime: RuntimeOptions) -> ModelVersion:
 def timed_as(
     monkeypatch: pytest.MonkeyPatch, ms: dict[int, float] | dict[tuple[int, int], float]
 ) -> list[tuple[int, int]]:
-    """Make the trial see these times, by threads or by (threads, rows); returns the
-    (threads, rows) it timed."""
+    """Make the load-time trial see these times, by threads or by (threads, rows); returns
+    the (threads, rows) it timed."""
     timed: list[tuple[int, int]] = []
 
     def fake(session: Session, sample: np.ndarray) -> float:
@@ -48,75 +52,99 @@ def timed_as(
     return timed
 
 
+def record_runs(monkeypatch: pytest.MonkeyPatch, slower: dict[int, float] | None = None
+                ) -> list[tuple[int, int]]:  # fmt: skip
+    """Record (threads, rows) of every session run from now on; sessions of the thread counts
+    in `slower` take that many seconds longer (a machine busy in a way one count suffers)."""
+    ran: list[tuple[int, int]] = []
+    original = Session.run
+
+    def recorded(session: Session, batch: np.ndarray) -> np.ndarray:
+        ran.append((session.intra_op_threads, len(batch)))
+        time.sleep((slower or {}).get(session.intra_op_threads, 0.0))
+        return original(session, batch)
+
+    monkeypatch.setattr(Session, "run", recorded)
+    return ran
+
+
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
     return write_image_model(tmp_path / "models", "tiny", 1)
 
 
-def test_a_small_model_about_as_fast_on_one_thread_gets_one(
+def test_a_small_model_gets_both_thread_counts_timed_at_load(
     model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    timed = timed_as(monkeypatch, {2: 1.0, 1: 1.02})
-    loaded = load(model, RuntimeOptions(device="cpu", cores=2))
-    assert (loaded.intra_op_threads, loaded.batch_intra_op_threads) == (1, 1)
+    timed = timed_as(monkeypatch, {(2, 1): 1.0, (1, 1): 0.9, (2, 8): 5.0, (1, 8): 10.0})
+    loaded = load(model, TWO_CORES)
+    assert loaded.intra_op_threads == (1, 2)
     assert timed == [(2, 1), (1, 1), (2, 8), (1, 8)]  # a batch of one, then a full one
+    assert loaded.thread_choice is not None
+    one, full = random_batch(1, seed=1), random_batch(8, seed=8)  # what the trial ran
+    assert loaded.thread_choice.best(1, one.size) == 1
+    assert loaded.thread_choice.best(8, full.size) == 2
 
 
-def test_a_small_model_that_needs_its_threads_keeps_them(
-    model: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    timed_as(monkeypatch, {2: 1.0, 1: 1.9})
-    assert load(model, RuntimeOptions(device="cpu", cores=2)).intra_op_threads == 2
-
-
-def test_a_slow_model_is_not_tried_on_one_thread(
+def test_a_slow_model_keeps_the_default_threads_untried(
     model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     timed = timed_as(monkeypatch, {2: 40.0, 1: 1.0})
-    assert load(model, RuntimeOptions(device="cpu", cores=2)).intra_op_threads == 2
+    loaded = load(model, TWO_CORES)
+    assert (loaded.intra_op_threads, loaded.thread_choice) == ((2,), None)
     assert timed == [(2, 1)]
 
 
 def test_threads_given_are_threads_used(model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     timed = timed_as(monkeypatch, {2: 9.0, 1: 1.0})
-    options = RuntimeOptions(device="cpu", intra_op_threads=2, cores=2)
-    assert load(model, options).intra_op_threads == 2
+    loaded = load(model, RuntimeOptions(device="cpu", intra_op_threads=2, cores=2))
+    assert (loaded.intra_op_threads, loaded.thread_choice) == ((2,), None)
     assert timed == []  # no trial
 
 
-def test_the_real_trial_picks_a_thread_count_and_serves(model: Path) -> None:
-    loaded = load(model, RuntimeOptions(device="cpu", cores=2))
-    assert loaded.intra_op_threads in (1, 2)
-
-
-def test_one_thread_is_preferred_within_the_tolerance() -> None:
-    assert prefer_one_thread(1.0, 1.04)
-    assert prefer_one_thread(2.0, 1.0)
-    assert not prefer_one_thread(1.0, 1.1)
-
-
-def test_one_input_on_one_thread_and_batches_on_more_when_each_is_faster(
+def test_batches_run_where_the_trial_found_them_faster(
     model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     timed_as(monkeypatch, {(2, 1): 1.0, (1, 1): 0.9, (2, 8): 5.0, (1, 8): 10.0})
-    ran: list[tuple[int, int]] = []  # (threads of the session, rows) of every serving run
-    original = Session.run
 
-    def recorded(session: Session, batch: np.ndarray) -> np.ndarray:
-        ran.append((session.intra_op_threads, len(batch)))
-        return original(session, batch)
-
-    async def main() -> None:
-        loaded = await VersionLoader(RuntimeOptions(device="cpu", cores=2)).load(
+    async def main() -> list[tuple[int, int]]:
+        loaded = await VersionLoader(TWO_CORES).load(
             "tiny", image_config(max_queue_delay_us=0), model / "1"
         )
-        assert (loaded.intra_op_threads, loaded.batch_intra_op_threads) == (1, 2)
-        monkeypatch.setattr(Session, "run", recorded)
-        for rows in (1, 3):
+        ran = record_runs(monkeypatch)
+        for rows in (1, 8):
             batch = random_batch(rows, seed=rows)
             outputs = await loaded.infer(batch)
             np.testing.assert_allclose(outputs, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
         await loaded.unload()
+        return ran
 
-    asyncio.run(main())
-    assert ran == [(1, 1), (2, 3)]
+    assert asyncio.run(main()) == [(1, 1), (2, 8)]
+
+
+def test_the_choice_moves_when_served_runs_say_otherwise(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trial found one thread faster for single inputs; then one-thread runs get slow (the
+    machine's load changed): served single inputs move to the two-thread sessions."""
+    timed_as(monkeypatch, {(2, 1): 1.0, (1, 1): 0.5, (2, 8): 5.0, (1, 8): 10.0})
+
+    async def main() -> list[tuple[int, int]]:
+        loaded = await VersionLoader(TWO_CORES).load(
+            "tiny", image_config(max_queue_delay_us=0), model / "1"
+        )
+        ran = record_runs(monkeypatch, slower={1: 0.01})
+        for index in range(3 * EXPLORE_EVERY):
+            await loaded.infer(random_batch(1, seed=index))
+        await loaded.unload()
+        return ran
+
+    ran = asyncio.run(main())
+    assert ran[0] == (1, 1)  # as the trial said
+    last = ran[-EXPLORE_EVERY:]  # ... until runs said no: one thread is only tried now and then
+    assert (last.count((2, 1)), last.count((1, 1))) == (EXPLORE_EVERY - 1, 1)
+
+
+def test_the_real_trial_serves(model: Path) -> None:
+    loaded = load(model, TWO_CORES)
+    assert loaded.intra_op_threads in ((1, 2), (2,))

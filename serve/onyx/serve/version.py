@@ -20,7 +20,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,7 @@ from onyx.serve.batching import (
     Collate,
     DynamicBatcher,
     Length,
+    RunBatch,
     Stages,
     concatenate,
 )
@@ -44,6 +45,7 @@ from onyx.serve.errors import ConfigError, ModelNotReady
 from onyx.serve.layout import MODEL_FILE, describe_version, inside
 from onyx.serve.runtime import CUDA, RuntimeOptions, Session
 from onyx.serve.text import TextEncoder, load_encoder, pad_rows
+from onyx.serve.thread_choice import ThreadChoice
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,6 @@ WARMUP_SEQUENCE_LENGTH = 16
 # Models whose batch of one runs faster than this with the default threads are also tried with
 # one intra-op thread (`_sized_sessions`); slower ones use their threads well.
 SMALL_MODEL_MS = 10.0
-# One thread is kept when its batch of one takes at most this times the default's: a thread
-# less for ONNX Runtime is a core more for gRPC and Python, which small models are bound by.
-# Measured on 2 shared vCPUs (bench/README.md): under load one thread won by ~1 ms a request;
-# quiet, two threads won by ~0.4 ms where the trial saw them 15 % faster. So: barely any slack.
-ONE_THREAD_TOLERANCE = 1.05
 # A typical text length for that trial (per-token work is what the threads share).
 TRIAL_SEQUENCE_LENGTH = 128
 TRIAL_RUNS = 15
@@ -96,10 +93,10 @@ class ModelVersion:
     provider_reason: str = ""
     # Seconds loading and warming up took.
     load_seconds: float = 0.0
-    # ONNX Runtime threads per session for a batch of one input, and for larger batches, as
-    # chosen at load (`_sized_sessions`).
-    intra_op_threads: int = 0
-    batch_intra_op_threads: int = 0
+    # ONNX Runtime's intra-op thread counts this version's sessions have (`_sized_sessions`);
+    # with more than one, `thread_choice` picks one per batch.
+    intra_op_threads: tuple[int, ...] = ()
+    thread_choice: ThreadChoice | None = None
     batcher: DynamicBatcher | None = None
     executor: ThreadPoolExecutor | None = None
     # Text models: this version's tokenizer + vocabulary (each training builds its own).
@@ -229,13 +226,13 @@ class VersionLoader:
             raise
         observer = self.observers(model, version.version) if self.observers else None
         version.executor = executor
-        version.providers = sets.rows[0].providers
-        version.intra_op_threads = sets.one_row[0].intra_op_threads
-        version.batch_intra_op_threads = sets.rows[0].intra_op_threads
-        version.provider_reason = sets.rows[0].provider_reason
-        one_row = None if sets.one_row is sets.rows else sets.one_row
+        first = sets.by_threads[-1][0]  # the default threads' sessions
+        version.providers = first.providers
+        version.provider_reason = first.provider_reason
+        version.thread_choice = sets.choice
+        version.intra_op_threads = tuple(group[0].intra_op_threads for group in sets.by_threads)
         version.batcher = DynamicBatcher(
-            session_pool(sets.rows, executor, one_row),
+            session_pool(sets, executor),
             policy,
             collate_for(config),
             observer,
@@ -272,18 +269,15 @@ async def _open_sessions(
 
 @dataclass(frozen=True)
 class SessionSets:
-    """The sessions a version runs on: `one_row` for batches of one input, `rows` for larger
-    ones (the same sessions unless the trial found they want different threads)."""
+    """The sessions a version runs on: one list per intra-op thread count (the sessions of slot
+    i in each list take slot i's turns), and with several lists the per-batch choice between
+    them."""
 
-    one_row: list[Session]
-    rows: list[Session]
-
-    @classmethod
-    def same(cls, sessions: list[Session]) -> SessionSets:
-        return cls(sessions, sessions)
+    by_threads: list[list[Session]]
+    choice: ThreadChoice | None = None
 
     def every(self) -> list[Session]:
-        return self.rows if self.one_row is self.rows else [*self.rows, *self.one_row]
+        return [session for sessions in self.by_threads for session in sessions]
 
 
 async def _sized_sessions(
@@ -293,51 +287,42 @@ async def _sized_sessions(
     instances: int,
     executor: ThreadPoolExecutor,
 ) -> SessionSets:
-    """Sessions with the intra-op threads that suit this model, chosen by measurement.
+    """Sessions with the intra-op threads that suit this model.
 
-    Unless --intra-op-threads is given: a small model (batch of one under SMALL_MODEL_MS) is
-    timed again with one thread, which is kept when as fast (ONE_THREAD_TOLERANCE). On a
-    few cores a ~1 ms model gains little from a second ORT thread and loses the core gRPC and
-    Python need; with one thread there is also no pool to spin or to wake. A full batch is then
-    timed both ways too: where the threads do pay off on it, batches of one input run on the
-    one-thread sessions and larger batches on the others.
+    Unless --intra-op-threads is given: a small CPU model (batch of one under SMALL_MODEL_MS)
+    also gets one-thread sessions, and each batch runs on whichever thread count has recently
+    been faster for batches of its size (`ThreadChoice`): on a few cores a ~1 ms model may gain
+    little from a second ORT thread and lose the core gRPC and Python need, or gain from it,
+    depending on the machine's load of the moment. A batch of one and a full batch are timed
+    with both at load, so the first batches already go the right way.
     """
     sessions = await _open_sessions(path, config, runtime, instances, executor)
     first = sessions[0]
     if runtime.intra_op_threads or first.intra_op_threads == 1 or CUDA in first.providers:
-        return SessionSets.same(sessions)
+        return SessionSets([sessions])
     loop = asyncio.get_running_loop()
     sample = _trial_input(config, 1)
     default_ms = await loop.run_in_executor(executor, batch_one_ms, first, sample)
     if default_ms > SMALL_MODEL_MS:
-        return SessionSets.same(sessions)
+        return SessionSets([sessions])
     one = RuntimeOptions(device=runtime.device, intra_op_threads=1, cores=runtime.cores)
     single = await _open_sessions(path, config, one, instances, executor)
+    choice = ThreadChoice((1, first.intra_op_threads))
     one_ms = await loop.run_in_executor(executor, batch_one_ms, single[0], sample)
-    threads = first.intra_op_threads
-    log.info(
-        "%s: batch of one %.2f ms with %d intra-op threads, %.2f ms with 1",
-        path, default_ms, threads, one_ms,
-    )  # fmt: skip
-    if not prefer_one_thread(default_ms, one_ms):
-        return SessionSets.same(sessions)
+    choice.record(1, 0, one_ms / 1e3, sample.size)
+    choice.record(1, 1, default_ms / 1e3, sample.size)
+    trials = [f"batch of one {default_ms:.2f} ms with {first.intra_op_threads} threads, "
+              f"{one_ms:.2f} ms with 1"]  # fmt: skip
     rows = config.batching.max_batch_size
-    if rows <= 1:
-        return SessionSets.same(single)
-    full = _trial_input(config, rows)
-    default_full = await loop.run_in_executor(executor, batch_one_ms, first, full)
-    one_full = await loop.run_in_executor(executor, batch_one_ms, single[0], full)
-    keep_both = not prefer_one_thread(default_full, one_full)
-    log.info(
-        "%s: batch of %d %.2f ms with %d intra-op threads, %.2f ms with 1: %s",
-        path, rows, default_full, threads, one_full,
-        f"1 thread for one input, {threads} for more" if keep_both else "1 thread",
-    )  # fmt: skip
-    return SessionSets(single, sessions) if keep_both else SessionSets.same(single)
-
-
-def prefer_one_thread(default_ms: float, one_ms: float) -> bool:
-    return one_ms <= ONE_THREAD_TOLERANCE * default_ms
+    if rows > 1:
+        full = _trial_input(config, rows)
+        default_full = await loop.run_in_executor(executor, batch_one_ms, first, full)
+        one_full = await loop.run_in_executor(executor, batch_one_ms, single[0], full)
+        choice.record(rows, 0, one_full / 1e3, full.size)
+        choice.record(rows, 1, default_full / 1e3, full.size)
+        trials.append(f"batch of {rows} {default_full:.2f} ms, {one_full:.2f} ms")
+    log.info("%s: %s; each batch runs on the thread count faster of late", path, "; ".join(trials))
+    return SessionSets([single, sessions], choice)
 
 
 def batch_one_ms(session: Session, sample: np.ndarray) -> float:
@@ -358,30 +343,43 @@ def _trial_input(config: pb.ModelConfig, rows: int) -> np.ndarray:
     return np.zeros([rows, *dims], dtype=dtype)
 
 
-def session_pool(
-    sessions: Sequence[Session],
-    executor: ThreadPoolExecutor,
-    one_row: Sequence[Session] | None = None,
-) -> Callable[[np.ndarray], Awaitable[np.ndarray]]:
-    """A batcher `run` function: each batch runs on a free session, in the version's threads
-    (a batch of one input on `one_row`'s session of the same slot, when given).
+def session_pool(sets: SessionSets, executor: ThreadPoolExecutor) -> RunBatch:
+    """A batcher `run` function: each batch runs on a free slot's session, in the version's
+    threads (with a thread choice, on the session of the thread count it picks, timed).
 
     The work is submitted before `run` returns (no coroutine to schedule first), so the batcher
     can start the next batch ahead of answering the last one. The batcher runs at most one
-    batch per session at once, so a session is always free when it calls.
+    batch per slot at once, so a slot is always free when it calls.
     """
-    free = list(range(len(sessions)))
+    free = list(range(len(sets.by_threads[0])))
+    choice = sets.choice
 
     def run(batch: np.ndarray) -> asyncio.Future[np.ndarray]:
         if not free:
-            raise RuntimeError(f"more batches in flight than the {len(sessions)} sessions")
+            raise RuntimeError(f"more batches in flight than the {len(sets.by_threads[0])} slots")
         slot = free.pop()
-        session = one_row[slot] if one_row is not None and len(batch) == 1 else sessions[slot]
-        future = asyncio.get_running_loop().run_in_executor(executor, session.run, batch)
+        loop = asyncio.get_running_loop()
+        if choice is None:
+            future = loop.run_in_executor(executor, sets.by_threads[0][slot].run, batch)
+        else:
+            option = choice.choose(len(batch), batch.size)
+            session = sets.by_threads[option][slot]
+            future = loop.run_in_executor(executor, _timed_run, session, batch, choice, option)
         future.add_done_callback(lambda _: free.append(slot))
         return future
 
     return run
+
+
+def _timed_run(
+    session: Session, batch: np.ndarray, choice: ThreadChoice, option: int
+) -> np.ndarray:
+    """Run `batch` and tell `choice` how long it took (wall time in the session's thread:
+    what a busy machine takes from it counts)."""
+    started = time.perf_counter()
+    outputs = session.run(batch)
+    choice.record(len(batch), option, time.perf_counter() - started, batch.size)
+    return outputs
 
 
 def collate_for(config: pb.ModelConfig) -> Collate:
