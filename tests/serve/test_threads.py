@@ -8,6 +8,7 @@ python -m pytest tests/serve/test_threads.py
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from onyx.serve import version as version_module
+from onyx.serve.errors import InferenceFailed
 from onyx.serve.runtime import RuntimeOptions, Session
 from onyx.serve.thread_choice import EXPLORE_EVERY
 from onyx.serve.version import ModelVersion, VersionLoader
@@ -79,7 +81,7 @@ def test_a_small_model_gets_both_thread_counts_timed_at_load(
     timed = timed_as(monkeypatch, {(2, 1): 1.0, (1, 1): 0.9, (2, 8): 5.0, (1, 8): 10.0})
     loaded = load(model, TWO_CORES)
     assert loaded.intra_op_threads == (1, 2)
-    assert timed == [(2, 1), (1, 1), (2, 8), (1, 8)]  # a batch of one, then a full one
+    assert timed == [(2, 1), (2, 8), (1, 1), (1, 8)]  # a batch of one, then a full one
     assert loaded.thread_choice is not None
     one, full = random_batch(1, seed=1), random_batch(8, seed=8)  # what the trial ran
     assert loaded.thread_choice.best(1, one.size) == 1
@@ -99,7 +101,7 @@ def test_threads_given_are_threads_used(model: Path, monkeypatch: pytest.MonkeyP
     timed = timed_as(monkeypatch, {2: 9.0, 1: 1.0})
     loaded = load(model, RuntimeOptions(device="cpu", intra_op_threads=2, cores=2))
     assert (loaded.intra_op_threads, loaded.thread_choice) == ((2,), None)
-    assert timed == []  # no trial
+    assert timed == [(2, 1), (2, 8)]  # timed (is it tiny?), never tried on one thread
 
 
 def test_batches_run_where_the_trial_found_them_faster(
@@ -147,4 +149,62 @@ def test_the_choice_moves_when_served_runs_say_otherwise(
 
 def test_the_real_trial_serves(model: Path) -> None:
     loaded = load(model, TWO_CORES)
-    assert loaded.intra_op_threads in ((1, 2), (2,))
+    assert loaded.intra_op_threads in ((1,), (1, 2), (2,))  # tiny on one thread, or not tiny
+
+
+@pytest.mark.parametrize("given", [0, 2])
+def test_a_tiny_model_runs_on_the_event_loop_with_one_thread(
+    model: Path, monkeypatch: pytest.MonkeyPatch, given: int
+) -> None:
+    """A full batch under INLINE_MAX_MS: no thread hand-over; one intra-op thread unless
+    --intra-op-threads says otherwise."""
+    timed_as(monkeypatch, {(2, 1): 0.05, (1, 1): 0.05, (2, 8): 0.2, (1, 8): 0.15})
+    threads: list[str] = []
+    original = Session.run
+
+    def recorded(session: Session, batch: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return original(session, batch)
+
+    async def main() -> ModelVersion:
+        runtime = RuntimeOptions(device="cpu", intra_op_threads=given, cores=2)
+        loaded = await VersionLoader(runtime).load(
+            "tiny", image_config(max_queue_delay_us=0), model / "1"
+        )
+        monkeypatch.setattr(Session, "run", recorded)
+        batches = [random_batch(rows, seed=rows) for rows in (1, 3, 8, 1)]
+        outputs = await asyncio.gather(*(loaded.infer(batch) for batch in batches))
+        for batch, output in zip(batches, outputs, strict=True):
+            np.testing.assert_allclose(output, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+        await loaded.unload()
+        return loaded
+
+    loaded = asyncio.run(main())
+    assert loaded.intra_op_threads == ((given or 1),)
+    assert threads and set(threads) == {threading.main_thread().name}
+
+
+def test_a_failing_inline_run_fails_its_requests_only(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timed_as(monkeypatch, {2: 0.05, 1: 0.05})
+
+    def broken(*_: object) -> np.ndarray:
+        raise RuntimeError("ORT says no")
+
+    async def main() -> None:
+        loaded = await VersionLoader(TWO_CORES).load(
+            "tiny", image_config(max_queue_delay_us=0), model / "1"
+        )
+        original = Session.run
+        monkeypatch.setattr(Session, "run", broken)
+        with pytest.raises(InferenceFailed, match="ORT says no"):
+            await loaded.infer(random_batch(1))
+        monkeypatch.setattr(Session, "run", original)
+        batch = random_batch(2, seed=3)  # the version still serves
+        np.testing.assert_allclose(
+            await loaded.infer(batch), reference(batch, seed=1), rtol=1e-5, atol=1e-5
+        )
+        await loaded.unload()
+
+    asyncio.run(main())

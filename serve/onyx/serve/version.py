@@ -54,6 +54,10 @@ WARMUP_SEQUENCE_LENGTH = 16
 # Models whose batch of one runs faster than this with the default threads are also tried with
 # one intra-op thread (`_sized_sessions`); slower ones use their threads well.
 SMALL_MODEL_MS = 10.0
+# A model whose full batch runs in less than this runs on the event loop (`session_pool`): on
+# the 2-vCPU machine gRPC's own CPU per request was ~0.4 ms, so the loop is held for less
+# than one request costs anyway, and no thread hand-over is paid.
+INLINE_MAX_MS = 0.5
 # A typical text length for that trial (per-token work is what the threads share).
 TRIAL_SEQUENCE_LENGTH = 128
 TRIAL_RUNS = 15
@@ -270,11 +274,12 @@ async def _open_sessions(
 @dataclass(frozen=True)
 class SessionSets:
     """The sessions a version runs on: one list per intra-op thread count (the sessions of slot
-    i in each list take slot i's turns), and with several lists the per-batch choice between
-    them."""
+    i in each list take slot i's turns), with several lists the per-batch choice between them,
+    and for a tiny model the batch size (in input elements) up to which it runs inline."""
 
     by_threads: list[list[Session]]
     choice: ThreadChoice | None = None
+    inline_elements: int = 0
 
     def every(self) -> list[Session]:
         return [session for sessions in self.by_threads for session in sessions]
@@ -287,42 +292,54 @@ async def _sized_sessions(
     instances: int,
     executor: ThreadPoolExecutor,
 ) -> SessionSets:
-    """Sessions with the intra-op threads that suit this model.
+    """Sessions with the intra-op threads that suit this model, and how to run them.
 
-    Unless --intra-op-threads is given: a small CPU model (batch of one under SMALL_MODEL_MS)
-    also gets one-thread sessions, and each batch runs on whichever thread count has recently
-    been faster for batches of its size (`ThreadChoice`): on a few cores a ~1 ms model may gain
-    little from a second ORT thread and lose the core gRPC and Python need, or gain from it,
-    depending on the machine's load of the moment. A batch of one and a full batch are timed
-    with both at load, so the first batches already go the right way.
+    A small CPU model (batch of one under SMALL_MODEL_MS) is timed at load on a batch of one
+    and a full batch. Unless --intra-op-threads is given it also gets one-thread sessions, and
+    each batch runs on whichever thread count has recently been faster for batches of its
+    shape (`ThreadChoice`): on a few cores a ~1 ms model may gain little from a second ORT
+    thread and lose the core gRPC and Python need, or gain from it, depending on the machine's
+    load of the moment; the load-time times seed that choice. A tiny model, whose full batch
+    runs in under INLINE_MAX_MS, runs on the event loop itself (`session_pool`).
     """
     sessions = await _open_sessions(path, config, runtime, instances, executor)
     first = sessions[0]
-    if runtime.intra_op_threads or first.intra_op_threads == 1 or CUDA in first.providers:
+    if CUDA in first.providers:
         return SessionSets([sessions])
     loop = asyncio.get_running_loop()
-    sample = _trial_input(config, 1)
-    default_ms = await loop.run_in_executor(executor, batch_one_ms, first, sample)
+    one, rows = _trial_input(config, 1), max(1, config.batching.max_batch_size)
+    default_ms = await loop.run_in_executor(executor, batch_one_ms, first, one)
     if default_ms > SMALL_MODEL_MS:
         return SessionSets([sessions])
-    one = RuntimeOptions(device=runtime.device, intra_op_threads=1, cores=runtime.cores)
-    single = await _open_sessions(path, config, one, instances, executor)
-    choice = ThreadChoice((1, first.intra_op_threads))
-    one_ms = await loop.run_in_executor(executor, batch_one_ms, single[0], sample)
-    choice.record(1, 0, one_ms / 1e3, sample.size)
-    choice.record(1, 1, default_ms / 1e3, sample.size)
-    trials = [f"batch of one {default_ms:.2f} ms with {first.intra_op_threads} threads, "
-              f"{one_ms:.2f} ms with 1"]  # fmt: skip
-    rows = config.batching.max_batch_size
-    if rows > 1:
-        full = _trial_input(config, rows)
-        default_full = await loop.run_in_executor(executor, batch_one_ms, first, full)
-        one_full = await loop.run_in_executor(executor, batch_one_ms, single[0], full)
-        choice.record(rows, 0, one_full / 1e3, full.size)
-        choice.record(rows, 1, default_full / 1e3, full.size)
-        trials.append(f"batch of {rows} {default_full:.2f} ms, {one_full:.2f} ms")
-    log.info("%s: %s; each batch runs on the thread count faster of late", path, "; ".join(trials))
+    full = _trial_input(config, rows)
+    default_full = await loop.run_in_executor(executor, batch_one_ms, first, full)
+    threads = first.intra_op_threads
+    trials = f"batch of one {default_ms:.2f} ms, of {rows} {default_full:.2f} ms with {threads}"
+    if runtime.intra_op_threads or threads == 1:
+        return _tiny_or_not(path, [sessions], default_full, full.size, trials)
+    single_options = RuntimeOptions(device=runtime.device, intra_op_threads=1, cores=runtime.cores)
+    single = await _open_sessions(path, config, single_options, instances, executor)
+    one_ms = await loop.run_in_executor(executor, batch_one_ms, single[0], one)
+    one_full = await loop.run_in_executor(executor, batch_one_ms, single[0], full)
+    trials += f" threads; {one_ms:.2f} and {one_full:.2f} ms with 1"
+    if max(one_full, default_full) <= INLINE_MAX_MS:  # threads buy a tiny model nothing
+        return _tiny_or_not(path, [single], one_full, full.size, trials)
+    choice = ThreadChoice((1, threads))
+    for sample, times in ((one, (one_ms, default_ms)), (full, (one_full, default_full))):
+        for option, ms in enumerate(times):
+            choice.record(len(sample), option, ms / 1e3, sample.size)
+    log.info("%s: %s; each batch runs on the thread count faster of late", path, trials)
     return SessionSets([single, sessions], choice)
+
+
+def _tiny_or_not(
+    path: Path, by_threads: list[list[Session]], full_ms: float, full_elements: int, trials: str
+) -> SessionSets:
+    if full_ms > INLINE_MAX_MS:
+        log.info("%s: %s", path, trials)
+        return SessionSets(by_threads)
+    log.info("%s: %s; tiny: batches run on the event loop, no thread hand-over", path, trials)
+    return SessionSets(by_threads, inline_elements=full_elements)
 
 
 def batch_one_ms(session: Session, sample: np.ndarray) -> float:
@@ -345,11 +362,17 @@ def _trial_input(config: pb.ModelConfig, rows: int) -> np.ndarray:
 
 def session_pool(sets: SessionSets, executor: ThreadPoolExecutor) -> RunBatch:
     """A batcher `run` function: each batch runs on a free slot's session, in the version's
-    threads (with a thread choice, on the session of the thread count it picks, timed).
+    threads (with a thread choice, on the session of the thread count it picks, timed), or for
+    a tiny model on the event loop.
 
     The work is submitted before `run` returns (no coroutine to schedule first), so the batcher
     can start the next batch ahead of answering the last one. The batcher runs at most one
     batch per slot at once, so a slot is always free when it calls.
+
+    Inline, for a batch no larger than the tiny model's full batch timed at load: the run
+    blocks the loop for less than INLINE_MAX_MS, which is less than what handing it to a thread
+    and back costs in CPU (a wake-up each way, the GIL taken twice): RPC-bound models are
+    bound by exactly that.
     """
     free = list(range(len(sets.by_threads[0])))
     choice = sets.choice
@@ -357,8 +380,11 @@ def session_pool(sets: SessionSets, executor: ThreadPoolExecutor) -> RunBatch:
     def run(batch: np.ndarray) -> asyncio.Future[np.ndarray]:
         if not free:
             raise RuntimeError(f"more batches in flight than the {len(sets.by_threads[0])} slots")
-        slot = free.pop()
         loop = asyncio.get_running_loop()
+        slot = free[-1]
+        if batch.size <= sets.inline_elements:
+            return _run_here(loop, sets.by_threads[0][slot], batch)
+        free.pop()
         if choice is None:
             future = loop.run_in_executor(executor, sets.by_threads[0][slot].run, batch)
         else:
@@ -369,6 +395,18 @@ def session_pool(sets: SessionSets, executor: ThreadPoolExecutor) -> RunBatch:
         return future
 
     return run
+
+
+def _run_here(
+    loop: asyncio.AbstractEventLoop, session: Session, batch: np.ndarray
+) -> asyncio.Future[np.ndarray]:
+    """Run `batch` in this thread; its outputs (or failure) as a finished future."""
+    future: asyncio.Future[np.ndarray] = loop.create_future()
+    try:
+        future.set_result(session.run(batch))
+    except Exception as exc:  # the batcher fails the batch's requests with it
+        future.set_exception(exc)
+    return future
 
 
 def _timed_run(
