@@ -122,6 +122,10 @@ class Session:
         )
         session_options.intra_op_num_threads = self.intra_op_threads
         session_options.inter_op_num_threads = 1
+        # ORT's pool threads spin between the steps of a run (an LSTM's hundreds of small
+        # parallel sections each need them at once) and, by default, for a while after it too,
+        # holding a core that gRPC and Python need to answer the request; stop at the run's end.
+        session_options.add_session_config_entry("session.force_spinning_stop", "1")
         session_options.log_severity_level = 3  # errors only; ORT's warnings are not ours to show
         try:
             self._session = ort.InferenceSession(
