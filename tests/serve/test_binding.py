@@ -14,7 +14,9 @@ import pytest
 
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve import runtime
 from onyx.serve.background import ServerThread
+from onyx.serve.binding import Runner
 from onyx.serve.client import Client
 from onyx.serve.explain_image import split_outputs
 from onyx.serve.runtime import CPU, CUDA, RuntimeOptions, Session, uses_io_binding
@@ -114,12 +116,25 @@ def test_cpu_sessions_run_plain_by_default(tmp_path: Path) -> None:
     assert not Session(tmp_path / "model.onnx", image_config(), RuntimeOptions("cpu")).io_binding
 
 
+def recording(make: Callable[..., Runner], made: list[object]) -> Callable[..., Runner]:
+    def record(*args: object) -> Runner:
+        made.append(args)
+        return make(*args)
+
+    return record
+
+
 @pytest.mark.parametrize("explain", [False, True])
 def test_a_server_with_io_binding_answers_as_one_without(
-    tmp_path: Path, start_server: Callable[..., ServerThread], explain: bool
+    tmp_path: Path,
+    start_server: Callable[..., ServerThread],
+    monkeypatch: pytest.MonkeyPatch,
+    explain: bool,
 ) -> None:
     """Through the batcher and warm-up: `--io-binding on` changes no score or heatmap."""
     write_gap_model(tmp_path / "models")
+    bound: list[object] = []
+    monkeypatch.setattr(runtime, "bound_runner", recording(runtime.bound_runner, bound))
     images = [api.Input(image=png_bytes(seed, 16)) for seed in range(5)]
     options = api.ExplainOptions() if explain else None
     answers = []
@@ -128,5 +143,6 @@ def test_a_server_with_io_binding_answers_as_one_without(
         with Client(server.address) as client:
             answers.append(client.classify("gap", images, top_k=3, explain=options))
         server.stop()
+        assert bool(bound) == (setting == "on")  # the server's sessions bound (or not)
     assert list(answers[0].results) == list(answers[1].results)
     assert all(r.explanations for r in answers[1].results) == explain

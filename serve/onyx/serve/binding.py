@@ -14,8 +14,8 @@ difference was lost in the noise (+-5 us of ~170-660 us). Hence `auto` binds on 
 
 Outputs are bound afresh before every run: bound once, ONNX Runtime would reuse the first run's
 output buffers and refuse a batch of another size ("has shape {2,3} but the computed output
-shape for this run is {5,3}"). Each
-thread has its own binding (a session may be run from several threads at once).
+shape for this run is {5,3}"). Each thread has its own binding (a session may be run from
+several threads at once).
 """
 
 from __future__ import annotations
