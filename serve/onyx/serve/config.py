@@ -26,6 +26,8 @@ LogFormat = Literal["text", "json"]
 # reading the configuration (`onyx serve --help`, tools) never imports ONNX Runtime.
 # Which execution provider a session uses; auto: CUDA when a GPU and driver are present.
 Device = Literal["auto", "cuda", "cpu"]
+# Whether batches run through an ONNX Runtime IO binding; auto: on CUDA only.
+IoBinding = Literal["auto", "on", "off"]
 # none: load at start only; poll: also follow the disk; explicit: load/unload on request.
 ModelControl = Literal["none", "poll", "explicit"]
 
@@ -95,6 +97,14 @@ class ServerConfig:
             "ONNX Runtime threads per session (0: the cores divided among instances).",
             _RUNTIME,
             min=0,
+        ),
+    )
+    io_binding: IoBinding = field(
+        default="auto",
+        metadata=_meta(
+            "Run batches through an ONNX Runtime IO binding (auto: on CUDA only, where it "
+            "saves copies; on the CPU it only adds cost).",
+            _RUNTIME,
         ),
     )
     # One Python process answers RPCs on one core's worth of event loop: more cores need more

@@ -1,7 +1,8 @@
 """ONNX Runtime sessions: choosing providers, checking a model file against its config, running.
 
 Provider choice is deliberate rather than ORT's silent fallback: CUDA when the GPU build is
-installed *and* a driver is present, else CPU, with the reason logged once per model.
+installed *and* a driver is present, else CPU, with the reason logged once per model. On CUDA a
+batch runs through an IO binding (`onyx.serve.binding`), on the CPU through plain `run`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,9 @@ import numpy as np
 import onnxruntime as ort
 
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.binding import Runner, bound_runner, plain_runner
 from onyx.serve.config import Device as Device
+from onyx.serve.config import IoBinding as IoBinding
 from onyx.serve.dtypes import DTYPES
 from onyx.serve.errors import ConfigError
 from onyx.serve.explain_image import pack_outputs
@@ -45,6 +49,9 @@ class RuntimeOptions:
     intra_op_threads: int = 0
     # The cores this process may use (0: all it is allowed); `--workers N` gives each its share.
     cores: int = 0
+    # Run batches through an IO binding: auto = on CUDA only (on the CPU it only adds cost,
+    # `onyx.serve.binding`); on/off force it (tests run the bound path on the CPU).
+    io_binding: IoBinding = "auto"
 
 
 def available_cores() -> int:
@@ -139,15 +146,22 @@ class Session:
         # A version that explains itself also returns its feature map (`explain_image`).
         self.feature_name = config.explain.feature_map.name if config.HasField("explain") else ""
         self.providers: list[str] = self._session.get_providers()
+        self.io_binding = uses_io_binding(options.io_binding, self.providers)
+        runner = bound_runner if self.io_binding else plain_runner
+        outputs = [self.output_name, *([self.feature_name] if self.feature_name else [])]
+        self._run: Runner = runner(self._session, self.input_name, outputs)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch; blocking (call it from an executor, never on the event loop)."""
+        outputs = self._run(batch)
         if self.feature_name:
-            feeds = {self.input_name: batch}
-            logits, features = self._session.run([self.output_name, self.feature_name], feeds)
-            return pack_outputs(np.asarray(logits), np.asarray(features))
-        (output,) = self._session.run([self.output_name], {self.input_name: batch})
-        return np.asarray(output)
+            return pack_outputs(outputs[0], outputs[1])
+        return outputs[0]
+
+
+def uses_io_binding(setting: IoBinding, providers: Sequence[str]) -> bool:
+    """Whether a session on `providers` runs through an IO binding (auto: when CUDA runs it)."""
+    return setting == "on" or (setting == "auto" and bool(providers) and providers[0] == CUDA)
 
 
 def check_signature(session: ort.InferenceSession, config: pb.ModelConfig, path: Path) -> None:

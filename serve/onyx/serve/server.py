@@ -126,6 +126,7 @@ def repository_options(
             device=config.device,
             intra_op_threads=config.intra_op_threads,
             cores=share_of_cores(config.workers),
+            io_binding=config.io_binding,
         ),
         default_max_queue_size=config.default_max_queue_size,
         instances=config.instances,
