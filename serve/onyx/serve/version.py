@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -317,7 +318,7 @@ async def _sized_sessions(
     trials = f"batch of one {default_ms:.2f} ms, of {rows} {default_full:.2f} ms with {threads}"
     if runtime.intra_op_threads or threads == 1:
         return _tiny_or_not(path, [sessions], default_full, full.size, trials)
-    single_options = RuntimeOptions(device=runtime.device, intra_op_threads=1, cores=runtime.cores)
+    single_options = dataclasses.replace(runtime, intra_op_threads=1)
     single = await _open_sessions(path, config, single_options, instances, executor)
     one_ms = await loop.run_in_executor(executor, batch_one_ms, single[0], one)
     one_full = await loop.run_in_executor(executor, batch_one_ms, single[0], full)
