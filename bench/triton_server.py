@@ -63,13 +63,20 @@ def serve(model_file: Path, port: int, name: str, max_batch_size: int) -> None:
         DynamicBatcher,
         ModelConfig,
     )
-    from pytriton.triton import Triton, TritonConfig  # type: ignore[import-not-found]
+    from pytriton.triton import (  # type: ignore[import-not-found]
+        Triton,
+        TritonConfig,
+        TritonSecurityConfig,
+    )
 
     session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
     config = TritonConfig(
         grpc_address="127.0.0.1", grpc_port=port, allow_http=False, allow_metrics=False
     )
-    with Triton(config=config) as triton:
+    # pytriton guards statistics and the like with a token perf_analyzer does not send; this
+    # server listens on 127.0.0.1 only, for benchmarks.
+    security = TritonSecurityConfig(restricted_endpoints=[])
+    with Triton(config=config, security_config=security) as triton:
         triton.bind(
             model_name=name,
             infer_func=infer_function(session),
