@@ -266,11 +266,12 @@ def started(server: str, workload: Workload, log: Path) -> Iterator[str]:
     with log.open("w") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
     try:
-        wait_listening(f"127.0.0.1:{port}", process)  # type: ignore[arg-type]
-        # Every worker, not just the first; Triton listens before its model is loaded.
-        ready = {"onyx-w": "serving with", "triton": TRITON_READY}
-        marker = next((line for prefix, line in ready.items() if server.startswith(prefix)), "")
-        wait_logged(log, marker, process, server)  # type: ignore[arg-type]
+        if server == "triton":  # it says so once listening with its model loaded
+            wait_logged(log, TRITON_READY, process, server)  # type: ignore[arg-type]
+        else:
+            wait_listening(f"127.0.0.1:{port}", process)  # type: ignore[arg-type]
+        if server.startswith("onyx-w"):  # every worker, not just the first
+            wait_logged(log, "serving with", process, server)  # type: ignore[arg-type]
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -283,8 +284,9 @@ def wait_logged(log: Path, marker: str, process: subprocess.Popen[bytes], name: 
     deadline = time.monotonic() + timeout_s
     while marker not in log.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
-            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-            raise RuntimeError(f"{name} not ready: " + " | ".join(tail))
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            state = f"exit {process.returncode}" if process.poll() is not None else "timed out"
+            raise RuntimeError(f"{name} not ready ({state}): " + " | ".join(tail))
         time.sleep(0.2)
 
 

@@ -134,7 +134,7 @@ def run_model(plan: Plan, model: str, tmp: Path, results: Results, perf: PerfAna
                         load = measure_one(plan, client, addresses[server], workload, payloads,
                                            c, perf)  # fmt: skip
                     except RuntimeError as exc:  # perf_analyzer refused this server
-                        results.unavailable[f"{server}/{client}/c={c}"] = str(exc)[-300:]
+                        results.unavailable[f"{server}/{client}/c={c}"] = str(exc)
                         continue
                     figures = (load.rate, load.p50_ms, load.p99_ms, raw.best)
                     results.samples.append(Sample(model, rep, server, client, c, *figures))
@@ -193,6 +193,8 @@ def summary_table(results: Results, plan: Plan) -> list[str]:
         for model in plan.models:
             levels = plan.levels[model]
             found = [list(results.rates(model, server, client, c).values()) for c in levels]
+            if peer is not None:  # the peer ran too, or there is nothing to divide by
+                found += [list(results.rates(model, peer, client, c).values()) for c in levels]
             if not all(found):
                 cells.append(MISSING)
             elif peer is None:
@@ -211,8 +213,10 @@ def summary_table(results: Results, plan: Plan) -> list[str]:
 
 def report(results: Results, plan: Plan) -> str:
     lines = [f"## Issue 13 table: {plan.reps} reps, {plan.seconds:g} s per block", ""]
-    lines += [f"{name}: not available ({why})" for name, why in results.unavailable.items()]
-    lines += ["", *summary_table(results, plan), ""]
+    if results.unavailable:
+        lines += [f"- {name}: not available ({why})" for name, why in results.unavailable.items()]
+        lines.append("")
+    lines += [*summary_table(results, plan), ""]
     for model in plan.models:
         lines += [*model_table(results, model, plan), ""]
     return "\n".join(lines)
