@@ -77,7 +77,8 @@ class Results:
     raw: dict[str, list[str]] = field(default_factory=dict)  # model: best trial per rep
     unavailable: dict[str, str] = field(default_factory=dict)  # server or client: why
 
-    def rates(self, model: str, server: str, client: str, c: int) -> dict[int, Sample]:
+    def by_rep(self, model: str, server: str, client: str, c: int) -> dict[int, Sample]:
+        """One cell of the table: its sample in each repetition."""
         return {
             s.rep: s
             for s in self.samples
@@ -124,7 +125,7 @@ def run_model(plan: Plan, model: str, tmp: Path, results: Results, perf: PerfAna
     with contextlib.ExitStack() as stack:
         addresses = start_servers(stack, servers, workload, tmp, results)
         up = list(addresses)
-        for rep in range(plan.reps):
+        for rep in range(plan.reps if up else 0):
             raw = raw_best(workload, plan.seconds * 2)
             results.raw.setdefault(model, []).append(f"{raw.best:.0f}/s {raw.label}")
             # Rotated between repetitions so that every server sees the same background load.
@@ -148,7 +149,7 @@ def shown(value: float) -> str:
 
 def ratio(results: Results, model: str, server: str, client: str, c: int, peer: str) -> float:
     """Median over repetitions of server ÷ peer, each repetition against itself."""
-    mine, theirs = (results.rates(model, s, client, c) for s in (server, peer))
+    mine, theirs = (results.by_rep(model, s, client, c) for s in (server, peer))
     pairs = [mine[r].rate / theirs[r].rate for r in mine if r in theirs]
     return statistics.median(pairs) if pairs else float("nan")
 
@@ -163,7 +164,7 @@ def model_table(results: Results, model: str, plan: Plan) -> list[str]:
     for server in plan.servers:
         for client in plan.clients:
             for c in plan.levels[model]:
-                cell = list(results.rates(model, server, client, c).values())
+                cell = list(results.by_rep(model, server, client, c).values())
                 if not cell:
                     continue
                 median = statistics.median
@@ -192,9 +193,9 @@ def summary_table(results: Results, plan: Plan) -> list[str]:
         cells = []
         for model in plan.models:
             levels = plan.levels[model]
-            found = [list(results.rates(model, server, client, c).values()) for c in levels]
+            found = [list(results.by_rep(model, server, client, c).values()) for c in levels]
             if peer is not None:  # the peer ran too, or there is nothing to divide by
-                found += [list(results.rates(model, peer, client, c).values()) for c in levels]
+                found += [list(results.by_rep(model, peer, client, c).values()) for c in levels]
             if not all(found):
                 cells.append(MISSING)
             elif peer is None:
