@@ -88,7 +88,7 @@ class Model:
 
 def build(repository: Path, settings: Settings) -> Model:
     """ResNet18 fp32 as version 1, its fp16 conversion as version 2 (a variant of 1)."""
-    version, fp32, _, _ = build_resnet18(repository, settings.max_batch_size, 0, settings.size)
+    version, fp32 = build_resnet18(repository, settings.max_batch_size, 0, settings.size)
     config = describe_version(load_config(fp32.parent.parent / "config.pbtxt"), fp32.parent)
     with tempfile.TemporaryDirectory() as work:
         convert_fp16(fp32, Path(work) / "model.onnx")

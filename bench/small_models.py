@@ -1,19 +1,22 @@
 """Issue 13's table: Onyx vs a naive server vs raw ONNX Runtime on small models, one command.
 
     python bench/small_models.py                                  # BiLSTM, c=1,8,32, 3 reps
-    python bench/small_models.py --model resnet18 -c 1,4,16       # needs bench/make_models.py
+    python bench/small_models.py --model resnet18 -c 1,4,16       # made on the fly (or -r)
     python bench/small_models.py --servers onyx,onyx-w2 -c 1,8,32 # the --workers scaling curve
+    python bench/table13.py                                       # the whole table, both clients
 
 Servers, each in its own process on the same model file, all spoken to over KServe v2 gRPC
 (ModelInfer, one input per request, request bytes serialized once) by the same Python load
-generator: `onyx` (`onyx serve`, `onyx-wN` with `--workers N`) and `naive`
-(`bench/naive_server.py`: ONNX Runtime per request, no batching). Each repetition measures raw
-`session.run` in this process at batch 1, 4, 8 and 16 (text: over the same sequences in
-arrival order, each batch padded to its longest; the best batch is the ceiling), then every
-server at every concurrency for --seconds, the servers' order rotating between repetitions so
-all see the same background load. Printed: per server and concurrency the medians over
-repetitions of inputs/s, p50, the ratio to that repetition's raw best, Onyx ÷ naive, and the
-ratio to the raw best in arrival order (batches padded to their longest, not sorted).
+generator: `onyx` (`onyx serve`, `onyx-wN` with `--workers N`), `naive`
+(`bench/naive_server.py`: ONNX Runtime per request, no batching) and `triton`
+(`bench/triton_server.py` in `.bench-venv/triton`, made by `bench/setup_triton.sh`). Each
+repetition measures raw `session.run` in this process at batch 1, 4, 8 and 16 (text: over the
+same sequences in arrival order, each batch padded to its longest; the best batch is the
+ceiling), then every server at every concurrency for --seconds, the servers' order rotating
+between repetitions so all see the same background load. Printed: per server and concurrency
+the medians over repetitions of inputs/s, p50, the ratio to that repetition's raw best,
+Onyx ÷ naive, and the ratio to the raw best in arrival order (batches padded to their longest,
+not sorted).
 
 text: a BiLSTM (vocabulary 20k, embedding 128, hidden 128, both directions, random weights) fed
 one [1, L] sequence per request, L uniform in 16..256. Clients use several connections
@@ -45,6 +48,8 @@ from onyx.bench.runner import free_port, wait_listening
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 
 ROOT = Path(__file__).resolve().parent.parent
+TRITON_PYTHON = ROOT / ".bench-venv" / "triton" / "bin" / "python"
+TRITON_READY = "triton serving"  # bench/triton_server.py's line once its model is loaded
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 RAW_BATCHES = (1, 4, 8, 16)
 # ONNX Runtime's pool spins for a while after a run: let it stop before the next block.
@@ -73,6 +78,15 @@ class Workload:
             ).SerializeToString()
             for array in self.inputs
         ]
+
+
+@dataclass(frozen=True)
+class Load:
+    """One closed-loop measurement: requests/s and latency percentiles."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
 
 
 @dataclass
@@ -118,6 +132,24 @@ def text_workload(root: Path, count: int, max_batch_size: int) -> Workload:
     lengths = rng.integers(16, 257, count)
     inputs = [rng.integers(2, vocab, (1, n)).astype(np.int64) for n in lengths]
     return Workload("text", model_path, root / "models", "input", inputs)
+
+
+def made_workload(model: str, root: Path, count: int, max_batch_size: int = 16) -> Workload:
+    """`text`, `resnet18` or `digits`, exported and published into a repository of its own
+    under `root` (each server then loads only the model it is measured on)."""
+    if model == "text":
+        return text_workload(root / "text", count, max_batch_size)
+    if str(ROOT) not in sys.path:  # run as a script: the checkout root, for bench.make_models
+        sys.path.insert(0, str(ROOT))
+    from bench.make_models import MAKERS
+
+    if model not in MAKERS:
+        raise SystemExit(f"unknown model {model!r}: text, {', '.join(sorted(MAKERS))}")
+    repository = root / model / "models"
+    MAKERS[model](repository, max_batch_size, 0)
+    # A few distinct images are enough (their content does not change the cost), and keep
+    # ResNet18's payloads (600 kB each) small in memory.
+    return image_workload(repository, model, min(count, 16))
 
 
 def image_workload(repository: Path, name: str, count: int) -> Workload:
@@ -184,8 +216,8 @@ def raw_rate(session: ort.InferenceSession, name: str, batches: list[np.ndarray]
 
 
 async def closed_loop(address: str, payloads: list[bytes], clients: int, connections: int,
-                      seconds: float) -> tuple[float, float]:  # fmt: skip
-    """(requests/s, p50 ms) of `clients` back-to-back senders over `connections` channels."""
+                      seconds: float) -> Load:  # fmt: skip
+    """`clients` back-to-back senders over `connections` channels for `seconds`."""
     options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 64 << 20)]
     channels = [grpc.aio.insecure_channel(address, options=options)
                 for _ in range(min(clients, connections))]  # fmt: skip
@@ -208,33 +240,54 @@ async def closed_loop(address: str, payloads: list[bytes], clients: int, connect
     elapsed = time.perf_counter() - started
     for channel in channels:
         await channel.close()
-    return len(latencies) / elapsed, float(np.median(latencies) * 1e3)
+    p50, p99 = np.percentile(latencies, [50, 99]) * 1e3
+    return Load(len(latencies) / elapsed, float(p50), float(p99))
 
 
 @contextmanager
 def started(server: str, workload: Workload, log: Path) -> Iterator[str]:
-    """Start `server` ("naive", "onyx", "onyx-wN") on the workload's model; yields its address."""
+    """Start `server` ("naive", "triton", "onyx", "onyx-wN") on the workload's model; yields
+    its address."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'serve'}{os.pathsep}{ROOT / 'train'}"}
     if server == "naive":
         command = [sys.executable, str(ROOT / "bench" / "naive_server.py"),
                    str(workload.model_file), str(port)]  # fmt: skip
+    elif server == "triton":
+        env.pop("PYTHONPATH")  # its own venv, nothing of Onyx's
+        command = [str(TRITON_PYTHON), str(ROOT / "bench" / "triton_server.py"),
+                   str(workload.model_file), str(port), "--name", workload.name,
+                   "--max-batch-size", "16"]  # fmt: skip
     else:
         workers = server.partition("-w")[2] or "1"
         command = [sys.executable, "-m", "onyx", "serve", "-r", str(workload.repository),
                    "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
                    "--device", "cpu", "--log-level", "info", "--workers", workers]  # fmt: skip
     with log.open("w") as output:
-        process = subprocess.Popen(command, env=env, stderr=output)
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
     try:
-        wait_listening(f"127.0.0.1:{port}", process)  # type: ignore[arg-type]
-        if server.startswith("onyx-w"):
-            while "serving with" not in log.read_text():  # every worker, not just the first
-                time.sleep(0.2)
+        if server == "triton":  # it says so once listening with its model loaded
+            wait_logged(log, TRITON_READY, process, server)  # type: ignore[arg-type]
+        else:
+            wait_listening(f"127.0.0.1:{port}", process)  # type: ignore[arg-type]
+        if server.startswith("onyx-w"):  # every worker, not just the first
+            wait_logged(log, "serving with", process, server)  # type: ignore[arg-type]
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(60)
+
+
+def wait_logged(log: Path, marker: str, process: subprocess.Popen[bytes], name: str,
+                timeout_s: float = 120) -> None:  # fmt: skip
+    """Return once `marker` is in the server's log; fail with the log's tail if it exits."""
+    deadline = time.monotonic() + timeout_s
+    while marker not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            state = f"exit {process.returncode}" if process.poll() is not None else "timed out"
+            raise RuntimeError(f"{name} not ready ({state}): " + " | ".join(tail))
+        time.sleep(0.2)
 
 
 def measure(args: argparse.Namespace, workload: Workload, tmp: Path) -> None:
@@ -256,12 +309,12 @@ def measure(args: argparse.Namespace, workload: Workload, tmp: Path) -> None:
                     load = closed_loop(
                         addresses[server], payloads, clients, args.connections, args.seconds
                     )
-                    rate, p50 = asyncio.run(load)
+                    result = asyncio.run(load)
                     cell = cells[server, clients]
-                    cell.rates.append(rate)
-                    cell.p50s_ms.append(p50)
-                    cell.vs_raw.append(rate / raw.best)
-                    cell.vs_arrival.append(rate / raw.arrival)
+                    cell.rates.append(result.rate)
+                    cell.p50s_ms.append(result.p50_ms)
+                    cell.vs_raw.append(result.rate / raw.best)
+                    cell.vs_arrival.append(result.rate / raw.arrival)
                     time.sleep(SETTLE_S)
     report(workload, servers, levels, cells, raws)
 
@@ -291,18 +344,23 @@ def report(workload: Workload, servers: list[str], levels: list[int],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="text", help="text, or a model in --repository")
+    parser.add_argument(
+        "--model", default="text", help="text, digits, resnet18 (made on the fly), or a model in -r"
+    )
     parser.add_argument("--repository", "-r", type=Path, default=ROOT / "bench" / "models")
-    parser.add_argument("--servers", default="onyx,naive", help="onyx, onyx-wN, naive")
+    parser.add_argument("--servers", default="onyx,naive", help="onyx, onyx-wN, naive, triton")
     parser.add_argument("--concurrency", "-c", default="1,8,32")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0, help="per block")
     parser.add_argument("--connections", type=int, default=4, help="client channels, at most")
-    parser.add_argument("--max-batch-size", type=int, default=16, help="text model")
+    parser.add_argument("--max-batch-size", type=int, default=16, help="made models")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="onyx-small-models-") as tmp:
-        if args.model == "text":
-            workload = text_workload(Path(tmp), 256, args.max_batch_size)
+        if (
+            args.model in ("text", "digits", "resnet18")
+            and not (args.repository / args.model).is_dir()
+        ):
+            workload = made_workload(args.model, Path(tmp), 256, args.max_batch_size)
         else:
             workload = image_workload(args.repository, args.model, 16)
         measure(args, workload, Path(tmp))
