@@ -22,7 +22,6 @@ import contextlib
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,15 +29,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from onyx.bench.runner import free_port, wait_listening
-
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: the checkout root, for the bench package
     sys.path.insert(0, str(ROOT))
 
-from bench.small_models import SETTLE_S, Workload, closed_loop, made_workload  # noqa: E402
-
-NAIVE = Path(__file__).resolve().parent / "naive_server.py"
+from bench.small_models import (  # noqa: E402
+    SETTLE_S,
+    Workload,
+    closed_loop,
+    made_workload,
+    running,
+)
 
 
 @dataclass(frozen=True)
@@ -66,29 +67,15 @@ def own_cpu_seconds() -> float:
 def started(spec: str, workload: Workload, log: Path) -> Iterator[tuple[str, int]]:
     """Start the server a SPEC names; yields (address, pid)."""
     checkout, _, extra = spec.partition("=")[2].partition(":")
-    port = free_port()
-    if checkout == "naive":
-        env = dict(os.environ)
-        command = [sys.executable, str(NAIVE), str(workload.model_file), str(port)]
-    else:
-        root = Path(checkout).resolve()
-        env = {**os.environ, "PYTHONPATH": f"{root / 'serve'}{os.pathsep}{root / 'train'}"}
-        command = [sys.executable, "-m", "onyx", "serve", "-r", str(workload.repository),
-                   "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
-                   "--device", "cpu", "--log-level", "info"]  # fmt: skip
-    with log.open("w") as output:
-        process = subprocess.Popen([*command, *extra.split()], env=env, stderr=output, cwd="/")
-    try:
-        wait_listening(f"127.0.0.1:{port}", process)  # type: ignore[arg-type]
-        yield f"127.0.0.1:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(60)
+    server = "naive" if checkout == "naive" else "onyx"
+    root = ROOT if server == "naive" else Path(checkout).resolve()
+    with running(server, workload, log, root, extra.split()) as address_and_pid:
+        yield address_and_pid
 
 
-def measure(address: str, pid: int, workload: Workload, clients: int, seconds: float) -> Sample:
+def measure(address: str, pid: int, payloads: list[bytes], clients: int, seconds: float) -> Sample:
     server, loop, mine = cpu_seconds(pid), cpu_seconds(pid, pid), own_cpu_seconds()
-    load = asyncio.run(closed_loop(address, workload.requests(), clients, 4, seconds))
+    load = asyncio.run(closed_loop(address, payloads, clients, 4, seconds))
     requests = max(1.0, load.rate * seconds)
     return Sample(
         load.rate,
@@ -111,6 +98,7 @@ def main() -> None:
     samples: dict[tuple[str, int], list[Sample]] = {}
     with tempfile.TemporaryDirectory(prefix="onyx-ab-") as tmp, contextlib.ExitStack() as stack:
         workload = made_workload(args.model, Path(tmp), 256)
+        payloads = workload.requests()  # serialized once, sent by every block
         servers = {
             spec.partition("=")[0]: stack.enter_context(
                 started(spec, workload, Path(tmp) / f"{spec.partition('=')[0]}.log")
@@ -122,7 +110,7 @@ def main() -> None:
             for name in names[rep % len(names) :] + names[: rep % len(names)]:
                 for clients in levels:
                     address, pid = servers[name]
-                    sample = measure(address, pid, workload, clients, args.seconds)
+                    sample = measure(address, pid, payloads, clients, args.seconds)
                     samples.setdefault((name, clients), []).append(sample)
                     time.sleep(SETTLE_S)
     print(f"{args.model}: {args.reps} reps of {args.seconds} s; load average {os.getloadavg()}")

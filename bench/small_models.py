@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,8 +248,17 @@ async def closed_loop(address: str, payloads: list[bytes], clients: int, connect
 def started(server: str, workload: Workload, log: Path) -> Iterator[str]:
     """Start `server` ("naive", "triton", "onyx", "onyx-wN") on the workload's model; yields
     its address."""
+    with running(server, workload, log) as (address, _):
+        yield address
+
+
+@contextmanager
+def running(server: str, workload: Workload, log: Path, checkout: Path = ROOT,
+            extra: Sequence[str] = ()) -> Iterator[tuple[str, int]]:  # fmt: skip
+    """`started`, with Onyx's code taken from `checkout` (another worktree: another commit's
+    server) and `extra` arguments for the server; yields (address, pid)."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'serve'}{os.pathsep}{ROOT / 'train'}"}
+    env = {**os.environ, "PYTHONPATH": f"{checkout / 'serve'}{os.pathsep}{checkout / 'train'}"}
     if server == "naive":
         command = [sys.executable, str(ROOT / "bench" / "naive_server.py"),
                    str(workload.model_file), str(port)]  # fmt: skip
@@ -264,7 +273,7 @@ def started(server: str, workload: Workload, log: Path) -> Iterator[str]:
                    "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
                    "--device", "cpu", "--log-level", "info", "--workers", workers]  # fmt: skip
     with log.open("w") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
+        process = subprocess.Popen([*command, *extra], env=env, stdout=output, stderr=output)
     try:
         if server == "triton":  # it says so once listening with its model loaded
             wait_logged(log, TRITON_READY, process, server)  # type: ignore[arg-type]
@@ -272,7 +281,7 @@ def started(server: str, workload: Workload, log: Path) -> Iterator[str]:
             wait_listening(f"127.0.0.1:{port}", process)  # type: ignore[arg-type]
         if server.startswith("onyx-w"):  # every worker, not just the first
             wait_logged(log, "serving with", process, server)  # type: ignore[arg-type]
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", process.pid
     finally:
         process.terminate()
         process.wait(60)

@@ -152,7 +152,8 @@ class Session:
         self._run: Runner = runner(self._session, self.input_name, outputs)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch; blocking (call it from an executor, never on the event loop)."""
+        """Run one batch; blocking: from an executor, or on the event loop only for a tiny
+        model, whose whole batch takes less than a thread hand-over (`version.session_pool`)."""
         outputs = self._run(batch)
         if self.feature_name:
             return pack_outputs(outputs[0], outputs[1])
