@@ -486,6 +486,32 @@ def test_requests_arriving_while_the_model_is_busy_are_still_batched() -> None:
     run_recorded(test, max_batch_size=4, max_queue_delay_us=0)
 
 
+def test_only_a_request_that_found_the_model_idle_runs_through_run_alone() -> None:
+    """`run_alone` (the session pool's inline run) gets the straight path's batches; batches
+    the queue formed go to `run`."""
+
+    async def main() -> None:
+        model, alone = FakeModel(), FakeModel()
+        batcher = DynamicBatcher(model, BatchPolicy(4, 0), run_alone=alone)
+        batcher.start()
+        try:
+            await batcher.submit(rows(0, 1))
+            alone.gate.clear()
+            first = asyncio.ensure_future(batcher.submit(rows(1, 1)))
+            await alone.started.wait()  # straight to run_alone, and holding the slot
+            rest = [asyncio.ensure_future(batcher.submit(rows(i, 1))) for i in range(2, 5)]
+            await asyncio.sleep(0.01)
+            alone.gate.set()
+            results = await asyncio.gather(first, *rest)
+            for start, result in enumerate(results, 1):
+                np.testing.assert_array_equal(result, rows(start, 1) * 2)
+            assert (alone.sizes, model.sizes) == ([1, 1], [3])
+        finally:
+            await asyncio.wait_for(batcher.close(), timeout=10)
+
+    asyncio.run(main())
+
+
 def test_a_lone_request_still_waits_the_delay_when_one_is_set() -> None:
     async def test(batcher: DynamicBatcher, model: TaskRecorder) -> None:
         started = time.monotonic()

@@ -23,6 +23,9 @@ from onyx.serve.version import ModelVersion, VersionLoader
 from tests.serve.tiny_models import image_config, random_batch, reference, write_image_model
 
 TWO_CORES = RuntimeOptions(device="cpu", cores=2)
+# A model of a few ms as the load-time trial sees it (ms by threads and rows): over
+# LONE_INLINE_MAX_MS, each batch runs on the thread count faster of late.
+MID = {(2, 1): 3.0, (1, 1): 2.7, (2, 8): 15.0, (1, 8): 30.0}
 
 
 def load(folder: Path, runtime: RuntimeOptions) -> ModelVersion:
@@ -78,7 +81,7 @@ def model(tmp_path: Path) -> Path:
 def test_a_small_model_gets_both_thread_counts_timed_at_load(
     model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    timed = timed_as(monkeypatch, {(2, 1): 1.0, (1, 1): 0.9, (2, 8): 5.0, (1, 8): 10.0})
+    timed = timed_as(monkeypatch, MID)
     loaded = load(model, TWO_CORES)
     assert loaded.intra_op_threads == (1, 2)
     assert timed == [(2, 1), (2, 8), (1, 1), (1, 8)]  # a batch of one, then a full one
@@ -107,7 +110,7 @@ def test_threads_given_are_threads_used(model: Path, monkeypatch: pytest.MonkeyP
 def test_batches_run_where_the_trial_found_them_faster(
     model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    timed_as(monkeypatch, {(2, 1): 1.0, (1, 1): 0.9, (2, 8): 5.0, (1, 8): 10.0})
+    timed_as(monkeypatch, MID)
 
     async def main() -> list[tuple[int, int]]:
         loaded = await VersionLoader(TWO_CORES).load(
@@ -129,7 +132,7 @@ def test_the_choice_moves_when_served_runs_say_otherwise(
 ) -> None:
     """The trial found one thread faster for single inputs; then one-thread runs get slow (the
     machine's load changed): served single inputs move to the two-thread sessions."""
-    timed_as(monkeypatch, {(2, 1): 1.0, (1, 1): 0.5, (2, 8): 5.0, (1, 8): 10.0})
+    timed_as(monkeypatch, {(2, 1): 3.0, (1, 1): 2.5, (2, 8): 15.0, (1, 8): 30.0})
 
     async def main() -> list[tuple[int, int]]:
         loaded = await VersionLoader(TWO_CORES).load(

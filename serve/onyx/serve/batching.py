@@ -122,8 +122,11 @@ class DynamicBatcher:
         collate: Collate = concatenate,
         observer: BatchObserver | None = None,
         length: Length | None = None,
+        run_alone: RunBatch | None = None,
     ) -> None:
         self._run = run
+        # How a request that found the model idle runs (`_straight`): `run` unless given.
+        self._run_alone = run_alone or run
         self.policy = policy
         self._collate = collate
         self._length = length
@@ -200,7 +203,7 @@ class DynamicBatcher:
             raise DeadlineExpired("deadline passed before the request reached the model")
         item = _Item(inputs, asyncio.get_running_loop().create_future(), deadline, now)
         await self._slots.acquire()  # free (checked above): returns without suspending
-        self._start_batch([item])
+        self._start_batch([item], alone=True)
         return await self._answer(item, launches)
 
     async def _one(
@@ -295,13 +298,13 @@ class DynamicBatcher:
                 timer.cancel()
         return self._take_batch()
 
-    def _start_batch(self, batch: list[_Item]) -> None:
+    def _start_batch(self, batch: list[_Item], alone: bool = False) -> None:
         """Launch `batch` (its slot taken) and have it answered when the model is done.
 
         Finishing is a done callback, not a task: when a batch finishes, its slot is released
         before its callers are woken, so the next batch reaches the model before the event loop
         turns to answering the previous one, and no task is made per batch."""
-        batch, pending, started = self._launch(batch)
+        batch, pending, started = self._launch(batch, self._run_alone if alone else self._run)
         running = asyncio.ensure_future(pending)
         self._running.add(running)
         running.add_done_callback(lambda done: self._finish_batch(batch, done, started))
@@ -355,7 +358,9 @@ class DynamicBatcher:
             rows, shortest, longest = rows + item.rows, low, high
         return sorted(batch, key=lambda item: item.enqueued)
 
-    def _launch(self, batch: list[_Item]) -> tuple[list[_Item], Awaitable[np.ndarray], float]:
+    def _launch(
+        self, batch: list[_Item], run: RunBatch
+    ) -> tuple[list[_Item], Awaitable[np.ndarray], float]:
         """Collate `batch` and start the model on it; returns what `_finish_batch` awaits."""
         rows = sum(item.rows for item in batch)
         started = time.monotonic()
@@ -364,9 +369,9 @@ class DynamicBatcher:
         if self._observer is not None:
             self._observer.batch_started(rows, [started - item.enqueued for item in batch])
         try:
-            # A run function that submits its work before returning (as `session_pool` does)
+            # A run function that submits its work before returning (as `SessionPool.run` does)
             # starts the model now; a coroutine function starts when awaited.
-            pending = self._run(self._collate([item.inputs for item in batch]))
+            pending = run(self._collate([item.inputs for item in batch]))
         except Exception as exc:
             pending = _failed(exc)
         return batch, pending, started

@@ -153,7 +153,7 @@ class Session:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch; blocking: from an executor, or on the event loop only for a tiny
-        model, whose whole batch takes less than a thread hand-over (`version.session_pool`)."""
+        model, whose whole batch takes less than a thread hand-over (`session_pool.SessionPool`)."""
         outputs = self._run(batch)
         if self.feature_name:
             return pack_outputs(outputs[0], outputs[1])

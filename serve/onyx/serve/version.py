@@ -37,14 +37,15 @@ from onyx.serve.batching import (
     Collate,
     DynamicBatcher,
     Length,
-    RunBatch,
     Stages,
     concatenate,
 )
 from onyx.serve.dtypes import DTYPES
 from onyx.serve.errors import ConfigError, ModelNotReady
 from onyx.serve.layout import MODEL_FILE, describe_version, inside
-from onyx.serve.runtime import CUDA, RuntimeOptions, Session
+from onyx.serve.lone import LoneRuns
+from onyx.serve.runtime import CUDA, RuntimeOptions, Session, available_cores
+from onyx.serve.session_pool import SessionPool, SessionSets
 from onyx.serve.text import TextEncoder, load_encoder, pad_rows
 from onyx.serve.thread_choice import ThreadChoice
 
@@ -55,10 +56,14 @@ WARMUP_SEQUENCE_LENGTH = 16
 # Models whose batch of one runs faster than this with the default threads are also tried with
 # one intra-op thread (`_sized_sessions`); slower ones use their threads well.
 SMALL_MODEL_MS = 10.0
-# A model whose full batch runs in less than this runs on the event loop (`session_pool`): on
+# A model whose full batch runs in less than this runs on the event loop (`SessionPool`): on
 # the 2-vCPU machine gRPC's own CPU per request was ~0.4 ms, so the loop is held for less
 # than one request costs anyway, and no thread hand-over is paid.
 INLINE_MAX_MS = 0.5
+# A model whose batch of one runs in less than this may run a lone request on the event loop
+# while the server is otherwise idle (`lone`): the loop is then held no longer than a few
+# requests' worth of gRPC work, and only while nobody waits for it.
+LONE_INLINE_MAX_MS = 2.0
 # A typical text length for that trial (per-token work is what the threads share).
 TRIAL_SEQUENCE_LENGTH = 128
 TRIAL_RUNS = 15
@@ -180,6 +185,8 @@ class VersionLoader:
     instances: int = 0
     observers: ObserverFactory | None = None
     loads: LoadObserver | None = None
+    # The server's inline runs of lone requests, shared by every version it loads.
+    lone: LoneRuns = field(default_factory=LoneRuns)
 
     async def load(self, model: str, model_config: pb.ModelConfig, folder: Path) -> ModelVersion:
         """Describe, open, warm up and start the version in `folder`; failures are recorded."""
@@ -215,7 +222,9 @@ class VersionLoader:
 
     async def _start(self, model: str, version: ModelVersion, config: pb.ModelConfig) -> None:
         instances = self.instances or max(1, config.instances)
-        executor = ThreadPoolExecutor(max_workers=instances, thread_name_prefix=f"ort-{model}")
+        # A thread per slot: a small CPU model may get one slot per core (`_one_thread_slots`).
+        workers = max(instances, self.runtime.cores or available_cores())
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"ort-{model}")
         try:
             runtime = self.runtime
             sets = await _sized_sessions(version.path, config, runtime, instances, executor)
@@ -223,7 +232,7 @@ class VersionLoader:
                 max_batch_size=config.batching.max_batch_size,
                 max_queue_delay_us=config.batching.max_queue_delay_us,
                 max_queue_size=config.batching.max_queue_size or self.default_max_queue_size,
-                max_concurrent_batches=instances,
+                max_concurrent_batches=len(sets.by_threads[0]),
             )
             await _warm_up(sets.every(), config, policy.max_batch_size, executor)
         except BaseException:
@@ -236,12 +245,14 @@ class VersionLoader:
         version.provider_reason = first.provider_reason
         version.thread_choice = sets.choice
         version.intra_op_threads = tuple(group[0].intra_op_threads for group in sets.by_threads)
+        pool = SessionPool(sets, executor, self.lone)
         version.batcher = DynamicBatcher(
-            session_pool(sets, executor),
+            pool.run,
             policy,
             collate_for(config),
             observer,
             length_for(config),
+            run_alone=pool.run_alone,
         )
         version.batcher.start()
         version.state = api.VERSION_STATE_READY
@@ -272,20 +283,6 @@ async def _open_sessions(
     return list(await asyncio.gather(*opened))
 
 
-@dataclass(frozen=True)
-class SessionSets:
-    """The sessions a version runs on: one list per intra-op thread count (the sessions of slot
-    i in each list take slot i's turns), with several lists the per-batch choice between them,
-    and for a tiny model the batch size (in input elements) up to which it runs inline."""
-
-    by_threads: list[list[Session]]
-    choice: ThreadChoice | None = None
-    inline_elements: int = 0
-
-    def every(self) -> list[Session]:
-        return [session for sessions in self.by_threads for session in sessions]
-
-
 async def _sized_sessions(
     path: Path,
     config: pb.ModelConfig,
@@ -296,12 +293,15 @@ async def _sized_sessions(
     """Sessions with the intra-op threads that suit this model, and how to run them.
 
     A small CPU model (batch of one under SMALL_MODEL_MS) is timed at load on a batch of one
-    and a full batch. Unless --intra-op-threads is given it also gets one-thread sessions, and
-    each batch runs on whichever thread count has recently been faster for batches of its
-    shape (`ThreadChoice`): on a few cores a ~1 ms model may gain little from a second ORT
-    thread and lose the core gRPC and Python need, or gain from it, depending on the machine's
-    load of the moment; the load-time times seed that choice. A tiny model, whose full batch
-    runs in under INLINE_MAX_MS, runs on the event loop itself (`session_pool`).
+    and a full batch, with the default threads and, unless --intra-op-threads is given, with
+    one. Then, by those times:
+    - tiny (a full batch under INLINE_MAX_MS): every batch runs on the event loop, one thread;
+    - small (a batch of one under LONE_INLINE_MAX_MS): one-thread slots, one per core, and a
+      lone request on an idle server inline on all the cores (`_one_thread_slots`);
+    - otherwise each batch runs on whichever thread count has recently been faster for batches
+      of its shape (`ThreadChoice`): on a few cores a second ORT thread may help or lose the
+      core gRPC and Python need, depending on the machine's load of the moment; the load-time
+      times seed that choice.
     """
     sessions = await _open_sessions(path, config, runtime, instances, executor)
     first = sessions[0]
@@ -317,14 +317,20 @@ async def _sized_sessions(
     threads = first.intra_op_threads
     trials = f"batch of one {default_ms:.2f} ms, of {rows} {default_full:.2f} ms with {threads}"
     if runtime.intra_op_threads or threads == 1:
-        return _tiny_or_not(path, [sessions], default_full, full.size, trials)
+        return _tiny_or_not(path, [sessions], default_ms, default_full, full.size, trials)
     single_options = dataclasses.replace(runtime, intra_op_threads=1)
     single = await _open_sessions(path, config, single_options, instances, executor)
     one_ms = await loop.run_in_executor(executor, batch_one_ms, single[0], one)
     one_full = await loop.run_in_executor(executor, batch_one_ms, single[0], full)
     trials += f" threads; {one_ms:.2f} and {one_full:.2f} ms with 1"
     if max(one_full, default_full) <= INLINE_MAX_MS:  # threads buy a tiny model nothing
-        return _tiny_or_not(path, [single], one_full, full.size, trials)
+        return _tiny_or_not(path, [single], one_ms, one_full, full.size, trials)
+    choice = ThreadChoice((1, threads))
+    for sample, times in ((one, (one_ms, default_ms)), (full, (one_full, default_full))):
+        for option, ms in enumerate(times):
+            choice.record(len(sample), option, ms / 1e3, sample.size)
+    if min(one_ms, default_ms) <= LONE_INLINE_MAX_MS:
+        return await _one_thread_slots(path, config, runtime, single, threads, executor, trials)
     choice = ThreadChoice((1, threads))
     for sample, times in ((one, (one_ms, default_ms)), (full, (one_full, default_full))):
         for option, ms in enumerate(times):
@@ -333,12 +339,48 @@ async def _sized_sessions(
     return SessionSets([single, sessions], choice)
 
 
+async def _one_thread_slots(
+    path: Path,
+    config: pb.ModelConfig,
+    runtime: RuntimeOptions,
+    single: list[Session],
+    threads: int,
+    executor: ThreadPoolExecutor,
+    trials: str,
+) -> SessionSets:
+    """A small model's sessions: one one-thread slot per core its instances share, each running
+    a batch of its own, and one session on all the process's cores for a lone request on an
+    idle server (on the event loop, `lone`).
+
+    Under load a ~1 ms model does more on two cores as two batches side by side than as one
+    batch on two threads (their sync points cost it more than it gains): 1.1-1.3x the BiLSTM's
+    requests/s at 2-32 clients (bench/README.md). A lone request is faster on all the cores."""
+    one_thread = dataclasses.replace(runtime, intra_op_threads=1)
+    more = await _open_sessions(path, config, one_thread, len(single) * (threads - 1), executor)
+    lone = await _open_sessions(path, config, runtime, 1, executor)
+    slots = [*single, *more]
+    log.info(
+        "%s: %s; small: %d one-thread slots, a lone request on an idle server runs on the "
+        "event loop with %d threads",
+        path,
+        trials,
+        len(slots),
+        lone[0].intra_op_threads,
+    )
+    return SessionSets([slots], lone_inline=True, lone_session=lone[0])
+
+
 def _tiny_or_not(
-    path: Path, by_threads: list[list[Session]], full_ms: float, full_elements: int, trials: str
+    path: Path,
+    by_threads: list[list[Session]],
+    one_ms: float,
+    full_ms: float,
+    full_elements: int,
+    trials: str,
 ) -> SessionSets:
     if full_ms > INLINE_MAX_MS:
         log.info("%s: %s", path, trials)
-        return SessionSets(by_threads)
+        return SessionSets(by_threads, lone_inline=one_ms <= LONE_INLINE_MAX_MS)
     log.info("%s: %s; tiny: batches run on the event loop, no thread hand-over", path, trials)
     return SessionSets(by_threads, inline_elements=full_elements)
 
@@ -359,66 +401,6 @@ def _trial_input(config: pb.ModelConfig, rows: int) -> np.ndarray:
     dtype = DTYPES[config.input.dtype].numpy
     dims = (TRIAL_SEQUENCE_LENGTH if d == -1 else d for d in config.input.dims[1:])
     return np.zeros([rows, *dims], dtype=dtype)
-
-
-def session_pool(sets: SessionSets, executor: ThreadPoolExecutor) -> RunBatch:
-    """A batcher `run` function: each batch runs on a free slot's session, in the version's
-    threads (with a thread choice, on the session of the thread count it picks, timed), or for
-    a tiny model on the event loop.
-
-    The work is submitted before `run` returns (no coroutine to schedule first), so the batcher
-    can start the next batch ahead of answering the last one. The batcher runs at most one
-    batch per slot at once, so a slot is always free when it calls.
-
-    Inline, for a batch no larger than the tiny model's full batch timed at load: the run
-    blocks the loop for less than INLINE_MAX_MS, which is less than what handing it to a thread
-    and back costs in CPU (a wake-up each way, the GIL taken twice): RPC-bound models are
-    bound by exactly that.
-    """
-    free = list(range(len(sets.by_threads[0])))
-    choice = sets.choice
-
-    def run(batch: np.ndarray) -> asyncio.Future[np.ndarray]:
-        if not free:
-            raise RuntimeError(f"more batches in flight than the {len(sets.by_threads[0])} slots")
-        loop = asyncio.get_running_loop()
-        slot = free[-1]
-        if batch.size <= sets.inline_elements:
-            return _run_here(loop, sets.by_threads[0][slot], batch)
-        free.pop()
-        if choice is None:
-            future = loop.run_in_executor(executor, sets.by_threads[0][slot].run, batch)
-        else:
-            option = choice.choose(len(batch), batch.size)
-            session = sets.by_threads[option][slot]
-            future = loop.run_in_executor(executor, _timed_run, session, batch, choice, option)
-        future.add_done_callback(lambda _: free.append(slot))
-        return future
-
-    return run
-
-
-def _run_here(
-    loop: asyncio.AbstractEventLoop, session: Session, batch: np.ndarray
-) -> asyncio.Future[np.ndarray]:
-    """Run `batch` in this thread; its outputs (or failure) as a finished future."""
-    future: asyncio.Future[np.ndarray] = loop.create_future()
-    try:
-        future.set_result(session.run(batch))
-    except Exception as exc:  # the batcher fails the batch's requests with it
-        future.set_exception(exc)
-    return future
-
-
-def _timed_run(
-    session: Session, batch: np.ndarray, choice: ThreadChoice, option: int
-) -> np.ndarray:
-    """Run `batch` and tell `choice` how long it took (wall time in the session's thread:
-    what a busy machine takes from it counts)."""
-    started = time.perf_counter()
-    outputs = session.run(batch)
-    choice.record(len(batch), option, time.perf_counter() - started, batch.size)
-    return outputs
 
 
 def collate_for(config: pb.ModelConfig) -> Collate:

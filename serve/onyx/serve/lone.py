@@ -1,0 +1,55 @@
+"""When a lone request may run its model on the event loop itself: while nobody waits for it.
+
+Handing a batch to a session thread and back costs a request on an idle server two wake-ups
+(the thread's, then the event loop's) and a few loop turns: 0.15-0.35 ms of its p50 at one
+client on the 2-vCPU machine, on a BiLSTM that runs in ~1.1 ms (bench/README.md). Running it on
+the loop saves that, but the loop then reads no other request until the model is done: with
+clients waiting, every request would run alone, one after the other, and batching would never
+form.
+
+So a lone request runs on the loop only while the server is otherwise idle, and whether anyone
+waited shows when the run ends: a request that came in meanwhile has left the loop's selector
+ready to read (gRPC's poller thread wakes the loop through a socket), and a batch that finished
+in a session thread has too. Work waiting turns inline runs off for `BACK_OFF_S`, longer than a
+busy spell's gaps; a batch running in a session thread anywhere in the server turns them off
+while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+
+# How long inline runs stay off once work waited for one to end.
+BACK_OFF_S = 0.1
+
+
+@dataclass
+class LoneRuns:
+    """The server's record of its inline runs: one per server, since every model's requests
+    wait on the same event loop. Used from the event loop only."""
+
+    off_until: float = -math.inf  # time.perf_counter() seconds
+    # Batches running in session threads now, every model's: the loop must stay free for them.
+    threaded: int = 0
+
+    def allows(self, now: float) -> bool:
+        """May a lone request reaching its model at `now` run on the event loop?"""
+        return not self.threaded and now >= self.off_until
+
+    def ran(self, ended: float, waited: bool) -> None:
+        """An inline run ended at `ended`; `waited`: work came in for the loop meanwhile."""
+        if waited:
+            self.off_until = ended + BACK_OFF_S
+
+
+def work_waiting(loop: asyncio.AbstractEventLoop) -> bool:
+    """Is anything ready for the event loop right now (a request gRPC received, a finished
+    batch, a callback)? Its selector is asked without waiting. True for a loop that has no
+    selector to ask (uvloop): it never runs lone requests inline."""
+    ready = getattr(loop, "_ready", None)
+    selector = getattr(loop, "_selector", None)
+    if ready is None or selector is None:
+        return True
+    return bool(ready) or bool(selector.select(0))

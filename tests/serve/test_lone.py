@@ -1,0 +1,188 @@
+"""A lone request of a small model runs on the event loop while nobody waits for it; once work
+waited for an inline run, or while a batch runs in a session thread, requests go to the
+session threads and batch as before.
+
+python -m pytest tests/serve/test_lone.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onyx.serve.lone import BACK_OFF_S, LoneRuns, work_waiting
+from onyx.serve.runtime import RuntimeOptions, Session
+from onyx.serve.version import ModelVersion, VersionLoader
+from tests.serve.test_threads import timed_as
+from tests.serve.tiny_models import image_config, random_batch, reference, write_image_model
+
+TWO_CORES = RuntimeOptions(device="cpu", cores=2)
+# A ~1 ms model as the load-time trial sees it: small, not tiny; two threads faster for all.
+SMALL = {(2, 1): 1.0, (1, 1): 1.5, (2, 8): 5.0, (1, 8): 10.0}
+
+
+def test_inline_runs_stop_for_a_while_once_work_waited() -> None:
+    lone = LoneRuns()
+    assert lone.allows(10.0)
+    lone.ran(10.001, waited=False)
+    assert lone.allows(10.002)
+    lone.ran(10.003, waited=True)
+    assert not lone.allows(10.003 + BACK_OFF_S / 2)
+    assert lone.allows(10.003 + BACK_OFF_S)
+
+
+def test_no_inline_run_while_a_batch_runs_in_a_thread() -> None:
+    lone = LoneRuns(threaded=1)
+    assert not lone.allows(10.0)
+    lone.threaded = 0
+    assert lone.allows(10.0)
+
+
+def test_work_waiting_sees_callbacks_and_readable_sockets() -> None:
+    async def main() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        seen = [work_waiting(loop)]
+        handle = loop.call_soon(lambda: None)
+        seen.append(work_waiting(loop))
+        handle.cancel()
+        await asyncio.sleep(0)  # the cancelled callback leaves the ready queue
+        reader, writer = socket.socketpair()
+        with reader, writer:
+            loop.add_reader(reader.fileno(), lambda: None)
+            seen.append(work_waiting(loop))
+            writer.send(b"a request")  # what gRPC's poller does when a call comes in
+            seen.append(work_waiting(loop))
+            loop.remove_reader(reader.fileno())
+        return seen
+
+    assert asyncio.run(main()) == [False, True, False, True]
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    return write_image_model(tmp_path / "models", "tiny", 1)
+
+
+def runs_recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
+    """(thread name, the session's intra-op threads, rows) of every session run from now on."""
+    ran: list[tuple[str, int, int]] = []
+    original = Session.run
+
+    def recorded(session: Session, batch: np.ndarray) -> np.ndarray:
+        ran.append((threading.current_thread().name, session.intra_op_threads, len(batch)))
+        return original(session, batch)
+
+    monkeypatch.setattr(Session, "run", recorded)
+    return ran
+
+
+async def loaded_small(model: Path, monkeypatch: pytest.MonkeyPatch) -> ModelVersion:
+    timed_as(monkeypatch, SMALL)
+    config = image_config(max_queue_delay_us=0)
+    version = await VersionLoader(TWO_CORES).load("tiny", config, model / "1")
+    assert version.ready, version.reason
+    await asyncio.sleep(0.01)  # its batcher's task starts: the loop is idle, as a server's is
+    return version
+
+
+def test_lone_requests_run_on_the_event_loop_on_all_the_cores(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> list[tuple[str, int, int]]:
+        version = await loaded_small(model, monkeypatch)
+        ran = runs_recorded(monkeypatch)
+        for index in range(5):  # one client: each request alone, nothing else waiting
+            batch = random_batch(1, seed=index)
+            outputs = await version.infer(batch)
+            np.testing.assert_allclose(outputs, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+        await version.unload()
+        return ran
+
+    ran = asyncio.run(main())
+    main_thread = threading.main_thread().name
+    assert ran == [(main_thread, 2, 1)] * 5
+
+
+def test_requests_that_wait_are_batched_in_session_threads(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight requests at once: the first runs on the loop and finds the others waiting; they
+    then form batches in the session thread, not eight inline runs one after the other."""
+
+    async def main() -> list[tuple[str, int, int]]:
+        version = await loaded_small(model, monkeypatch)
+        ran = runs_recorded(monkeypatch)
+        batches = [random_batch(1, seed=index) for index in range(8)]
+        outputs = await asyncio.gather(*(version.infer(batch) for batch in batches))
+        for batch, output in zip(batches, outputs, strict=True):
+            np.testing.assert_allclose(output, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+        await version.unload()
+        return ran
+
+    ran = asyncio.run(main())
+    main_thread = threading.main_thread().name
+    assert ran[0] == (main_thread, 2, 1)
+    threaded = ran[1:]  # on the one-thread slots
+    assert all(name != main_thread and threads == 1 for name, threads, _ in threaded)
+    assert sum(rows for *_, rows in threaded) == 7
+    assert max(rows for *_, rows in threaded) > 1  # they batched
+
+
+def test_a_model_above_the_lone_limit_never_runs_on_the_loop(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timed_as(monkeypatch, {(2, 1): 4.0, (1, 1): 5.0, (2, 8): 9.0, (1, 8): 30.0})
+
+    async def main() -> list[tuple[str, int, int]]:
+        config = image_config(max_queue_delay_us=0)
+        version = await VersionLoader(TWO_CORES).load("tiny", config, model / "1")
+        ran = runs_recorded(monkeypatch)
+        for index in range(3):
+            await version.infer(random_batch(1, seed=index))
+        await version.unload()
+        return ran
+
+    ran = asyncio.run(main())
+    assert len(ran) == 3
+    assert threading.main_thread().name not in {name for name, *_ in ran}
+
+
+def test_a_small_model_runs_batches_side_by_side_on_one_thread_slots(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two cores: two one-thread slots, each running a batch at once, and the lone request's
+    session on both cores."""
+    active, most, threads = [0], [0], set()
+    lock = threading.Lock()
+    original = Session.run
+
+    def slow(session: Session, batch: np.ndarray) -> np.ndarray:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            threads.add(session.intra_op_threads)
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return original(session, batch)
+
+    async def main() -> None:
+        version = await loaded_small(model, monkeypatch)
+        monkeypatch.setattr(Session, "run", slow)
+        assert version.batcher is not None
+        assert version.batcher.policy.max_concurrent_batches == 2
+        batches = [random_batch(1, seed=index) for index in range(6)]
+        outputs = await asyncio.gather(*(version.infer(batch) for batch in batches))
+        for batch, output in zip(batches, outputs, strict=True):
+            np.testing.assert_allclose(output, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+        await version.unload()
+
+    asyncio.run(main())
+    assert most[0] == 2
+    assert threads == {1, 2}  # the lone request's session on both cores, the slots on one
