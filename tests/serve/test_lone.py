@@ -20,7 +20,13 @@ from onyx.serve.lone import BACK_OFF_S, LoneRuns, work_waiting
 from onyx.serve.runtime import RuntimeOptions, Session
 from onyx.serve.version import ModelVersion, VersionLoader
 from tests.serve.test_threads import timed_as
-from tests.serve.tiny_models import image_config, random_batch, reference, write_image_model
+from tests.serve.tiny_models import (
+    image_config,
+    infer_all_checked,
+    random_batch,
+    reference,
+    write_image_model,
+)
 
 TWO_CORES = RuntimeOptions(device="cpu", cores=2)
 # A ~1 ms model as the load-time trial sees it: small, not tiny; two threads faster for all.
@@ -119,9 +125,7 @@ def test_requests_that_wait_are_batched_in_session_threads(
         version = await loaded_small(model, monkeypatch)
         ran = runs_recorded(monkeypatch)
         batches = [random_batch(1, seed=index) for index in range(8)]
-        outputs = await asyncio.gather(*(version.infer(batch) for batch in batches))
-        for batch, output in zip(batches, outputs, strict=True):
-            np.testing.assert_allclose(output, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+        await infer_all_checked(version, batches)
         await version.unload()
         return ran
 
@@ -178,9 +182,7 @@ def test_a_small_model_runs_batches_side_by_side_on_one_thread_slots(
         assert version.batcher is not None
         assert version.batcher.policy.max_concurrent_batches == 2
         batches = [random_batch(1, seed=index) for index in range(6)]
-        outputs = await asyncio.gather(*(version.infer(batch) for batch in batches))
-        for batch, output in zip(batches, outputs, strict=True):
-            np.testing.assert_allclose(output, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+        await infer_all_checked(version, batches)
         await version.unload()
 
     asyncio.run(main())

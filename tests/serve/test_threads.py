@@ -20,7 +20,13 @@ from onyx.serve.errors import InferenceFailed
 from onyx.serve.runtime import RuntimeOptions, Session
 from onyx.serve.thread_choice import EXPLORE_EVERY
 from onyx.serve.version import ModelVersion, VersionLoader
-from tests.serve.tiny_models import image_config, random_batch, reference, write_image_model
+from tests.serve.tiny_models import (
+    image_config,
+    infer_all_checked,
+    random_batch,
+    reference,
+    write_image_model,
+)
 
 TWO_CORES = RuntimeOptions(device="cpu", cores=2)
 # A model of a few ms as the load-time trial sees it (ms by threads and rows): over
@@ -176,9 +182,7 @@ def test_a_tiny_model_runs_on_the_event_loop_with_one_thread(
         )
         monkeypatch.setattr(Session, "run", recorded)
         batches = [random_batch(rows, seed=rows) for rows in (1, 3, 8, 1)]
-        outputs = await asyncio.gather(*(loaded.infer(batch) for batch in batches))
-        for batch, output in zip(batches, outputs, strict=True):
-            np.testing.assert_allclose(output, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+        await infer_all_checked(loaded, batches)
         await loaded.unload()
         return loaded
 

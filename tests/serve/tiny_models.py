@@ -11,6 +11,7 @@ weights depend only on the seed, so expected scores can be computed with numpy (
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from PIL import Image
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
 from onyx.serve.model_config import save_config, save_version_config, split_config
+from onyx.serve.version import ModelVersion
 
 SIZE = 8
 LABELS = ["cat", "dog", "fox"]
@@ -254,3 +256,11 @@ def write_text_model(
         write_model_config(root, config)
     staging.rename(root / name / str(version))
     return config
+
+
+async def infer_all_checked(version: ModelVersion, batches: Sequence[np.ndarray]) -> None:
+    """Send `batches` to `version` all at once; each answer must be the reference model's
+    (the tiny image model written with seed 1)."""
+    outputs = await asyncio.gather(*(version.infer(batch) for batch in batches))
+    for batch, output in zip(batches, outputs, strict=True):
+        np.testing.assert_allclose(output, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
