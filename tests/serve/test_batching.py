@@ -534,6 +534,34 @@ def test_a_batch_run_on_the_loop_is_answered_without_a_turn_of_the_loop() -> Non
     asyncio.run(main())
 
 
+def test_queued_batches_that_run_on_the_loop_still_let_it_turn() -> None:
+    """A tiny model's queue of batches, each run on the loop: the batch-forming task yields
+    between them, so callers are answered and other work runs while the queue drains."""
+    order: list[str] = []
+
+    def inline(batch: np.ndarray) -> asyncio.Future[np.ndarray]:
+        order.append("batch")
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        future.set_result(batch * 2)
+        return future
+
+    async def main() -> None:
+        batcher = DynamicBatcher(inline, BatchPolicy(2, 1_000_000))  # full batches only
+        batcher.start()
+        await asyncio.sleep(0)
+        requests = [asyncio.ensure_future(batcher.submit(rows(i, 1))) for i in range(16)]
+        await asyncio.sleep(0)  # all 16 queued
+        asyncio.get_running_loop().call_soon(lambda: order.append("other work"))
+        results = await asyncio.gather(*requests)
+        for start, result in enumerate(results):
+            np.testing.assert_array_equal(result, rows(start, 1) * 2)
+        await batcher.close()
+
+    asyncio.run(main())
+    assert order.count("batch") == 8
+    assert order.index("other work") < len(order) - 1  # not after the whole queue
+
+
 def test_a_lone_request_still_waits_the_delay_when_one_is_set() -> None:
     async def test(batcher: DynamicBatcher, model: TaskRecorder) -> None:
         started = time.monotonic()

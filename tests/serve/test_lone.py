@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onyx.serve.lone import BACK_OFF_S, LoneRuns, work_waiting
+from onyx.serve.lone import BACK_OFF_S, LoneRuns, can_peek, work_waiting
 from onyx.serve.runtime import RuntimeOptions, Session
 from onyx.serve.version import ModelVersion, VersionLoader
 from tests.serve.test_threads import timed_as
@@ -70,6 +70,16 @@ def test_work_waiting_sees_callbacks_and_readable_sockets() -> None:
     assert asyncio.run(main()) == [False, True, False, True]
 
 
+def test_a_timer_due_is_work_waiting_and_other_loops_cannot_be_peeked() -> None:
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        loop.call_at(loop.time() - 1, lambda: None)  # due already, not yet run
+        return work_waiting(loop)
+
+    assert asyncio.run(main())
+    assert not can_peek(object())  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
     return write_image_model(tmp_path / "models", "tiny", 1)
@@ -118,24 +128,71 @@ def test_lone_requests_run_on_the_event_loop_on_all_the_cores(
 def test_requests_that_wait_are_batched_in_session_threads(
     model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Eight requests at once: the first runs on the loop and finds the others waiting; they
-    then form batches in the session thread, not eight inline runs one after the other."""
+    """Eight requests at once: each finds the others waiting, so none runs on the loop; they
+    form batches in the session threads, not eight inline runs one after the other."""
 
     async def main() -> list[tuple[str, int, int]]:
         version = await loaded_small(model, monkeypatch)
         ran = runs_recorded(monkeypatch)
-        batches = [random_batch(1, seed=index) for index in range(8)]
-        await infer_all_checked(version, batches)
+        await infer_all_checked(version, [random_batch(1, seed=index) for index in range(8)])
         await version.unload()
         return ran
 
     ran = asyncio.run(main())
     main_thread = threading.main_thread().name
-    assert ran[0] == (main_thread, 2, 1)
-    threaded = ran[1:]  # on the one-thread slots
-    assert all(name != main_thread and threads == 1 for name, threads, _ in threaded)
-    assert sum(rows for *_, rows in threaded) == 7
-    assert max(rows for *_, rows in threaded) > 1  # they batched
+    assert all(name != main_thread and threads == 1 for name, threads, _ in ran)
+    assert sum(rows for *_, rows in ran) == 8
+    assert max(rows for *_, rows in ran) > 1  # they batched
+
+
+def test_work_that_came_in_during_an_inline_run_turns_them_off_for_a_while(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that arrives while a lone one runs on the loop: the next lone requests go to
+    the session threads until BACK_OFF_S has passed, then run inline again."""
+
+    async def main() -> list[tuple[str, int, int]]:
+        version = await loaded_small(model, monkeypatch)
+        ran = runs_recorded(monkeypatch)
+        recorded = Session.run
+        loop = asyncio.get_running_loop()
+
+        def arriving(session: Session, batch: np.ndarray) -> np.ndarray:
+            if not ran:  # during the first run, something comes in for the loop
+                loop.call_soon(lambda: None)
+            return recorded(session, batch)
+
+        monkeypatch.setattr(Session, "run", arriving)
+        for index in range(3):
+            await version.infer(random_batch(1, seed=index))
+        await asyncio.sleep(BACK_OFF_S * 1.5)
+        await version.infer(random_batch(1, seed=3))
+        await version.unload()
+        return ran
+
+    ran = asyncio.run(main())
+    main_thread = threading.main_thread().name
+    on_loop = [name == main_thread for name, *_ in ran]
+    assert on_loop == [True, False, False, True]
+
+
+def test_a_full_batch_does_not_run_on_the_loop(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a lone request about as large as the trial's batch of one runs inline: a full batch
+    on an idle server goes to a session thread."""
+
+    async def main() -> list[tuple[str, int, int]]:
+        version = await loaded_small(model, monkeypatch)
+        ran = runs_recorded(monkeypatch)
+        await infer_all_checked(version, [random_batch(8, seed=8)])
+        await infer_all_checked(version, [random_batch(1, seed=1)])
+        await version.unload()
+        return ran
+
+    ran = asyncio.run(main())
+    main_thread = threading.main_thread().name
+    assert [(name == main_thread, rows) for name, _, rows in ran] == [(False, 8), (True, 1)]
 
 
 def test_a_model_above_the_lone_limit_never_runs_on_the_loop(
@@ -187,4 +244,4 @@ def test_a_small_model_runs_batches_side_by_side_on_one_thread_slots(
 
     asyncio.run(main())
     assert most[0] == 2
-    assert threads == {1, 2}  # the lone request's session on both cores, the slots on one
+    assert threads == {1}  # a burst: nobody runs inline, the slots run one thread each

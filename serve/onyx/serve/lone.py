@@ -44,12 +44,19 @@ class LoneRuns:
             self.off_until = ended + BACK_OFF_S
 
 
+def can_peek(loop: asyncio.AbstractEventLoop) -> bool:
+    """Can `work_waiting` see this loop's pending work? asyncio's own loops, yes; others
+    (uvloop) keep it out of reach, and their servers never run lone requests inline."""
+    return all(hasattr(loop, name) for name in ("_ready", "_scheduled", "_selector"))
+
+
 def work_waiting(loop: asyncio.AbstractEventLoop) -> bool:
     """Is anything ready for the event loop right now (a request gRPC received, a finished
-    batch, a callback)? Its selector is asked without waiting. True for a loop that has no
-    selector to ask (uvloop): it never runs lone requests inline."""
-    ready = getattr(loop, "_ready", None)
-    selector = getattr(loop, "_selector", None)
-    if ready is None or selector is None:
+    batch, a callback, a timer due)? Its selector is asked without waiting (level-triggered:
+    nothing is consumed). True for a loop it cannot ask (`can_peek`)."""
+    if not can_peek(loop):
         return True
-    return bool(ready) or bool(selector.select(0))
+    ready, scheduled = loop._ready, loop._scheduled  # type: ignore[attr-defined]
+    if ready or (scheduled and scheduled[0].when() <= loop.time()):
+        return True
+    return bool(loop._selector.select(0))  # type: ignore[attr-defined]

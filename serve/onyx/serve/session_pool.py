@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onyx.serve.lone import LoneRuns, work_waiting
+from onyx.serve.lone import LoneRuns, can_peek, work_waiting
 from onyx.serve.runtime import Session
 from onyx.serve.thread_choice import ThreadChoice
 
@@ -28,13 +28,13 @@ class SessionSets:
     """The sessions a version runs on: one list per intra-op thread count (the sessions of slot
     i in each list take slot i's turns), with several lists the per-batch choice between them;
     for a tiny model the batch size (in input elements) up to which every batch runs inline;
-    whether a lone request may run inline on an idle server (`lone.LoneRuns`), and on which
-    session if not on its slot's."""
+    the batch size (in input elements) up to which a lone request may run inline on an idle
+    server (`lone.LoneRuns`; 0: never), and on which session if not on its slot's."""
 
     by_threads: list[list[Session]]
     choice: ThreadChoice | None = None
     inline_elements: int = 0
-    lone_inline: bool = False
+    lone_elements: int = 0
     # The session lone inline runs use, if not their slot's (`version._one_thread_slots`).
     lone_session: Session | None = None
 
@@ -58,9 +58,10 @@ class SessionPool:
     ) -> None:
         self._sets = sets
         self._executor = executor
-        # Every pool tells `lone` about its threaded batches; only a small model's runs inline.
+        # Every pool tells `lone` about its threaded batches; only a small model's runs inline,
+        # and only on an event loop whose pending work can be seen (`lone.can_peek`).
         self._lone = lone
-        self._alone_inline = sets.lone_inline and lone is not None
+        self._alone_inline = sets.lone_elements > 0 and lone is not None and _loop_can_peek()
         self._slots = len(sets.by_threads[0])
         self._free = list(range(self._slots))
 
@@ -72,8 +73,8 @@ class SessionPool:
         slot = self._free[-1]
         if batch.size <= self._sets.inline_elements:
             return _finished(loop, self._sets.by_threads[0][slot].run, batch)
-        self._free.pop()
         future = loop.run_in_executor(self._executor, self._runner(batch, slot), batch)
+        self._free.pop()  # once submitted: a submission that fails keeps its slot
         lone = self._lone
         if lone is not None:
             lone.threaded += 1
@@ -81,18 +82,21 @@ class SessionPool:
         return future
 
     def run_alone(self, batch: np.ndarray) -> asyncio.Future[np.ndarray]:
-        """`run` for a request that found its model idle: on the loop while nobody waits."""
+        """`run` for a request that found its model idle: on the loop, if it is small enough
+        and nobody waits (before the run, nor, for the next ones, during it)."""
         lone = self._lone
+        loop = asyncio.get_running_loop()
         if (
             lone is None
             or not self._alone_inline
+            or batch.size > self._sets.lone_elements
             or len(self._free) < self._slots
             or not lone.allows(time.perf_counter())
+            or work_waiting(loop)
         ):
             return self.run(batch)
         session = self._sets.lone_session
         runner = session.run if session is not None else self._runner(batch, self._free[-1])
-        loop = asyncio.get_running_loop()
         future = _finished(loop, runner, batch)
         lone.ran(time.perf_counter(), work_waiting(loop))
         return future
@@ -109,6 +113,13 @@ class SessionPool:
         self._free.append(slot)
         if self._lone is not None:
             self._lone.threaded -= 1
+
+
+def _loop_can_peek() -> bool:
+    try:
+        return can_peek(asyncio.get_running_loop())
+    except RuntimeError:  # made outside a running loop: it will never run inline
+        return False
 
 
 def _finished(

@@ -64,6 +64,8 @@ INLINE_MAX_MS = 0.5
 # while the server is otherwise idle (`lone`): the loop is then held no longer than a few
 # requests' worth of gRPC work, and only while nobody waits for it.
 LONE_INLINE_MAX_MS = 2.0
+# A small model's one-thread batch slots, at most (`_one_thread_slots`).
+MAX_ONE_THREAD_SLOTS = 8
 # A typical text length for that trial (per-token work is what the threads share).
 TRIAL_SEQUENCE_LENGTH = 128
 TRIAL_RUNS = 15
@@ -317,20 +319,19 @@ async def _sized_sessions(
     threads = first.intra_op_threads
     trials = f"batch of one {default_ms:.2f} ms, of {rows} {default_full:.2f} ms with {threads}"
     if runtime.intra_op_threads or threads == 1:
-        return _tiny_or_not(path, [sessions], default_ms, default_full, full.size, trials)
+        return _tiny_or_not(path, [sessions], one, default_ms, default_full, full.size, trials)
     single_options = dataclasses.replace(runtime, intra_op_threads=1)
     single = await _open_sessions(path, config, single_options, instances, executor)
     one_ms = await loop.run_in_executor(executor, batch_one_ms, single[0], one)
     one_full = await loop.run_in_executor(executor, batch_one_ms, single[0], full)
     trials += f" threads; {one_ms:.2f} and {one_full:.2f} ms with 1"
     if max(one_full, default_full) <= INLINE_MAX_MS:  # threads buy a tiny model nothing
-        return _tiny_or_not(path, [single], one_ms, one_full, full.size, trials)
-    choice = ThreadChoice((1, threads))
-    for sample, times in ((one, (one_ms, default_ms)), (full, (one_full, default_full))):
-        for option, ms in enumerate(times):
-            choice.record(len(sample), option, ms / 1e3, sample.size)
-    if min(one_ms, default_ms) <= LONE_INLINE_MAX_MS:
-        return await _one_thread_slots(path, config, runtime, single, threads, executor, trials)
+        return _tiny_or_not(path, [single], one, one_ms, one_full, full.size, trials)
+    if default_ms <= LONE_INLINE_MAX_MS:
+        lone_elements = _lone_elements(one, default_ms)
+        return await _one_thread_slots(
+            path, config, runtime, sessions, single, threads, executor, lone_elements, trials
+        )
     choice = ThreadChoice((1, threads))
     for sample, times in ((one, (one_ms, default_ms)), (full, (one_full, default_full))):
         for option, ms in enumerate(times):
@@ -343,21 +344,29 @@ async def _one_thread_slots(
     path: Path,
     config: pb.ModelConfig,
     runtime: RuntimeOptions,
+    default: list[Session],
     single: list[Session],
     threads: int,
     executor: ThreadPoolExecutor,
+    lone_elements: int,
     trials: str,
 ) -> SessionSets:
-    """A small model's sessions: one one-thread slot per core its instances share, each running
-    a batch of its own, and one session on all the process's cores for a lone request on an
-    idle server (on the event loop, `lone`).
+    """A small model's sessions: one one-thread slot per core its instances share (at most
+    MAX_ONE_THREAD_SLOTS), each running a batch of its own, and one session on all the
+    process's cores for a lone request on an idle server (on the event loop, `lone`).
 
     Under load a ~1 ms model does more on two cores as two batches side by side than as one
     batch on two threads (their sync points cost it more than it gains): 1.1-1.3x the BiLSTM's
-    requests/s at 2-32 clients (bench/README.md). A lone request is faster on all the cores."""
+    requests/s at 2-32 clients (bench/README.md). A lone request is faster on all the cores.
+    More slots than MAX_ONE_THREAD_SLOTS would hold the model that many times over and split
+    the load into batches too small to pay; more cores are for more `--workers`."""
+    count = min(len(single) * threads, MAX_ONE_THREAD_SLOTS)
     one_thread = dataclasses.replace(runtime, intra_op_threads=1)
-    more = await _open_sessions(path, config, one_thread, len(single) * (threads - 1), executor)
-    lone = await _open_sessions(path, config, runtime, 1, executor)
+    more = await _open_sessions(path, config, one_thread, count - len(single), executor)
+    if len(default) == 1:  # the trial's session already runs on all the cores
+        lone = default[0]
+    else:
+        (lone,) = await _open_sessions(path, config, runtime, 1, executor)
     slots = [*single, *more]
     log.info(
         "%s: %s; small: %d one-thread slots, a lone request on an idle server runs on the "
@@ -365,24 +374,35 @@ async def _one_thread_slots(
         path,
         trials,
         len(slots),
-        lone[0].intra_op_threads,
+        lone.intra_op_threads,
     )
-    return SessionSets([slots], lone_inline=True, lone_session=lone[0])
+    return SessionSets([slots], lone_elements=lone_elements, lone_session=lone)
+
+
+def _lone_elements(one: np.ndarray, one_ms: float) -> int:
+    """The largest batch (in input elements) a lone request may run inline with: what the
+    trial's batch of one (`one_ms`) says runs in about LONE_INLINE_MAX_MS."""
+    return max(1, int(one.size * LONE_INLINE_MAX_MS / max(one_ms, 1e-3)))
 
 
 def _tiny_or_not(
     path: Path,
     by_threads: list[list[Session]],
+    one: np.ndarray,
     one_ms: float,
     full_ms: float,
     full_elements: int,
     trials: str,
 ) -> SessionSets:
-    if full_ms > INLINE_MAX_MS:
-        log.info("%s: %s", path, trials)
-        return SessionSets(by_threads, lone_inline=one_ms <= LONE_INLINE_MAX_MS)
-    log.info("%s: %s; tiny: batches run on the event loop, no thread hand-over", path, trials)
-    return SessionSets(by_threads, inline_elements=full_elements)
+    """Sessions of one thread count: every batch inline if the model is tiny, else a lone
+    request inline on its slot's session if the model is small."""
+    if full_ms <= INLINE_MAX_MS:
+        log.info("%s: %s; tiny: batches run on the event loop, no thread hand-over", path, trials)
+        return SessionSets(by_threads, inline_elements=full_elements)
+    log.info("%s: %s", path, trials)
+    if one_ms > LONE_INLINE_MAX_MS:
+        return SessionSets(by_threads)
+    return SessionSets(by_threads, lone_elements=_lone_elements(one, one_ms))
 
 
 def batch_one_ms(session: Session, sample: np.ndarray) -> float:
