@@ -7,12 +7,12 @@ the loop saves that, but the loop then reads no other request until the model is
 clients waiting, every request would run alone, one after the other, and batching would never
 form.
 
-So a lone request runs on the loop only while the server is otherwise idle, and whether anyone
-waited shows when the run ends: a request that came in meanwhile has left the loop's selector
-ready to read (gRPC's poller thread wakes the loop through a socket), and a batch that finished
-in a session thread has too. Work waiting turns inline runs off for `BACK_OFF_S`, longer than a
-busy spell's gaps; a batch running in a session thread anywhere in the server turns them off
-while it runs.
+So a lone request runs on the loop only while the server is otherwise idle: no work waiting for
+the loop before the run, none a batch running in a session thread anywhere in the server could
+bring. Whether anyone came during the run shows when it ends: a request that came in meanwhile
+has left the loop's selector ready to read (gRPC's poller thread wakes the loop through a
+socket), and a batch that finished in a session thread has too. Work waiting then turns inline
+runs off for `BACK_OFF_S`, longer than a busy spell's gaps.
 """
 
 from __future__ import annotations

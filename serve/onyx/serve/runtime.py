@@ -152,8 +152,9 @@ class Session:
         self._run: Runner = runner(self._session, self.input_name, outputs)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch; blocking: from an executor, or on the event loop only for a tiny
-        model, whose whole batch takes less than a thread hand-over (`session_pool.SessionPool`)."""
+        """Run one batch; blocking: from an executor, or on the event loop only where that is
+        cheaper than a thread hand-over: a tiny model's batches, a small model's lone request
+        on an idle server (`session_pool.SessionPool`)."""
         outputs = self._run(batch)
         if self.feature_name:
             return pack_outputs(outputs[0], outputs[1])

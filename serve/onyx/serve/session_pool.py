@@ -58,10 +58,10 @@ class SessionPool:
     ) -> None:
         self._sets = sets
         self._executor = executor
-        # Every pool tells `lone` about its threaded batches; only a small model's runs inline,
-        # and only on an event loop whose pending work can be seen (`lone.can_peek`).
+        # Every pool tells `lone` about its threaded batches; only a small model's lone
+        # requests run inline, on an event loop whose pending work can be seen (`can_peek`).
         self._lone = lone
-        self._alone_inline = sets.lone_elements > 0 and lone is not None and _loop_can_peek()
+        self._inline = lone if sets.lone_elements > 0 and _loop_can_peek() else None
         self._slots = len(sets.by_threads[0])
         self._free = list(range(self._slots))
 
@@ -84,11 +84,10 @@ class SessionPool:
     def run_alone(self, batch: np.ndarray) -> asyncio.Future[np.ndarray]:
         """`run` for a request that found its model idle: on the loop, if it is small enough
         and nobody waits (before the run, nor, for the next ones, during it)."""
-        lone = self._lone
+        lone = self._inline
         loop = asyncio.get_running_loop()
         if (
             lone is None
-            or not self._alone_inline
             or batch.size > self._sets.lone_elements
             or len(self._free) < self._slots
             or not lone.allows(time.perf_counter())
