@@ -3,7 +3,7 @@
 - `onyx.serve` (and the rest of the serving distribution) never imports torch nor `onyx.train`,
   directly or indirectly; a fresh environment with only `serve/` installed serves without torch.
 - The batcher knows nothing of transport or runtime: it imports neither gRPC nor ONNX Runtime.
-- Serving errors are gRPC-free; `onyx.serve.rpc` alone turns them into gRPC status codes.
+- Serving errors are gRPC-free; `onyx.serve.frontends.rpc` alone turns them into gRPC status codes.
 - The server's configuration (`onyx.serve.config`) reads without ONNX Runtime or the server.
 """
 
@@ -26,6 +26,8 @@ from tests.serve.tiny_models import LABELS, png_bytes, write_image_model
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_DIST = ROOT / "serve"
 SERVE_PACKAGES = SERVE_DIST / "onyx"
+SERVER = SERVE_PACKAGES / "serve"
+TRAIN_PACKAGE = ROOT / "train" / "onyx" / "train"
 FORBIDDEN = ("torch", "torchvision", "onyx.train")
 
 
@@ -69,26 +71,57 @@ def test_serving_distribution_declares_no_torch() -> None:
     assert "torch" not in text.split("[project.scripts]")[0].split("dependencies")[1]
 
 
+def _imports_under(folder: Path, prefixes: tuple[str, ...], skip: str = "") -> set[str]:
+    """`file: module` for each import of a module under `prefixes` in the files below `folder`
+    (files under its subfolder `skip` left out)."""
+    return {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in folder.rglob("*.py")
+        if not (skip and (folder / skip) in path.parents)
+        for name in _imported_modules(path)
+        if _is_under(name, prefixes)
+    }
+
+
+def test_training_imports_no_server_module_outside_the_demo() -> None:
+    assert _imports_under(TRAIN_PACKAGE, ("onyx.serve",), skip="demo") == set()
+
+
+def test_the_demo_is_the_only_training_room_that_runs_a_server() -> None:
+    # The rule above is not vacuous: the demo does import the server.
+    assert _imports_under(TRAIN_PACKAGE / "demo", ("onyx.serve",))
+
+
+def test_the_contract_and_settings_import_neither_server_nor_client() -> None:
+    for room in ("contract", "settings"):
+        found = _imports_under(SERVE_PACKAGES / room, ("onyx.serve", "onyx.client", "onyx.bench"))
+        assert found == set(), found
+
+
+def test_the_client_never_imports_the_server() -> None:
+    assert _imports_under(SERVE_PACKAGES / "client", ("onyx.serve", "onnxruntime")) == set()
+
+
 def test_batcher_imports_no_transport_or_runtime() -> None:
-    names = _imported_modules(SERVE_PACKAGES / "serve" / "batching.py")
+    names = _imported_modules(SERVER / "batching.py")
     assert not {n for n in names if _is_under(n, ("grpc", "onnxruntime", "onyx.proto"))}, names
 
 
 def test_only_rpc_maps_errors_to_grpc_status_codes() -> None:
-    names = _imported_modules(SERVE_PACKAGES / "serve" / "errors.py")
+    names = _imported_modules(SERVE_PACKAGES / "contract" / "errors.py")
     assert not any(_is_under(n, ("grpc",)) for n in names), names
     mapping = {
-        path.name
-        for path in (SERVE_PACKAGES / "serve").glob("*.py")
+        str(path.relative_to(SERVE_PACKAGES))
+        for path in SERVE_PACKAGES.rglob("*.py")
         if "grpc.StatusCode[" in path.read_text()
     }
-    assert mapping == {"rpc.py"}
+    assert mapping == {"serve/frontends/rpc.py"}
 
 
 def test_the_configuration_imports_no_runtime_nor_server() -> None:
     loaded = modules_loaded_by("onyx.serve.config")
     assert "onyx.serve.config" in loaded
-    heavy = ("onnxruntime", "grpc", "onyx.serve.runtime", "onyx.serve.repository")
+    heavy = ("onnxruntime", "grpc", "onyx.serve.execution.runtime", "onyx.serve.repository")
     assert sorted(m for m in loaded if _is_under(m, heavy)) == []
 
 

@@ -11,15 +11,15 @@ import onnxruntime as ort
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from onyx.contract.layout import CONFIG_FILE, VERSION_CONFIG_FILE, version_config
+from onyx.contract.preprocess import image_bytes_to_array
+from onyx.contract.scores import activate
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
-from onyx.serve.layout import CONFIG_FILE, VERSION_CONFIG_FILE, version_config
-from onyx.serve.preprocess import image_bytes_to_array
-from onyx.serve.scores import activate
 from onyx.train.config import ImageTrainConfig
-from onyx.train.engine import fit
+from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, export_checkpoint
 
 

@@ -14,11 +14,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
+from onyx.contract.errors import Refused
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
-from onyx.serve.admission import Admission, AdmissionPolicy
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
-from onyx.serve.errors import Refused
+from onyx.serve.frontends.admission import Admission, AdmissionPolicy
 from onyx.serve.metrics import ServerMetrics
 from tests.serve.tiny_models import image_config, random_batch, write_image_model
 from tests.serve.wire import tensor_request

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from onyx.contract.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
 from onyx.serve.batching import BatchPolicy, Collate, DynamicBatcher, Length, Stages, concatenate
-from onyx.serve.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
 
 
 class FakeModel:

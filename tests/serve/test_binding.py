@@ -12,14 +12,14 @@ import numpy as np
 import onnx
 import pytest
 
+from onyx.client.classifier import Client
+from onyx.contract.gradcam import split_outputs
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve import runtime
 from onyx.serve.background import ServerThread
-from onyx.serve.binding import Runner
-from onyx.serve.client import Client
-from onyx.serve.explain_image import split_outputs
-from onyx.serve.runtime import CPU, CUDA, RuntimeOptions, Session, uses_io_binding
+from onyx.serve.execution import runtime
+from onyx.serve.execution.binding import Runner
+from onyx.serve.execution.runtime import CPU, CUDA, RuntimeOptions, Session, uses_io_binding
 from tests.serve.test_explain import gap_config, gap_graph, write_gap_model
 from tests.serve.tiny_models import (
     image_config,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from onyx.client.classifier import Client
+from onyx.client.cli import classify_command
 from onyx.serve.background import ServerThread
-from onyx.serve.cli import classify_command
-from onyx.serve.client import Client
 from tests.serve.tiny_models import png_bytes, write_text_model
 
 

@@ -18,12 +18,12 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
+from onyx.client.bulk import Backoff, BulkJob, classify_source
+from onyx.client.channels import ChannelOptions, open_channel, service_config
+from onyx.client.cli import classify_command
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.background import ServerThread
-from onyx.serve.bulk import Backoff, BulkJob, classify_source
-from onyx.serve.channels import ChannelOptions, open_channel, service_config
-from onyx.serve.cli import classify_command
 from onyx.serve.config import TlsConfig
 from tests.serve.test_bulk import make_folder, read
 from tests.serve.test_process import self_signed

@@ -18,7 +18,7 @@ from onyx.cli import main
 from onyx.serve import cli
 from onyx.serve.config import DEFAULT_METRICS_PORT, ServerConfig, TlsConfig
 from onyx.serve.inputs import InputLimits
-from onyx.serve.options import field_specs
+from onyx.settings.options import field_specs
 
 
 @pytest.fixture

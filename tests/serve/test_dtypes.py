@@ -5,9 +5,9 @@ import onnxruntime as ort
 import pytest
 from onnx import helper
 
+from onyx.contract.dtypes import DTYPES, wire_dtype
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.dtypes import DTYPES, wire_dtype
 from tests.serve.tiny_models import IR_VERSION, OPSET
 
 EVERY_DTYPE = [v for v in pb.DataType.values() if v != pb.DATA_TYPE_UNSPECIFIED]

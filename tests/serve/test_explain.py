@@ -17,18 +17,18 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
+from onyx.client.classifier import Client
+from onyx.contract import gradcam as cam
+from onyx.contract.preprocess import image_bytes_to_array
+from onyx.contract.text import normalize, tokenize
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve import explain_image as cam
 from onyx.serve.background import ServerThread
-from onyx.serve.client import Client
 from onyx.serve.config import ServerConfig
-from onyx.serve.explain_text import occlusion_rows, occlusion_scores, token_spans
+from onyx.serve.explain.text import occlusion_rows, occlusion_scores, token_spans
 from onyx.serve.metrics import ServerMetrics
-from onyx.serve.preprocess import image_bytes_to_array
-from onyx.serve.text import normalize, tokenize
 from tests.serve.tiny_models import (
     IR_VERSION,
     LABELS,
@@ -111,8 +111,8 @@ def gap_config(resize_shorter: int = 0) -> pb.ModelConfig:
 
 
 def write_gap_model(root: Path, resize_shorter: int = 0) -> Path:
-    from onyx.serve.layout import MODEL_FILE, VERSION_CONFIG_FILE
-    from onyx.serve.model_config import save_version_config, split_config
+    from onyx.contract.layout import MODEL_FILE, VERSION_CONFIG_FILE
+    from onyx.contract.model_config import save_version_config, split_config
 
     config = gap_config(resize_shorter)
     write_model_config(root, config)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onyx.serve.errors import InvalidInput, LimitExceeded
-from onyx.serve.preprocess import decode_image, image_bytes_to_array
+from onyx.contract.errors import InvalidInput, LimitExceeded
+from onyx.contract.preprocess import decode_image, image_bytes_to_array
 from tests.serve.tiny_models import image_config
 
 PILLOW_ERROR_PIXELS = 2 * 89_478_485  # Pillow's own DecompressionBombError threshold

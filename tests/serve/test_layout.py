@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from onyx.serve.errors import ConfigError
-from onyx.serve.layout import (
+from onyx.contract.errors import ConfigError
+from onyx.contract.layout import (
     CONFIG_FILE,
     VERSION_CONFIG_FILE,
     next_version,
@@ -30,14 +30,14 @@ HEAVY = (
     "onyx.serve.batching",
     "onyx.serve.repository",
     "onyx.serve.version",
-    "onyx.serve.runtime",
+    "onyx.serve.execution.runtime",
     "onyx.serve.metrics",
 )
 
 
 def test_importing_the_layout_does_not_import_the_server() -> None:
-    loaded = modules_loaded_by("onyx.serve.layout")
-    assert "onyx.serve.layout" in loaded
+    loaded = modules_loaded_by("onyx.contract.layout")
+    assert "onyx.contract.layout" in loaded
     assert sorted(m for m in HEAVY if m in loaded) == []
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from onyx.serve.logs import JsonFormatter
+from onyx.settings.logs import JsonFormatter
 from tests.checkout import PYTHONPATH
 
 

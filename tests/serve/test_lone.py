@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onyx.serve.lone import BACK_OFF_S, LoneRuns, can_peek, work_waiting
-from onyx.serve.runtime import RuntimeOptions, Session
+from onyx.serve.execution.lone import BACK_OFF_S, LoneRuns, can_peek, work_waiting
+from onyx.serve.execution.runtime import RuntimeOptions, Session
 from onyx.serve.version import ModelVersion, VersionLoader
 from tests.serve.test_threads import timed_as
 from tests.serve.tiny_models import (

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.errors import ConfigError
-from onyx.serve.model_config import (
+from onyx.contract.errors import ConfigError
+from onyx.contract.model_config import (
     VERSION_FIELDS,
     effective_config,
     format_config,
@@ -19,6 +18,7 @@ from onyx.serve.model_config import (
     split_config,
     validate_config,
 )
+from onyx.proto.v1 import model_config_pb2 as pb
 from tests.serve.tiny_models import image_config
 
 

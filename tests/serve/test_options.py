@@ -1,4 +1,4 @@
-"""`onyx.serve.options`: dataclass -> click options, --config TOML, environment, precedence."""
+"""`onyx.settings.options`: dataclass -> click options, --config TOML, environment, precedence."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from onyx.serve.options import (
+from onyx.settings.options import (
     ConfigCommand,
     config_options,
     explicit_fields,

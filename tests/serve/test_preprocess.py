@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from onyx.contract.errors import InvalidInput, LimitExceeded
+from onyx.contract.preprocess import decode_image, image_bytes_to_array, preprocess_image
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.errors import InvalidInput, LimitExceeded
-from onyx.serve.preprocess import decode_image, image_bytes_to_array, preprocess_image
 
 
 def _png(image: Image.Image, **save: object) -> bytes:

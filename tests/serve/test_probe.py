@@ -14,7 +14,7 @@ from pathlib import Path
 
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
-from onyx.serve.health import LIVENESS_SERVICE, NOT_SERVING
+from onyx.serve.frontends.health import LIVENESS_SERVICE, NOT_SERVING
 from tests.checkout import PYTHONPATH
 
 DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"

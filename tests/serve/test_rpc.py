@@ -10,9 +10,9 @@ import time
 import grpc
 import pytest
 
-from onyx.serve import errors
-from onyx.serve.errors import ServeError
-from onyx.serve.rpc import abort, answers_errors, deadline_of, status_code
+from onyx.contract import errors
+from onyx.contract.errors import ServeError
+from onyx.serve.frontends.rpc import abort, answers_errors, deadline_of, status_code
 
 SERVICE = "onyx.test.Errors"
 
@@ -80,7 +80,7 @@ def test_every_error_is_answered_with_its_documented_status(error: type[ServeErr
 
 
 def test_an_unplanned_error_is_internal_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="onyx.serve.rpc"):
+    with caplog.at_level(logging.ERROR, logger="onyx.serve.frontends.rpc"):
         code, details = asyncio.run(call("ValueError"))
     assert (code, details) == (grpc.StatusCode.INTERNAL, "internal error: not planned")
     assert status_code(ValueError()) == grpc.StatusCode.INTERNAL

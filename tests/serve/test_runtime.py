@@ -6,9 +6,9 @@ import numpy as np
 import onnx
 import pytest
 
-from onyx.serve import runtime
-from onyx.serve.errors import ConfigError
-from onyx.serve.runtime import CPU, CUDA, Session, choose_providers
+from onyx.contract.errors import ConfigError
+from onyx.serve.execution import runtime
+from onyx.serve.execution.runtime import CPU, CUDA, Session, choose_providers
 from tests.serve.tiny_models import image_config, image_graph, random_batch, reference
 
 

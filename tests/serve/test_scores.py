@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onyx.contract.scores import activate, top_k
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.scores import activate, top_k
 
 
 def test_softmax_is_stable_and_sums_to_one() -> None:

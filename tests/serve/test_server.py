@@ -15,11 +15,11 @@ import grpc
 import numpy as np
 import pytest
 
+from onyx.contract.preprocess import image_bytes_to_array
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
 from onyx.serve.inputs import InputLimits
-from onyx.serve.preprocess import image_bytes_to_array
 from tests.serve.tiny_models import (
     image_config,
     png_bytes,

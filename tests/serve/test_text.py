@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.errors import ConfigError, InvalidInput
-from onyx.serve.text import (
+from onyx.contract.errors import ConfigError, InvalidInput
+from onyx.contract.text import (
     PAD,
     TOKENIZER_NAME,
     UNK,
@@ -20,6 +19,7 @@ from onyx.serve.text import (
     pad_batch,
     tokenize,
 )
+from onyx.proto.v1 import model_config_pb2 as pb
 
 
 @pytest.mark.parametrize(

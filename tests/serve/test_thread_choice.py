@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from onyx.serve.thread_choice import EXPLORE_EVERY, ThreadChoice, shape_class, size_class
+from onyx.serve.execution.thread_choice import EXPLORE_EVERY, ThreadChoice, shape_class, size_class
 
 
 def timed(costs: dict[int, float]) -> ThreadChoice:

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from onyx.contract.errors import InferenceFailed
 from onyx.serve import version as version_module
-from onyx.serve.errors import InferenceFailed
-from onyx.serve.runtime import RuntimeOptions, Session
-from onyx.serve.thread_choice import EXPLORE_EVERY
+from onyx.serve.execution.runtime import RuntimeOptions, Session
+from onyx.serve.execution.thread_choice import EXPLORE_EVERY
 from onyx.serve.version import ModelVersion, VersionLoader
 from tests.serve.tiny_models import (
     image_config,

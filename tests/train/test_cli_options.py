@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from onyx.cli import main
-from onyx.serve.options import ConfigOption
+from onyx.settings.options import ConfigOption
 from onyx.train.commands import export_command, train_group
 from onyx.train.commands.export import build_export_command
 from onyx.train.config import ImageTrainConfig, TextTrainConfig

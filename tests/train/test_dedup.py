@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageEnhance
 
 from onyx.cli import main
-from onyx.train.dedup import dhash, find_duplicates
+from onyx.train.data.dedup import dhash, find_duplicates
 from tests.train.photos import real_photos, write_photo_crops
 
 

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 import torch
 
-from onyx.train import engine
-from onyx.train.checkpoint import load_checkpoint
 from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig
-from onyx.train.engine import fit
+from onyx.train.engine import loop as engine
+from onyx.train.engine.checkpoint import load_checkpoint
+from onyx.train.engine.loop import fit
+from onyx.train.engine.metrics import classification_report, confusion_matrix, roc_auc
+from onyx.train.engine.schedule import build_scheduler, lr_factor, train_mode
 from onyx.train.export import load_model
-from onyx.train.image.models import get_model
-from onyx.train.image.transfer import set_trainable
-from onyx.train.metrics import classification_report, confusion_matrix, roc_auc
-from onyx.train.schedule import build_scheduler, lr_factor, train_mode
-from onyx.train.text.models import TextClassifier, TextModelConfig
+from onyx.train.tasks.image.models import get_model
+from onyx.train.tasks.image.transfer import set_trainable
+from onyx.train.tasks.text.models import TextClassifier, TextModelConfig
 
 
 def small_config(data: Path, out: Path, **overrides: Any) -> ImageTrainConfig:

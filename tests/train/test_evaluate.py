@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from onyx.cli import main
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.engine import fit
-from onyx.train.evaluate import evaluate_data, load_predictor, write_outputs
+from onyx.train.engine.loop import fit
+from onyx.train.evaluate.scoring import evaluate_data, load_predictor, write_outputs
 from onyx.train.export import ExportConfig, export_checkpoint
 from tests.train.conftest import write_shapes
 

@@ -16,10 +16,10 @@ from click.testing import CliRunner
 
 from onyx.cli import main
 from onyx.train.config import TextTrainConfig
-from onyx.train.engine import fit
-from onyx.train.evaluate import evaluate_data, load_predictor, run_history
+from onyx.train.engine.loop import fit
+from onyx.train.evaluate.scoring import evaluate_data, load_predictor, run_history
 from onyx.train.export import ExportConfig, export_checkpoint
-from onyx.train.text.synthetic import Review, generate_reviews, write_jsonl
+from onyx.train.tasks.text.synthetic import Review, generate_reviews, write_jsonl
 
 
 def write_table(reviews: list[Review], path: Path, delimiter: str) -> Path:

@@ -18,20 +18,20 @@ import torch.nn.functional as F
 from captum.attr import LayerGradCam
 from PIL import Image
 
+from onyx.client.classifier import Client
+from onyx.contract import gradcam as cam
+from onyx.contract.layout import version_config
+from onyx.contract.preprocess import preprocess_image
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve import explain_image as cam
 from onyx.serve.background import ServerThread
-from onyx.serve.client import Client
 from onyx.serve.config import ServerConfig
-from onyx.serve.layout import version_config
-from onyx.serve.preprocess import preprocess_image
-from onyx.train.explain import FeatureMapModel, feature_split, head_arrays
 from onyx.train.export import ParityError, check_parity
 from onyx.train.export.config import ExportConfig
+from onyx.train.export.explainable import FeatureMapModel, feature_split, head_arrays
 from onyx.train.export.onnx import write_onnx
 from onyx.train.export.pipeline import export_explainable
-from onyx.train.image.models import get_model
+from onyx.train.tasks.image.models import get_model
 from tests.train.photos import real_photos
 
 
@@ -62,8 +62,8 @@ class Lite0:
 @pytest.fixture(scope="module")
 def lite0(tmp_path_factory: pytest.TempPathFactory) -> Lite0:
     from onyx.train.config import ImageTrainConfig
-    from onyx.train.image.preprocessing import image_preprocessing
-    from onyx.train.image.weights import imagenet_categories
+    from onyx.train.tasks.image.preprocessing import image_preprocessing
+    from onyx.train.tasks.image.weights import imagenet_categories
 
     root = tmp_path_factory.mktemp("lite0")
     model = get_model("efficientnet_lite0", 1000, weights="imagenet").eval()
@@ -231,7 +231,7 @@ def shortcut_spec() -> pb.ImagePreprocessing:
 
 
 def train_on_shortcut(spec: pb.ImagePreprocessing) -> torch.nn.Module:
-    from onyx.train.image.models import SmallCNN
+    from onyx.train.tasks.image.models import SmallCNN
 
     images, labels = shortcut_images(256, seed=0)
     x = torch.from_numpy(np.stack([preprocess_image(i, spec) for i in images]))

@@ -12,9 +12,9 @@ from PIL import Image
 
 from onyx.cli import main
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.engine import fit
-from onyx.train.evaluate import Evaluation
-from onyx.train.explain_gallery import pick_examples
+from onyx.train.engine.loop import fit
+from onyx.train.evaluate.gallery import pick_examples
+from onyx.train.evaluate.scoring import Evaluation
 from onyx.train.export import ExportConfig, export_checkpoint
 from tests.train.conftest import write_shapes
 

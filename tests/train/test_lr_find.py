@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from onyx.cli import main
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.distributed import setup
-from onyx.train.engine import prepare
-from onyx.train.lr_find import range_test, suggest_lr
-from onyx.train.registry import task_for
+from onyx.train.engine.distributed import setup
+from onyx.train.engine.loop import prepare
+from onyx.train.engine.lr_find import range_test, suggest_lr
+from onyx.train.tasks.registry import task_for
 
 
 def test_suggestion_is_the_steepest_descent() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onyx.train.metrics import (
+from onyx.train.engine.metrics import (
     accuracy,
     average_precision,
     classification_report,

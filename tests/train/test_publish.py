@@ -15,14 +15,14 @@ import grpc
 import onnx
 import pytest
 
+from onyx.contract.errors import ConfigError
+from onyx.contract.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE, version_config
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
-from onyx.serve.errors import ConfigError
-from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE, version_config
-from onyx.train.publish import publish
+from onyx.train.export.publish import publish
 from tests.serve.tiny_models import (
     LABELS,
     image_config,

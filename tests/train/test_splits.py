@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from onyx.train.image.data import Sample
-from onyx.train.splits import SplitError, stratified_split
-from onyx.train.text.data import Example
+from onyx.train.data.splits import SplitError, stratified_split
+from onyx.train.tasks.image.data import Sample
+from onyx.train.tasks.text.data import Example
 
 
 def test_image_and_text_items_split_per_label_reproducibly() -> None:

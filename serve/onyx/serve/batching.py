@@ -41,7 +41,7 @@ from typing import Protocol
 
 import numpy as np
 
-from onyx.serve.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
+from onyx.contract.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
 
 log = logging.getLogger(__name__)
 

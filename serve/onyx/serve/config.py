@@ -1,6 +1,6 @@
 """The server's configuration: dataclasses that `onyx serve` turns into its options.
 
-Each field's metadata carries its --help text and section; `onyx.serve.options` generates one
+Each field's metadata carries its --help text and section; `onyx.settings.options` generates one
 option per field, with an `ONYX_<NAME>` environment variable, so a name, type or default is
 written here once.
 """
@@ -11,12 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from onyx.contract.ports import DEFAULT_METRICS_PORT, DEFAULT_PORT
 from onyx.serve.inputs import InputLimits
 
-DEFAULT_PORT = 50051
-# The gRPC port's neighbour, and no well-known service's: 9090 is Prometheus's own, 8002
-# Triton's metrics, 9100-9999 the Prometheus exporters' allocated range.
-DEFAULT_METRICS_PORT = 50052
+__all__ = ["DEFAULT_METRICS_PORT", "DEFAULT_PORT"]  # re-exported: the server's defaults
 # Inference requests (Classify, ModelInfer) in flight at once before new ones are refused.
 DEFAULT_MAX_INFLIGHT = 256
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -35,7 +33,7 @@ _LISTEN, _MODELS, _RUNTIME, _METRICS = "Listening", "Models", "Runtime", "Metric
 
 
 def _meta(help: str, group: str = "", **more: Any) -> dict[str, Any]:
-    """A field's --help text and section, and more for `onyx.serve.options`."""
+    """A field's --help text and section, and more for `onyx.settings.options`."""
     return {"help": help, **({"group": group} if group else {}), **more}
 
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from onyx.contract.dtypes import wire_dtype
+from onyx.contract.errors import InvalidInput, LimitExceeded, ServeError
+from onyx.contract.preprocess import DEFAULT_MAX_IMAGE_PIXELS, image_bytes_to_array
+from onyx.contract.text import TextEncoder, pad_batch
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.dtypes import wire_dtype
-from onyx.serve.errors import InvalidInput, LimitExceeded, ServeError
-from onyx.serve.preprocess import DEFAULT_MAX_IMAGE_PIXELS, image_bytes_to_array
-from onyx.serve.text import TextEncoder, pad_batch
 
 _KIND_FOR_TASK = {pb.TASK_IMAGE: "image", pb.TASK_TEXT: "text"}
 _ARTICLE = {"image": "an", "text": "a"}

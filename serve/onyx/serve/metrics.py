@@ -32,7 +32,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from onyx.serve.errors import Overloaded, code_name
+from onyx.contract.errors import Overloaded, code_name
 
 if TYPE_CHECKING:
     from onyx.serve.repository import Repository

@@ -29,12 +29,12 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from onyx.contract.gradcam import split_outputs
+from onyx.contract.text import TextEncoder
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.batching import Stages
-from onyx.serve.explain_image import split_outputs
 from onyx.serve.repository import Repository
 from onyx.serve.statistics import StageTimes, Statistics
-from onyx.serve.text import TextEncoder
 from onyx.serve.version import ModelVersion
 
 Response = TypeVar("Response")
@@ -88,7 +88,7 @@ class Pipeline:
         self._track = track
         # Always kept (a few integers per version): ModelStatistics answers from here.
         self.statistics = statistics if statistics is not None else Statistics()
-        # Told about every explained request and its extra seconds (`onyx.serve.explain`).
+        # Told about every explained request and its extra seconds (`onyx.serve.explain.classify`).
         self.explained = explained
 
     async def run(

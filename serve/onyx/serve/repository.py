@@ -38,10 +38,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.config import ModelControl as ModelControl
-from onyx.serve.errors import ConfigError, ModelNotFound, ModelNotReady, quoted
-from onyx.serve.layout import (
+from onyx.contract.errors import ConfigError, ModelNotFound, ModelNotReady, quoted
+from onyx.contract.layout import (
     CONFIG_FILE,
     MODEL_FILE,
     ignored_folders,
@@ -49,7 +47,9 @@ from onyx.serve.layout import (
     version_dir,
     version_numbers,
 )
-from onyx.serve.runtime import RuntimeOptions
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.config import ModelControl as ModelControl
+from onyx.serve.execution.runtime import RuntimeOptions
 from onyx.serve.version import (
     LoadObserver,
     ModelVersion,

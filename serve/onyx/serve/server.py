@@ -25,25 +25,25 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
+from onyx.contract.errors import ModelNotFound
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
-from onyx.serve.admission import Admission, AdmissionInterceptor, AdmissionPolicy
 from onyx.serve.batching import BatchObserver
 from onyx.serve.config import ServerConfig, TlsConfig
-from onyx.serve.decoding import DecodeErrors
-from onyx.serve.errors import ModelNotFound
-from onyx.serve.health import HealthServicer, publish_health
-from onyx.serve.interceptor import MetricsInterceptor
-from onyx.serve.kserve import SERVICE_NAME as KSERVE_SERVICE
-from onyx.serve.kserve import KServeServicer
+from onyx.serve.execution.runtime import RuntimeOptions, share_of_cores
+from onyx.serve.frontends.admission import Admission, AdmissionInterceptor, AdmissionPolicy
+from onyx.serve.frontends.health import HealthServicer, publish_health
+from onyx.serve.frontends.interceptor import MetricsInterceptor
+from onyx.serve.frontends.kserve import SERVICE_NAME as KSERVE_SERVICE
+from onyx.serve.frontends.kserve import KServeServicer
+from onyx.serve.frontends.onyx_v1 import ClassifierServicer
+from onyx.serve.frontends.parse_errors import DecodeErrors
+from onyx.serve.frontends.reflection import enable_reflection
+from onyx.serve.frontends.rest import RestServer
 from onyx.serve.metrics import HttpsFiles, MetricsEndpoint, ServerMetrics
 from onyx.serve.pipeline import Pipeline
-from onyx.serve.reflection import enable_reflection
 from onyx.serve.repository import Repository, RepositoryOptions
-from onyx.serve.rest import RestServer
-from onyx.serve.runtime import RuntimeOptions, share_of_cores
-from onyx.serve.servicer import ClassifierServicer
 from onyx.serve.statistics import Statistics
 from onyx.serve.version import ObserverFactory
 

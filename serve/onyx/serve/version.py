@@ -29,6 +29,10 @@ from typing import Protocol
 
 import numpy as np
 
+from onyx.contract.dtypes import DTYPES
+from onyx.contract.errors import ConfigError, ModelNotReady
+from onyx.contract.layout import MODEL_FILE, describe_version, inside
+from onyx.contract.text import TextEncoder, load_encoder, pad_rows
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.batching import (
@@ -40,14 +44,10 @@ from onyx.serve.batching import (
     Stages,
     concatenate,
 )
-from onyx.serve.dtypes import DTYPES
-from onyx.serve.errors import ConfigError, ModelNotReady
-from onyx.serve.layout import MODEL_FILE, describe_version, inside
-from onyx.serve.lone import LoneRuns
-from onyx.serve.runtime import CUDA, RuntimeOptions, Session, available_cores
-from onyx.serve.session_pool import SessionPool, SessionSets
-from onyx.serve.text import TextEncoder, load_encoder, pad_rows
-from onyx.serve.thread_choice import ThreadChoice
+from onyx.serve.execution.lone import LoneRuns
+from onyx.serve.execution.runtime import CUDA, RuntimeOptions, Session, available_cores
+from onyx.serve.execution.session_pool import SessionPool, SessionSets
+from onyx.serve.execution.thread_choice import ThreadChoice
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.engine import fit
+from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, ParityError, export_checkpoint
 from onyx.train.export import onnx as export_onnx
 

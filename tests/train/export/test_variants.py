@@ -19,21 +19,21 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from onyx.cli import main
+from onyx.client.classifier import Client
+from onyx.contract.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
+from onyx.contract.model_config import load_config, load_version_config
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
-from onyx.serve.client import Client
 from onyx.serve.config import ServerConfig
-from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
-from onyx.serve.model_config import load_config, load_version_config
 from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig
-from onyx.train.engine import fit
+from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, ExportResult, export_checkpoint, quantize, variants
 from onyx.train.export.gate import VariantRefused
 from onyx.train.export.quantize import quantized_node_count
 from onyx.train.export.variants import VariantDataError, run_logits, served_prepare
-from onyx.train.text.synthetic import generate_reviews, write_jsonl
+from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
 from tests.train.conftest import write_shapes
 
 

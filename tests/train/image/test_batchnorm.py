@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from onyx.train.config import ImageTrainConfig
-from onyx.train.image.models import get_model
-from onyx.train.image.transfer import param_groups, set_trainable
-from onyx.train.schedule import build_optimizer, train_mode
+from onyx.train.engine.schedule import build_optimizer, train_mode
+from onyx.train.tasks.image.models import get_model
+from onyx.train.tasks.image.transfer import param_groups, set_trainable
 
 
 def _pretrained_file(tmp_path: Path) -> Path:

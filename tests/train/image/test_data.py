@@ -11,10 +11,10 @@ from PIL import Image
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.engine import fit
-from onyx.train.image.augment import build_augment
-from onyx.train.image.data import ImageFolderDataset, load_split, load_split_file, save_split
-from onyx.train.image.preprocessing import image_preprocessing
+from onyx.train.engine.loop import fit
+from onyx.train.tasks.image.augment import build_augment
+from onyx.train.tasks.image.data import ImageFolderDataset, load_split, load_split_file, save_split
+from onyx.train.tasks.image.preprocessing import image_preprocessing
 from tests.train.conftest import write_shapes
 
 
@@ -57,7 +57,7 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
 
 
 def load_split_from(root: Path) -> list:  # type: ignore[type-arg]
-    from onyx.train.image.data import Sample
+    from onyx.train.tasks.image.data import Sample
 
     return [Sample(path, 0) for path in sorted((root / "a").iterdir())]
 

@@ -10,10 +10,15 @@ import skimage.data as skimage_data
 import torch
 from PIL import Image
 
-from onyx.serve.preprocess import preprocess_image
-from onyx.train.image.lite0 import LITE0_REPEATS, block_position, rename_key, rename_lite0_keys
-from onyx.train.image.models import get_model, model_entry
-from onyx.train.image.weights import imagenet_categories
+from onyx.contract.preprocess import preprocess_image
+from onyx.train.tasks.image.lite0 import (
+    LITE0_REPEATS,
+    block_position,
+    rename_key,
+    rename_lite0_keys,
+)
+from onyx.train.tasks.image.models import get_model, model_entry
+from onyx.train.tasks.image.weights import imagenet_categories
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
@@ -25,7 +30,7 @@ def lite0() -> torch.nn.Module:
 
 def lite0_spec() -> object:
     from onyx.train.config import ImageTrainConfig
-    from onyx.train.image.preprocessing import image_preprocessing
+    from onyx.train.tasks.image.preprocessing import image_preprocessing
 
     return image_preprocessing(
         ImageTrainConfig(data=".", model="efficientnet_lite0", weights="imagenet")
@@ -49,7 +54,7 @@ def test_block_positions_follow_lite0_repeats() -> None:
 
 
 def test_renamed_keys_equal_the_timm_model_keys_exactly() -> None:
-    from onyx.train.image.lite0 import lite0_weights_file
+    from onyx.train.tasks.image.lite0 import lite0_weights_file
 
     raw = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
     assert len(raw) == 296

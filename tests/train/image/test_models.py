@@ -9,15 +9,15 @@ import torch
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.image.models import (
+from onyx.train.tasks.image.models import (
     backbone_stages,
     get_model,
     head_module,
     list_models,
     model_entry,
 )
-from onyx.train.image.preprocessing import image_preprocessing
-from onyx.train.image.weights import torch_hub_file
+from onyx.train.tasks.image.preprocessing import image_preprocessing
+from onyx.train.tasks.image.weights import torch_hub_file
 from tests.train.conftest import write_shapes
 
 ALL = [
@@ -98,7 +98,7 @@ def test_cached_torchvision_weights_load_and_their_preprocessing_is_exported(
     assert list(spec.mean) == pytest.approx([0.485, 0.456, 0.406])
     assert spec.interpolation == pb.INTERPOLATION_BILINEAR
     # Trained at 32 px, the weights' 256/224 resize ratio is kept, and all of it is exported.
-    from onyx.train.engine import fit
+    from onyx.train.engine.loop import fit
     from onyx.train.export import ExportConfig, export_checkpoint
 
     data = write_shapes(tmp_path / "data", 4, classes=("a", "b"))
@@ -142,7 +142,7 @@ def test_weights_path_loads_strictly(tmp_path: Path, suffix: str) -> None:
 
 
 def test_lite0_weights_path_in_the_original_layout() -> None:
-    from onyx.train.image.lite0 import lite0_weights_file
+    from onyx.train.tasks.image.lite0 import lite0_weights_file
 
     model = get_model("efficientnet_lite0", 2, weights=str(lite0_weights_file()))
     reference = get_model("efficientnet_lite0", 2, weights="imagenet")

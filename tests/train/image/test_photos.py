@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.engine import fit
-from onyx.train.image.photos import (
+from onyx.train.engine.loop import fit
+from onyx.train.tasks.image.photos import (
     MULTICLASS,
     NEGATIVE,
     POSITIVE,

@@ -1,7 +1,7 @@
 """Onyx's image preprocessing equals torchvision's (PIL path) and timm's eval transform on real
 photos: every aspect ratio, portrait and landscape, odd sizes, every interpolation a config allows.
 
-The transform is `onyx.serve.preprocess` (no torch); the reference is the torch pipeline that
+The transform is `onyx.contract.preprocess` (no torch); the reference is the torch pipeline that
 pretrained weights were made with, so a pretrained model sees what it was trained on.
 """
 
@@ -15,8 +15,13 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
+from onyx.contract.preprocess import (
+    decode_image,
+    image_bytes_to_array,
+    preprocess_image,
+    resized_size,
+)
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.preprocess import decode_image, image_bytes_to_array, preprocess_image, resized_size
 from tests.train.photos import real_photos
 
 MEAN = (0.485, 0.456, 0.406)
@@ -90,7 +95,7 @@ def test_equals_timm_eval_transform_for_lite0() -> None:
     from timm.data import create_transform, resolve_data_config
 
     from onyx.train.config import ImageTrainConfig
-    from onyx.train.image.preprocessing import image_preprocessing
+    from onyx.train.tasks.image.preprocessing import image_preprocessing
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     reference = create_transform(**resolve_data_config({}, model=model))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.engine import fit
+from onyx.train.engine.loop import fit
 
 
 def linear_probe(data: Path, out: Path, weights: str) -> float:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from onyx.train.text.data import DataError, load_text_split, read_examples, stratified_split
+from onyx.train.tasks.text.data import DataError, load_text_split, read_examples, stratified_split
 
 
 def write(path: Path, text: str | bytes) -> Path:

@@ -21,19 +21,19 @@ import torch
 from click.testing import CliRunner
 
 from onyx.cli import main
+from onyx.client.classifier import Client
+from onyx.contract.text import TextEncoder, Vocabulary, tokenize
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.serve.background import ServerThread
-from onyx.serve.client import Client
 from onyx.serve.config import ServerConfig
 from onyx.serve.inputs import InputLimits, decode_inputs
 from onyx.serve.repository import Repository
-from onyx.serve.text import TextEncoder, Vocabulary, tokenize
 from onyx.train.config import TextTrainConfig
-from onyx.train.engine import FitResult, fit
+from onyx.train.demo.sentiment import EXPECTED, classify_sentences, publish_sentiment
+from onyx.train.engine.loop import FitResult, fit
 from onyx.train.export import ExportResult
-from onyx.train.text.data import EncodedTexts, Example, TextSplit, load_text_split
-from onyx.train.text.demo import EXPECTED, classify_sentences, publish_sentiment
-from onyx.train.text.synthetic import generate_reviews, write_jsonl
+from onyx.train.tasks.text.data import EncodedTexts, Example, TextSplit, load_text_split
+from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
 
 MAX_LENGTH = 64  # the demo model's
 TRICKY = [

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from onyx.client.classifier import Client
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.serve.background import ServerThread
-from onyx.serve.client import Client
 from onyx.serve.config import ServerConfig
 from onyx.train.config import TextTrainConfig
-from onyx.train.engine import fit
+from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, export_checkpoint
 
 FILLERS = ("the", "film", "story", "long", "today", "honestly", "was", "and", "our", "evening")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from onyx.train.config import TextTrainConfig
-from onyx.train.engine import fit
-from onyx.train.text.synthetic import generate_reviews, write_jsonl
+from onyx.train.engine.loop import fit
+from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
 
 
 def test_log_says_bidirectional_two_layer_gru(
@@ -19,7 +19,7 @@ def test_log_says_bidirectional_two_layer_gru(
     config = TextTrainConfig(data=data, out_dir=tmp_path / "run", cell="gru", layers=2,
                              bidirectional=True, hidden=8, embed_dim=8, epochs=1, max_steps=1,
                              plots=False, device="cpu")  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="onyx.train.engine"):
+    with caplog.at_level(logging.INFO, logger="onyx.train.engine.loop"):
         fit(config)
     assert "bidirectional 2-layer GRU (hidden 8 per direction, embeddings 8, last pooling)" in (
         caplog.text

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from onyx.serve.text import PAD, UNK, Vocabulary
-from onyx.train.text.models import (
+from onyx.contract.text import PAD, UNK, Vocabulary
+from onyx.train.tasks.text.models import (
     TextClassifier,
     TextModelConfig,
     load_word_vectors,

@@ -43,8 +43,8 @@ def demo_command(repository: Path, epochs: int, port: int) -> None:
     LSTM, then serves both over gRPC and classifies held-out photos and a few sentences.
     Afterwards `onyx serve` serves them again.
     """
-    from onyx.serve.logs import configure_logging
-    from onyx.train.demo import run_demo
+    from onyx.settings.logs import configure_logging
+    from onyx.train.demo.workflow import run_demo
 
     configure_logging("info")
     result = run_demo(repository, epochs=epochs, port=port)

@@ -28,10 +28,10 @@ import optuna
 from torch import nn
 
 from onyx.train.config import TrainConfig
-from onyx.train.distributed import DistContext
-from onyx.train.engine import FitResult, Run, fit, report
-from onyx.train.registry import task_for
-from onyx.train.task import Checkpoint, Task, TaskData
+from onyx.train.engine.distributed import DistContext
+from onyx.train.engine.loop import FitResult, Run, fit, report
+from onyx.train.engine.task import Checkpoint, Task, TaskData
+from onyx.train.tasks.registry import task_for
 from onyx.train.tune.space import Space, trial_config
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,144 @@
+"""Where a version's batches run: on a free slot's session, in a session thread or on the loop.
+
+    pool = SessionPool(sets, executor, lone)
+    batcher = DynamicBatcher(pool.run, policy, run_alone=pool.run_alone)
+
+Each call submits its work before returning (no coroutine to schedule first), so the batcher
+can start the next batch ahead of answering the last one. The batcher runs at most one batch
+per slot at once, so a slot is always free when it calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from onyx.serve.execution.lone import LoneRuns, can_peek, work_waiting
+from onyx.serve.execution.runtime import Session
+from onyx.serve.execution.thread_choice import ThreadChoice
+
+
+@dataclass(frozen=True)
+class SessionSets:
+    """The sessions a version runs on: one list per intra-op thread count (the sessions of slot
+    i in each list take slot i's turns), with several lists the per-batch choice between them;
+    for a tiny model the batch size (in input elements) up to which every batch runs inline;
+    the batch size (in input elements) up to which a lone request may run inline on an idle
+    server (`lone.LoneRuns`; 0: never), and on which session if not on its slot's."""
+
+    by_threads: list[list[Session]]
+    choice: ThreadChoice | None = None
+    inline_elements: int = 0
+    lone_elements: int = 0
+    # The session lone inline runs use, if not their slot's (`version._one_thread_slots`).
+    lone_session: Session | None = None
+
+    def every(self) -> list[Session]:
+        lone = [self.lone_session] if self.lone_session is not None else []
+        return [*(session for sessions in self.by_threads for session in sessions), *lone]
+
+
+class SessionPool:
+    """Runs batches on the sessions of `sets`: in `executor`'s threads, with a thread choice on
+    the session of the thread count it picks (timed), or on the event loop.
+
+    Every batch of a tiny model runs on the loop: it blocks it for less than what handing it
+    to a thread and back costs in CPU (a wake-up each way, the GIL taken twice), and RPC-bound
+    models are bound by exactly that. A lone request of a small model runs there too while the
+    server is otherwise idle (`lone.LoneRuns`): at one client the hand-over is latency.
+    """
+
+    def __init__(
+        self, sets: SessionSets, executor: ThreadPoolExecutor, lone: LoneRuns | None = None
+    ) -> None:
+        self._sets = sets
+        self._executor = executor
+        # Every pool tells `lone` about its threaded batches; only a small model's lone
+        # requests run inline, on an event loop whose pending work can be seen (`can_peek`).
+        self._lone = lone
+        self._inline = lone if sets.lone_elements > 0 and _loop_can_peek() else None
+        self._slots = len(sets.by_threads[0])
+        self._free = list(range(self._slots))
+
+    def run(self, batch: np.ndarray) -> asyncio.Future[np.ndarray]:
+        """Start `batch` on a free slot; its outputs when done."""
+        if not self._free:
+            raise RuntimeError(f"more batches in flight than the {self._slots} slots")
+        loop = asyncio.get_running_loop()
+        slot = self._free[-1]
+        if batch.size <= self._sets.inline_elements:
+            return _finished(loop, self._sets.by_threads[0][slot].run, batch)
+        future = loop.run_in_executor(self._executor, self._runner(batch, slot), batch)
+        self._free.pop()  # once submitted: a submission that fails keeps its slot
+        lone = self._lone
+        if lone is not None:
+            lone.threaded += 1
+        future.add_done_callback(lambda _: self._release(slot))
+        return future
+
+    def run_alone(self, batch: np.ndarray) -> asyncio.Future[np.ndarray]:
+        """`run` for a request that found its model idle: on the loop, if it is small enough
+        and nobody waits (before the run, nor, for the next ones, during it)."""
+        lone = self._inline
+        loop = asyncio.get_running_loop()
+        if (
+            lone is None
+            or batch.size > self._sets.lone_elements
+            or len(self._free) < self._slots
+            or not lone.allows(time.perf_counter())
+            or work_waiting(loop)
+        ):
+            return self.run(batch)
+        session = self._sets.lone_session
+        runner = session.run if session is not None else self._runner(batch, self._free[-1])
+        future = _finished(loop, runner, batch)
+        lone.ran(time.perf_counter(), work_waiting(loop))
+        return future
+
+    def _runner(self, batch: np.ndarray, slot: int) -> Callable[[np.ndarray], np.ndarray]:
+        choice = self._sets.choice
+        if choice is None:
+            return self._sets.by_threads[0][slot].run
+        option = choice.choose(len(batch), batch.size)
+        session = self._sets.by_threads[option][slot]
+        return lambda inputs: _timed_run(session, inputs, choice, option)
+
+    def _release(self, slot: int) -> None:
+        self._free.append(slot)
+        if self._lone is not None:
+            self._lone.threaded -= 1
+
+
+def _loop_can_peek() -> bool:
+    try:
+        return can_peek(asyncio.get_running_loop())
+    except RuntimeError:  # made outside a running loop: it will never run inline
+        return False
+
+
+def _finished(
+    loop: asyncio.AbstractEventLoop, run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray
+) -> asyncio.Future[np.ndarray]:
+    """Run `batch` in this thread; its outputs (or failure) as a finished future."""
+    future: asyncio.Future[np.ndarray] = loop.create_future()
+    try:
+        future.set_result(run(batch))
+    except Exception as exc:  # the batcher fails the batch's requests with it
+        future.set_exception(exc)
+    return future
+
+
+def _timed_run(
+    session: Session, batch: np.ndarray, choice: ThreadChoice, option: int
+) -> np.ndarray:
+    """Run `batch` and tell `choice` how long it took (wall time in the session's thread:
+    what a busy machine takes from it counts)."""
+    started = time.perf_counter()
+    outputs = session.run(batch)
+    choice.record(len(batch), option, time.perf_counter() - started, batch.size)
+    return outputs
