@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -486,13 +487,21 @@ def test_requests_arriving_while_the_model_is_busy_are_still_batched() -> None:
     run_recorded(test, max_batch_size=4, max_queue_delay_us=0)
 
 
+@dataclass(frozen=True)
+class TwoWays:
+    """A `Runner` whose lone requests run through a model of their own."""
+
+    run: FakeModel
+    run_alone: FakeModel
+
+
 def test_only_a_request_that_found_the_model_idle_runs_through_run_alone() -> None:
     """`run_alone` (the session pool's inline run) gets the straight path's batches; batches
     the queue formed go to `run`."""
 
     async def main() -> None:
         model, alone = FakeModel(), FakeModel()
-        batcher = DynamicBatcher(model, BatchPolicy(4, 0), run_alone=alone)
+        batcher = DynamicBatcher(TwoWays(model, alone), BatchPolicy(4, 0))
         batcher.start()
         try:
             await batcher.submit(rows(0, 1))

@@ -8,15 +8,27 @@ python -m pytest tests/serve/test_lone.py
 from __future__ import annotations
 
 import asyncio
+import collections
+import selectors
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from onyx.serve.execution.lone import BACK_OFF_S, LoneRuns, can_peek, work_waiting
+from onyx.serve.execution import lone
+from onyx.serve.execution.lone import (
+    BACK_OFF_S,
+    LOOP_INTERNALS,
+    LoneRuns,
+    can_peek,
+    loop_internals,
+    work_waiting,
+)
 from onyx.serve.execution.runtime import RuntimeOptions, Session
 from onyx.serve.version import ModelVersion, VersionLoader
 from tests.serve.test_threads import timed_as
@@ -78,6 +90,42 @@ def test_a_timer_due_is_work_waiting_and_other_loops_cannot_be_peeked() -> None:
 
     assert asyncio.run(main())
     assert not can_peek(object())  # type: ignore[arg-type]
+
+
+def test_asyncio_still_has_the_loop_internals_the_inline_gate_reads() -> None:
+    """If this fails, this Python changed a private part of asyncio's event loop that
+    `lone.loop_internals` reads: lone requests no longer run inline on it (the gate answers
+    "work waiting" and they go to the session threads). Adapt `loop_internals`."""
+    loop = asyncio.new_event_loop()
+    try:
+        found = loop_internals(loop)
+    finally:
+        loop.close()
+    assert not isinstance(found, str), f"Python {sys.version.split()[0]}: {found}"
+
+
+def a_loop_like_asyncios(**changed: object) -> SimpleNamespace:
+    """An object with the internals `loop_internals` reads, idle, some of them `changed`."""
+    fields: dict[str, object] = {
+        "_ready": collections.deque(),
+        "_scheduled": [],
+        "_selector": selectors.DefaultSelector(),
+        "time": time.monotonic,
+    }
+    fields.update(changed)
+    return SimpleNamespace(**{name: value for name, value in fields.items() if value is not None})
+
+
+@pytest.mark.parametrize("name", list(LOOP_INTERNALS))
+@pytest.mark.parametrize("value", [None, {}], ids=["missing", "changed"])
+def test_a_loop_whose_internals_changed_never_runs_inline(name: str, value: object) -> None:
+    idle = a_loop_like_asyncios()
+    assert can_peek(idle) and not work_waiting(idle)  # type: ignore[arg-type]
+    changed = a_loop_like_asyncios(**{name: value})
+    reason = loop_internals(changed)  # type: ignore[arg-type]
+    assert isinstance(reason, str) and f".{name} is " in reason, reason
+    assert not can_peek(changed)  # type: ignore[arg-type]
+    assert work_waiting(changed)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -245,3 +293,22 @@ def test_a_small_model_runs_batches_side_by_side_on_one_thread_slots(
     asyncio.run(main())
     assert most[0] == 2
     assert threads == {1}  # a burst: nobody runs inline, the slots run one thread each
+
+
+def test_lone_requests_go_to_the_threads_where_the_loop_cannot_be_read(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on a Python whose asyncio changed the internals the gate reads (or on uvloop)."""
+    monkeypatch.setattr(lone, "loop_internals", lambda _: "_ready is missing")
+
+    async def main() -> list[tuple[str, int, int]]:
+        version = await loaded_small(model, monkeypatch)
+        ran = runs_recorded(monkeypatch)
+        for index in range(3):
+            await version.infer(random_batch(1, seed=index))
+        await version.unload()
+        return ran
+
+    ran = asyncio.run(main())
+    assert len(ran) == 3
+    assert threading.main_thread().name not in {name for name, *_ in ran}

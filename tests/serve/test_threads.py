@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from onyx.contract.errors import InferenceFailed
-from onyx.serve import version as version_module
+from onyx.serve.execution import sizing
+from onyx.serve.execution.plan import ExecutionPlan
 from onyx.serve.execution.runtime import RuntimeOptions, Session
 from onyx.serve.execution.thread_choice import EXPLORE_EVERY
 from onyx.serve.version import ModelVersion, VersionLoader
@@ -46,6 +47,12 @@ def load(folder: Path, runtime: RuntimeOptions) -> ModelVersion:
     return asyncio.run(main())
 
 
+def plan_of(version: ModelVersion) -> ExecutionPlan:
+    """The plan `version` was loaded with (it must have loaded)."""
+    assert version.plan is not None, version.reason
+    return version.plan
+
+
 def timed_as(
     monkeypatch: pytest.MonkeyPatch, ms: dict[int, float] | dict[tuple[int, int], float]
 ) -> list[tuple[int, int]]:
@@ -59,7 +66,7 @@ def timed_as(
         timed.append(key)
         return ms[key] if key in ms else ms[key[0]]  # type: ignore[index]
 
-    monkeypatch.setattr(version_module, "batch_one_ms", fake)
+    monkeypatch.setattr(sizing, "batch_one_ms", fake)
     return timed
 
 
@@ -89,12 +96,13 @@ def test_a_small_model_gets_both_thread_counts_timed_at_load(
 ) -> None:
     timed = timed_as(monkeypatch, MID)
     loaded = load(model, TWO_CORES)
-    assert loaded.intra_op_threads == (1, 2)
+    assert plan_of(loaded).threads == (1, 2)
     assert timed == [(2, 1), (2, 8), (1, 1), (1, 8)]  # a batch of one, then a full one
-    assert loaded.thread_choice is not None
+    choice = plan_of(loaded).thread_choice()
+    assert choice is not None
     one, full = random_batch(1, seed=1), random_batch(8, seed=8)  # what the trial ran
-    assert loaded.thread_choice.best(1, one.size) == 1
-    assert loaded.thread_choice.best(8, full.size) == 2
+    assert choice.best(1, one.size) == 1
+    assert choice.best(8, full.size) == 2
 
 
 def test_a_slow_model_keeps_the_default_threads_untried(
@@ -102,14 +110,14 @@ def test_a_slow_model_keeps_the_default_threads_untried(
 ) -> None:
     timed = timed_as(monkeypatch, {2: 40.0, 1: 1.0})
     loaded = load(model, TWO_CORES)
-    assert (loaded.intra_op_threads, loaded.thread_choice) == ((2,), None)
+    assert (plan_of(loaded).threads, plan_of(loaded).thread_choice()) == ((2,), None)
     assert timed == [(2, 1)]
 
 
 def test_threads_given_are_threads_used(model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     timed = timed_as(monkeypatch, {2: 9.0, 1: 1.0})
     loaded = load(model, RuntimeOptions(device="cpu", intra_op_threads=2, cores=2))
-    assert (loaded.intra_op_threads, loaded.thread_choice) == ((2,), None)
+    assert (plan_of(loaded).threads, plan_of(loaded).thread_choice()) == ((2,), None)
     assert timed == [(2, 1), (2, 8)]  # timed (is it tiny?), never tried on one thread
 
 
@@ -158,7 +166,7 @@ def test_the_choice_moves_when_served_runs_say_otherwise(
 
 def test_the_real_trial_serves(model: Path) -> None:
     loaded = load(model, TWO_CORES)
-    assert loaded.intra_op_threads in ((1,), (1, 2), (2,))  # tiny on one thread, or not tiny
+    assert plan_of(loaded).threads in ((1,), (1, 2), (2,))  # tiny on one thread, or not tiny
 
 
 @pytest.mark.parametrize("given", [0, 2])
@@ -187,7 +195,7 @@ def test_a_tiny_model_runs_on_the_event_loop_with_one_thread(
         return loaded
 
     loaded = asyncio.run(main())
-    assert loaded.intra_op_threads == ((given or 1),)
+    assert plan_of(loaded).threads == ((given or 1),)
     assert threads and set(threads) == {threading.main_thread().name}
 
 

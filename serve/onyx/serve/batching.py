@@ -1,7 +1,8 @@
 """Dynamic batching: many small requests in, few large batches through the model.
 
 The batcher knows nothing of gRPC or ONNX Runtime. It takes arrays whose first axis is the batch
-axis and an async `run` function, and:
+axis and an async `run` function (or a `Runner`, which may run a request that found the model
+idle its own way), and:
 
 * forms a batch as soon as `max_batch_size` rows are queued, or when the oldest queued request
   has waited `max_queue_delay_us` -- it never waits while a full batch could already be formed;
@@ -18,7 +19,8 @@ axis and an async `run` function, and:
 * fails *every* request of a failing batch, so nobody waits forever;
 * sends a request that arrives at an idle batcher (nothing queued, a batch slot free) with no
   reason to wait (`max_queue_delay_us` 0, or a full batch) to the model from the caller's own
-  task: no hand-over to the batch-forming task, no task per batch. Everything else about it --
+  task, through `Runner.run_alone`: no hand-over to the batch-forming task, no task per batch
+  (the runner may even run it on the event loop). Everything else about it --
   deadline, overload, statistics, observer, cancellation -- is as for any other request.
 
     batcher = DynamicBatcher(run, BatchPolicy(max_batch_size=8, max_queue_delay_us=2000))
@@ -37,7 +39,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -81,6 +83,30 @@ class BatchPolicy:
             )
 
 
+@runtime_checkable
+class Runner(Protocol):
+    """Where batches run (`execution.session_pool.SessionPool`): `run` takes the batches the
+    queue forms, `run_alone` a request that found the batcher idle (`DynamicBatcher._straight`),
+    which the runner may run differently (inline on the event loop while nobody waits)."""
+
+    @property
+    def run(self) -> RunBatch: ...
+
+    @property
+    def run_alone(self) -> RunBatch: ...
+
+
+@dataclass(frozen=True)
+class EveryBatchAlike:
+    """A `Runner` that runs every batch, lone or not, through one function."""
+
+    run: RunBatch
+
+    @property
+    def run_alone(self) -> RunBatch:
+        return self.run
+
+
 class BatchObserver(Protocol):
     """Hooks for metrics; every method is called on the event loop and must not block."""
 
@@ -117,16 +143,14 @@ def concatenate(arrays: Sequence[np.ndarray]) -> np.ndarray:
 class DynamicBatcher:
     def __init__(
         self,
-        run: RunBatch,
+        run: Runner | RunBatch,
         policy: BatchPolicy = BatchPolicy(),
         collate: Collate = concatenate,
         observer: BatchObserver | None = None,
         length: Length | None = None,
-        run_alone: RunBatch | None = None,
     ) -> None:
-        self._run = run
-        # How a request that found the model idle runs (`_straight`): `run` unless given.
-        self._run_alone = run_alone or run
+        # A plain function runs every batch, a request that found the model idle included.
+        self._runner = run if isinstance(run, Runner) else EveryBatchAlike(run)
         self.policy = policy
         self._collate = collate
         self._length = length
@@ -308,7 +332,8 @@ class DynamicBatcher:
         turns of the loop less (10 us of a tiny model's ~190 us per request at one client).
         Not a queue's batches: `_form_batches` would then take the whole queue in one step of
         its task, and nobody would be answered, nor anything else run, until it was empty."""
-        batch, pending, started = self._launch(batch, self._run_alone if alone else self._run)
+        runner = self._runner
+        batch, pending, started = self._launch(batch, runner.run_alone if alone else runner.run)
         running = asyncio.ensure_future(pending)
         if alone and running.done():
             self._finish_batch(batch, running, started)

@@ -1,11 +1,15 @@
-"""Where a version's batches run: on a free slot's session, in a session thread or on the loop.
+"""Where a version's batches run: the pool that runs an `ExecutionPlan` (`plan`), on a free
+slot's session, in a session thread or on the event loop.
 
-    pool = SessionPool(sets, executor, lone)
-    batcher = DynamicBatcher(pool.run, policy, run_alone=pool.run_alone)
+    plan = await plan_execution(path, config, runtime, instances, executor)
+    pool = SessionPool(plan, executor, lone)
+    batcher = DynamicBatcher(pool, policy)       # the batcher's `Runner`
+    ...
+    pool.close()                                 # once the batcher is closed
 
 Each call submits its work before returning (no coroutine to schedule first), so the batcher
 can start the next batch ahead of answering the last one. The batcher runs at most one batch
-per slot at once, so a slot is always free when it calls.
+per slot at once (`ExecutionPlan.slots`), so a slot is always free when it calls.
 """
 
 from __future__ import annotations
@@ -14,37 +18,17 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
 from onyx.serve.execution.lone import LoneRuns, can_peek, work_waiting
+from onyx.serve.execution.plan import ExecutionPlan
 from onyx.serve.execution.runtime import Session
 from onyx.serve.execution.thread_choice import ThreadChoice
 
 
-@dataclass(frozen=True)
-class SessionSets:
-    """The sessions a version runs on: one list per intra-op thread count (the sessions of slot
-    i in each list take slot i's turns), with several lists the per-batch choice between them;
-    for a tiny model the batch size (in input elements) up to which every batch runs inline;
-    the batch size (in input elements) up to which a lone request may run inline on an idle
-    server (`lone.LoneRuns`; 0: never), and on which session if not on its slot's."""
-
-    by_threads: list[list[Session]]
-    choice: ThreadChoice | None = None
-    inline_elements: int = 0
-    lone_elements: int = 0
-    # The session lone inline runs use, if not their slot's (`version._one_thread_slots`).
-    lone_session: Session | None = None
-
-    def every(self) -> list[Session]:
-        lone = [self.lone_session] if self.lone_session is not None else []
-        return [*(session for sessions in self.by_threads for session in sessions), *lone]
-
-
 class SessionPool:
-    """Runs batches on the sessions of `sets`: in `executor`'s threads, with a thread choice on
+    """Runs batches on the sessions of `plan`: in `executor`'s threads, with a thread choice on
     the session of the thread count it picks (timed), or on the event loop.
 
     Every batch of a tiny model runs on the loop: it blocks it for less than what handing it
@@ -54,15 +38,18 @@ class SessionPool:
     """
 
     def __init__(
-        self, sets: SessionSets, executor: ThreadPoolExecutor, lone: LoneRuns | None = None
+        self, plan: ExecutionPlan, executor: ThreadPoolExecutor, lone: LoneRuns | None = None
     ) -> None:
-        self._sets = sets
-        self._executor = executor
+        self.plan = plan
+        # The per-batch choice between the plan's thread counts (None with one), its seed the
+        # load-time trial's; served batches' times update it.
+        self.thread_choice = plan.thread_choice()
+        self._executor = executor  # the pool's own: `close` shuts it down
         # Every pool tells `lone` about its threaded batches; only a small model's lone
         # requests run inline, on an event loop whose pending work can be seen (`can_peek`).
         self._lone = lone
-        self._inline = lone if sets.lone_elements > 0 and _loop_can_peek() else None
-        self._slots = len(sets.by_threads[0])
+        self._inline = lone if plan.lone_allowed and _loop_can_peek() else None
+        self._slots = plan.slots
         self._free = list(range(self._slots))
 
     def run(self, batch: np.ndarray) -> asyncio.Future[np.ndarray]:
@@ -71,8 +58,8 @@ class SessionPool:
             raise RuntimeError(f"more batches in flight than the {self._slots} slots")
         loop = asyncio.get_running_loop()
         slot = self._free[-1]
-        if batch.size <= self._sets.inline_elements:
-            return _finished(loop, self._sets.by_threads[0][slot].run, batch)
+        if batch.size <= self.plan.inline_elements:
+            return _finished(loop, self.plan.by_threads[0][slot].run, batch)
         future = loop.run_in_executor(self._executor, self._runner(batch, slot), batch)
         self._free.pop()  # once submitted: a submission that fails keeps its slot
         lone = self._lone
@@ -88,25 +75,29 @@ class SessionPool:
         loop = asyncio.get_running_loop()
         if (
             lone is None
-            or batch.size > self._sets.lone_elements
+            or batch.size > self.plan.lone_elements
             or len(self._free) < self._slots
             or not lone.allows(time.perf_counter())
             or work_waiting(loop)
         ):
             return self.run(batch)
-        session = self._sets.lone_session
+        session = self.plan.lone_session
         runner = session.run if session is not None else self._runner(batch, self._free[-1])
         future = _finished(loop, runner, batch)
         lone.ran(time.perf_counter(), work_waiting(loop))
         return future
 
     def _runner(self, batch: np.ndarray, slot: int) -> Callable[[np.ndarray], np.ndarray]:
-        choice = self._sets.choice
+        choice = self.thread_choice
         if choice is None:
-            return self._sets.by_threads[0][slot].run
+            return self.plan.by_threads[0][slot].run
         option = choice.choose(len(batch), batch.size)
-        session = self._sets.by_threads[option][slot]
+        session = self.plan.by_threads[option][slot]
         return lambda inputs: _timed_run(session, inputs, choice, option)
+
+    def close(self) -> None:
+        """Let the pool's threads go (the batcher is closed: no batch runs any more)."""
+        self._executor.shutdown(wait=False)
 
     def _release(self, slot: int) -> None:
         self._free.append(slot)
