@@ -17,6 +17,7 @@ import pytest
 
 from onyx.contract.errors import InferenceFailed
 from onyx.serve import version as version_module
+from onyx.serve.batching import Outputs
 from onyx.serve.execution.runtime import RuntimeOptions, Session
 from onyx.serve.execution.thread_choice import EXPLORE_EVERY
 from onyx.serve.version import ModelVersion, VersionLoader
@@ -70,7 +71,7 @@ def record_runs(monkeypatch: pytest.MonkeyPatch, slower: dict[int, float] | None
     ran: list[tuple[int, int]] = []
     original = Session.run
 
-    def recorded(session: Session, batch: np.ndarray) -> np.ndarray:
+    def recorded(session: Session, batch: np.ndarray) -> Outputs:
         ran.append((session.intra_op_threads, len(batch)))
         time.sleep((slower or {}).get(session.intra_op_threads, 0.0))
         return original(session, batch)
@@ -126,7 +127,8 @@ def test_batches_run_where_the_trial_found_them_faster(
         for rows in (1, 8):
             batch = random_batch(rows, seed=rows)
             outputs = await loaded.infer(batch)
-            np.testing.assert_allclose(outputs, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+            logits = outputs["logits"]
+            np.testing.assert_allclose(logits, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
         await loaded.unload()
         return ran
 
@@ -171,7 +173,7 @@ def test_a_tiny_model_runs_on_the_event_loop_with_one_thread(
     threads: list[str] = []
     original = Session.run
 
-    def recorded(session: Session, batch: np.ndarray) -> np.ndarray:
+    def recorded(session: Session, batch: np.ndarray) -> Outputs:
         threads.append(threading.current_thread().name)
         return original(session, batch)
 
@@ -196,7 +198,7 @@ def test_a_failing_inline_run_fails_its_requests_only(
 ) -> None:
     timed_as(monkeypatch, {2: 0.05, 1: 0.05})
 
-    def broken(*_: object) -> np.ndarray:
+    def broken(*_: object) -> Outputs:
         raise RuntimeError("ORT says no")
 
     async def main() -> None:
@@ -209,8 +211,9 @@ def test_a_failing_inline_run_fails_its_requests_only(
             await loaded.infer(random_batch(1))
         monkeypatch.setattr(Session, "run", original)
         batch = random_batch(2, seed=3)  # the version still serves
+        outputs = await loaded.infer(batch)
         np.testing.assert_allclose(
-            await loaded.infer(batch), reference(batch, seed=1), rtol=1e-5, atol=1e-5
+            outputs["logits"], reference(batch, seed=1), rtol=1e-5, atol=1e-5
         )
         await loaded.unload()
 

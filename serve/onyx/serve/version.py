@@ -8,7 +8,7 @@ reason. Which versions to load, and when to swap, is the repository's business (
     loader = VersionLoader(RuntimeOptions())
     version = await loader.load("pets", model_config, repo / "pets" / "2")
     with version.lease():                      # unloading waits for every lease
-        outputs = await version.infer(batch)
+        outputs = await version.infer(batch)   # {"logits": (n, classes), ...}
     await version.unload()
 """
 
@@ -41,6 +41,7 @@ from onyx.serve.batching import (
     Collate,
     DynamicBatcher,
     Length,
+    Outputs,
     Stages,
     concatenate,
 )
@@ -136,7 +137,7 @@ class ModelVersion:
 
     async def infer(
         self, inputs: np.ndarray, deadline: float | None = None, stages: Stages | None = None
-    ) -> np.ndarray:
+    ) -> Outputs:
         # A leased version may be unloading: it still finishes the requests that hold it.
         if self.batcher is None or self.state not in _SERVING_STATES:
             raise ModelNotReady(f"version {self.version} is not ready")
