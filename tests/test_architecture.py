@@ -3,6 +3,7 @@
 - `onyx.serve` (and the rest of the serving distribution) never imports torch nor `onyx.train`,
   directly or indirectly; a fresh environment with only `serve/` installed serves without torch.
 - The batcher knows nothing of transport or runtime: it imports neither gRPC nor ONNX Runtime.
+- Model outputs travel by name: the runtime and the pipeline know nothing of explanations.
 - Serving errors are gRPC-free; `onyx.serve.frontends.rpc` alone turns them into gRPC status codes.
 - The server's configuration (`onyx.serve.config`) reads without ONNX Runtime or the server.
 """
@@ -32,12 +33,14 @@ FORBIDDEN = ("torch", "torchvision", "onyx.train")
 
 
 def _imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports; `from a import b` counts as `a` and `a.b` (b may be one)."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -105,6 +108,17 @@ def test_the_client_never_imports_the_server() -> None:
 def test_batcher_imports_no_transport_or_runtime() -> None:
     names = _imported_modules(SERVER / "batching.py")
     assert not {n for n in names if _is_under(n, ("grpc", "onnxruntime", "onyx.proto"))}, names
+
+
+def test_runtime_and_pipeline_import_no_explanation_module() -> None:
+    """Outputs travel by name (`batching.Outputs`): whoever explains reads the feature map
+    itself, nothing packs it for them on the way."""
+    explaining = ("onyx.serve.explain", "onyx.contract.gradcam")
+    for path in (SERVER / "execution" / "runtime.py", SERVER / "pipeline.py"):
+        names = _imported_modules(path)
+        assert not {n for n in names if _is_under(n, explaining)}, (path, names)
+    # Not vacuous: the rule sees `from onyx.contract import gradcam`, as explanations import it.
+    assert "onyx.contract.gradcam" in _imported_modules(SERVER / "explain" / "classify.py")
 
 
 def test_only_rpc_maps_errors_to_grpc_status_codes() -> None:

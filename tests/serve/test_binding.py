@@ -13,7 +13,6 @@ import onnx
 import pytest
 
 from onyx.client.classifier import Client
-from onyx.contract.gradcam import split_outputs
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
@@ -53,9 +52,9 @@ def test_image_model_every_batch_size(tmp_path: Path) -> None:
     plain, bound = pair(tmp_path / "model.onnx", image_config())
     for size in SIZES:
         batch = random_batch(size, seed=size)
-        got = bound.run(batch)
+        got = bound.run(batch)["logits"]
         assert got.shape == (size, 3) and got.dtype == np.float32
-        np.testing.assert_array_equal(got, plain.run(batch))
+        np.testing.assert_array_equal(got, plain.run(batch)["logits"])
         np.testing.assert_allclose(got, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
 
 
@@ -65,20 +64,22 @@ def test_text_model_variable_lengths_and_a_non_contiguous_batch(tmp_path: Path) 
     rng = np.random.default_rng(0)
     for size, length in [(1, 3), (4, 16), (2, 7), (4, 1), (3, 12)]:
         ids = rng.integers(0, 5, (size, length)).astype(np.int64)
-        np.testing.assert_array_equal(bound.run(ids), plain.run(ids))
+        np.testing.assert_array_equal(bound.run(ids)["logits"], plain.run(ids)["logits"])
     strided = rng.integers(0, 5, (4, 20)).astype(np.int64)[:, ::2]  # a view, not contiguous
-    np.testing.assert_array_equal(bound.run(strided), plain.run(np.ascontiguousarray(strided)))
+    got = bound.run(strided)["logits"]
+    np.testing.assert_array_equal(got, plain.run(np.ascontiguousarray(strided))["logits"])
 
 
-def test_explain_model_returns_both_outputs(tmp_path: Path) -> None:
+def test_explain_model_returns_both_outputs_by_name(tmp_path: Path) -> None:
     onnx.save(gap_graph(), str(tmp_path / "model.onnx"))
     plain, bound = pair(tmp_path / "model.onnx", gap_config())
     for size in SIZES:
         batch = np.random.default_rng(size).standard_normal((size, 3, 16, 16), dtype=np.float32)
-        packed = bound.run(batch)
-        np.testing.assert_array_equal(packed, plain.run(batch))
-        logits, features = split_outputs(packed, 3)
-        assert logits.shape == (size, 3) and features.shape == (size, 4, 16, 16)
+        got, expected = bound.run(batch), plain.run(batch)
+        assert list(got) == list(expected) == ["logits", "feature_map"]
+        for name in got:
+            np.testing.assert_array_equal(got[name], expected[name])
+        assert got["logits"].shape == (size, 3) and got["feature_map"].shape == (size, 4, 16, 16)
 
 
 def test_threads_share_a_bound_session(tmp_path: Path) -> None:
@@ -92,7 +93,8 @@ def test_threads_share_a_bound_session(tmp_path: Path) -> None:
             for round_ in range(50):
                 batch = random_batch(size, seed=round_)
                 expected = reference(batch, seed=1)
-                np.testing.assert_allclose(bound.run(batch), expected, rtol=1e-5, atol=1e-5)
+                got = bound.run(batch)["logits"]
+                np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
         except BaseException as exc:  # reported below, from the test's thread
             failures.append(exc)
 

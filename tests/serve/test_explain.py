@@ -27,8 +27,10 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
+from onyx.serve.explain.classify import add_saliency
 from onyx.serve.explain.text import occlusion_rows, occlusion_scores, token_spans
 from onyx.serve.metrics import ServerMetrics
+from onyx.serve.pipeline import Inferred
 from tests.serve.tiny_models import (
     IR_VERSION,
     LABELS,
@@ -293,12 +295,25 @@ def test_mlp_head_gradient_equals_finite_differences() -> None:
     assert np.allclose(grads, numeric, atol=1e-5)
 
 
-def test_packed_outputs_split_back() -> None:
+def test_saliency_reads_the_feature_map_the_config_names_at_its_own_size(tmp_path: Path) -> None:
+    """The feature map comes by the output name the config gives it (here not export's), and
+    its (h, w) from its own shape: a 2 x 5 map explains as Grad-CAM on it says."""
     rng = np.random.default_rng(0)
-    logits = rng.normal(size=(3, 5)).astype(np.float32)
-    features = rng.normal(size=(3, 7, 2, 4)).astype(np.float32)
-    back_logits, back_features = cam.split_outputs(cam.pack_outputs(logits, features), 5)
-    assert np.array_equal(back_logits, logits) and np.array_equal(back_features, features)
+    logits = rng.normal(size=(2, len(LABELS))).astype(np.float32)
+    features = rng.random(size=(2, CHANNELS, 2, 5)).astype(np.float32)
+    _, _, w, b = gap_weights()
+    head = cam.Head(w.astype(np.float64), b.astype(np.float64))
+    cam.save_head(head, tmp_path / cam.HEAD_FILE)
+    config = gap_config()
+    config.explain.feature_map.name = "last_conv"
+    outputs = {"logits": logits, "last_conv": features}
+    response = kv2.ModelInferResponse()
+    add_saliency(response, Inferred("gap", 1, config, logits, outputs, tmp_path))
+    saliency = np.frombuffer(response.raw_output_contents[0], "<f4").reshape(2, SIZE, SIZE)
+    for i in range(2):
+        maps = cam.grad_cam(features[i], head, np.asarray([int(np.argmax(logits[i]))]))
+        expected = cam.normalise(cam.resize_bilinear(maps, SIZE, SIZE))[0]
+        np.testing.assert_allclose(saliency[i], expected, atol=1e-6)
 
 
 def test_token_spans_follow_the_tokenizer_back_to_the_original_text() -> None:

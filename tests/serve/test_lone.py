@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from onyx.contract.outputs import Outputs
 from onyx.serve.execution import lone
 from onyx.serve.execution.lone import (
     BACK_OFF_S,
@@ -138,7 +139,7 @@ def runs_recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]
     ran: list[tuple[str, int, int]] = []
     original = Session.run
 
-    def recorded(session: Session, batch: np.ndarray) -> np.ndarray:
+    def recorded(session: Session, batch: np.ndarray) -> Outputs:
         ran.append((threading.current_thread().name, session.intra_op_threads, len(batch)))
         return original(session, batch)
 
@@ -164,7 +165,8 @@ def test_lone_requests_run_on_the_event_loop_on_all_the_cores(
         for index in range(5):  # one client: each request alone, nothing else waiting
             batch = random_batch(1, seed=index)
             outputs = await version.infer(batch)
-            np.testing.assert_allclose(outputs, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+            logits = outputs["logits"]
+            np.testing.assert_allclose(logits, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
         await version.unload()
         return ran
 
@@ -205,7 +207,7 @@ def test_work_that_came_in_during_an_inline_run_turns_them_off_for_a_while(
         recorded = Session.run
         loop = asyncio.get_running_loop()
 
-        def arriving(session: Session, batch: np.ndarray) -> np.ndarray:
+        def arriving(session: Session, batch: np.ndarray) -> Outputs:
             if not ran:  # during the first run, something comes in for the loop
                 loop.call_soon(lambda: None)
             return recorded(session, batch)
@@ -271,7 +273,7 @@ def test_a_small_model_runs_batches_side_by_side_on_one_thread_slots(
     lock = threading.Lock()
     original = Session.run
 
-    def slow(session: Session, batch: np.ndarray) -> np.ndarray:
+    def slow(session: Session, batch: np.ndarray) -> Outputs:
         with lock:
             active[0] += 1
             most[0] = max(most[0], active[0])

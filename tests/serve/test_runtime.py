@@ -4,11 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from onyx.contract.errors import ConfigError
 from onyx.serve.execution import runtime
-from onyx.serve.execution.runtime import CPU, CUDA, Session, choose_providers
+from onyx.serve.execution.runtime import CPU, CUDA, IoBinding, Session, choose_providers
+from tests.serve.test_explain import CHANNELS, SIZE, gap_config, gap_graph
 from tests.serve.tiny_models import image_config, image_graph, random_batch, reference
 
 
@@ -30,7 +32,9 @@ def test_session_runs_and_rejects_a_config_that_does_not_match(tmp_path: Path) -
     onnx.save(image_graph(seed=1), str(tmp_path / "model.onnx"))
     session = Session(tmp_path / "model.onnx", image_config(), runtime.RuntimeOptions(device="cpu"))
     batch = random_batch(2)
-    np.testing.assert_allclose(session.run(batch), reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+    outputs = session.run(batch)
+    assert list(outputs) == ["logits"]
+    np.testing.assert_allclose(outputs["logits"], reference(batch, seed=1), rtol=1e-5, atol=1e-5)
     wrong = image_config()
     del wrong.labels[2:]
     with pytest.raises(ConfigError, match="output has 3 classes but the config lists 2"):
@@ -39,6 +43,26 @@ def test_session_runs_and_rejects_a_config_that_does_not_match(tmp_path: Path) -
     renamed.input.name = "pixels"
     with pytest.raises(ConfigError, match="input 'pixels' not in the graph"):
         Session(tmp_path / "model.onnx", renamed, runtime.RuntimeOptions(device="cpu"))
+
+
+@pytest.mark.parametrize("io_binding", ["off", "on"])
+def test_a_model_with_two_outputs_returns_both_by_name(
+    tmp_path: Path, io_binding: IoBinding
+) -> None:
+    """Every output of the graph comes back under its ONNX name, one the config does not
+    mention too (this config has no `explain`), with its own shape."""
+    onnx.save(gap_graph(), str(tmp_path / "model.onnx"))
+    config = gap_config()
+    config.ClearField("explain")
+    options = runtime.RuntimeOptions(device="cpu", io_binding=io_binding)
+    session = Session(tmp_path / "model.onnx", config, options)
+    batch = np.random.default_rng(0).standard_normal((3, 3, SIZE, SIZE), dtype=np.float32)
+    outputs = session.run(batch)
+    assert list(outputs) == ["logits", "feature_map"]
+    assert outputs["feature_map"].shape == (3, CHANNELS, SIZE, SIZE)
+    plain = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=[CPU])
+    for name, expected in zip(outputs, plain.run(None, {"image": batch}), strict=True):
+        np.testing.assert_allclose(outputs[name], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_cuda_sessions_get_options_fit_for_dynamic_batches(

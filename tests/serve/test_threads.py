@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from onyx.contract.errors import InferenceFailed
+from onyx.contract.outputs import Outputs
 from onyx.serve.execution import sizing
 from onyx.serve.execution.plan import ExecutionPlan
 from onyx.serve.execution.runtime import RuntimeOptions, Session
@@ -77,7 +78,7 @@ def record_runs(monkeypatch: pytest.MonkeyPatch, slower: dict[int, float] | None
     ran: list[tuple[int, int]] = []
     original = Session.run
 
-    def recorded(session: Session, batch: np.ndarray) -> np.ndarray:
+    def recorded(session: Session, batch: np.ndarray) -> Outputs:
         ran.append((session.intra_op_threads, len(batch)))
         time.sleep((slower or {}).get(session.intra_op_threads, 0.0))
         return original(session, batch)
@@ -134,7 +135,8 @@ def test_batches_run_where_the_trial_found_them_faster(
         for rows in (1, 8):
             batch = random_batch(rows, seed=rows)
             outputs = await loaded.infer(batch)
-            np.testing.assert_allclose(outputs, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+            logits = outputs["logits"]
+            np.testing.assert_allclose(logits, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
         await loaded.unload()
         return ran
 
@@ -179,7 +181,7 @@ def test_a_tiny_model_runs_on_the_event_loop_with_one_thread(
     threads: list[str] = []
     original = Session.run
 
-    def recorded(session: Session, batch: np.ndarray) -> np.ndarray:
+    def recorded(session: Session, batch: np.ndarray) -> Outputs:
         threads.append(threading.current_thread().name)
         return original(session, batch)
 
@@ -204,7 +206,7 @@ def test_a_failing_inline_run_fails_its_requests_only(
 ) -> None:
     timed_as(monkeypatch, {2: 0.05, 1: 0.05})
 
-    def broken(*_: object) -> np.ndarray:
+    def broken(*_: object) -> Outputs:
         raise RuntimeError("ORT says no")
 
     async def main() -> None:
@@ -217,8 +219,9 @@ def test_a_failing_inline_run_fails_its_requests_only(
             await loaded.infer(random_batch(1))
         monkeypatch.setattr(Session, "run", original)
         batch = random_batch(2, seed=3)  # the version still serves
+        outputs = await loaded.infer(batch)
         np.testing.assert_allclose(
-            await loaded.infer(batch), reference(batch, seed=1), rtol=1e-5, atol=1e-5
+            outputs["logits"], reference(batch, seed=1), rtol=1e-5, atol=1e-5
         )
         await loaded.unload()
 

@@ -263,4 +263,4 @@ async def infer_all_checked(version: ModelVersion, batches: Sequence[np.ndarray]
     (the tiny image model written with seed 1)."""
     outputs = await asyncio.gather(*(version.infer(batch) for batch in batches))
     for batch, output in zip(batches, outputs, strict=True):
-        np.testing.assert_allclose(output, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(output["logits"], reference(batch, seed=1), rtol=1e-5, atol=1e-5)

@@ -27,6 +27,7 @@ import numpy as np
 
 from onyx.proto.v1 import model_config_pb2 as pb
 
+# The graph output export gives the feature map, named so in the config (`explain.feature_map`).
 FEATURE_MAP_NAME = "feature_map"
 HEAD_FILE = "head.npz"
 # Longest side of the heatmap grid sent to clients (they upsample it onto the image).
@@ -152,22 +153,3 @@ def crop_box(image_width: int, image_height: int, spec: pb.ImagePreprocessing) -
     sx, sy = size_w / image_width, size_h / image_height
     left, top = round((size_w - crop_w) / 2.0), round((size_h - crop_h) / 2.0)
     return Box(left / sx, top / sy, crop_w / sx, crop_h / sy)
-
-
-# --- the feature map travels through the batcher packed beside the logits ----------------------
-# The batcher moves one array per request; a version that explains returns, per row,
-# [logits (C) | h | w | feature map (K*h*w)], split again once the request's rows are back.
-
-
-def pack_outputs(logits: np.ndarray, features: np.ndarray) -> np.ndarray:
-    n, _, h, w = features.shape
-    shape = np.broadcast_to(np.asarray([h, w], dtype=np.float32), (n, 2))
-    return np.concatenate([logits, shape, features.reshape(n, -1)], axis=1)
-
-
-def split_outputs(packed: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(logits (n, C), feature maps (n, K, h, w)) from `pack_outputs`' rows."""
-    n = len(packed)
-    h, w = (int(v) for v in packed[0, classes : classes + 2]) if n else (1, 1)
-    features = packed[:, classes + 2 :].reshape(n, -1, h, w)
-    return np.ascontiguousarray(packed[:, :classes]), features

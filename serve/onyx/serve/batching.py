@@ -1,13 +1,14 @@
 """Dynamic batching: many small requests in, few large batches through the model.
 
 The batcher knows nothing of gRPC or ONNX Runtime. It takes arrays whose first axis is the batch
-axis and an async `run` function (or a `Runner`, which may run a request that found the model
-idle its own way), and:
+axis and an async `run` function that returns the batch's outputs by name (`Outputs`) -- or a
+`Runner`, which may also run a request that found the model idle its own way -- and:
 
 * forms a batch as soon as `max_batch_size` rows are queued, or when the oldest queued request
   has waited `max_queue_delay_us` -- it never waits while a full batch could already be formed;
 * keeps at most `max_concurrent_batches` batches in flight, so under load requests pile up while
   the model is busy and the next batch comes out larger (adaptive batching for free);
+* checks that every output has the batch's rows and gives each caller its own rows of each;
 * splits a request larger than `max_batch_size` into chunks and reassembles the results in order;
   the chunks take turns with other requests (one queued at a time per concurrent batch), so a
   huge request cannot hold the model while everyone else waits behind it;
@@ -25,7 +26,7 @@ idle its own way), and:
 
     batcher = DynamicBatcher(run, BatchPolicy(max_batch_size=8, max_queue_delay_us=2000))
     batcher.start()
-    outputs = await batcher.submit(inputs)        # (n, ...) -> (n, ...)
+    outputs = await batcher.submit(inputs)        # (n, ...) -> {"logits": (n, ...), ...}
     await batcher.close()
 """
 
@@ -44,10 +45,11 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from onyx.contract.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
+from onyx.contract.outputs import Outputs
 
 log = logging.getLogger(__name__)
 
-RunBatch = Callable[[np.ndarray], Awaitable[np.ndarray]]
+RunBatch = Callable[[np.ndarray], Awaitable[Outputs]]
 # Joins the queued inputs of one batch into one array (text models pad to the longest here).
 Collate = Callable[[Sequence[np.ndarray]], np.ndarray]
 # How long one queued input is, for inputs padded to their longest in a batch (text: tokens).
@@ -126,7 +128,7 @@ class Stages:
 @dataclass(eq=False)  # each queued request is itself: identity, not field, equality
 class _Item:
     inputs: np.ndarray
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[Outputs]
     deadline: float | None  # time.monotonic() seconds
     enqueued: float = field(default_factory=time.monotonic)
     launched: float | None = None  # when its batch went to the model
@@ -162,7 +164,7 @@ class DynamicBatcher:
         self._arrived = asyncio.Event()
         self._slots = asyncio.Semaphore(policy.max_concurrent_batches)
         # Batches on the model now (their `run` futures); `close` waits for them.
-        self._running: set[asyncio.Future[np.ndarray]] = set()
+        self._running: set[asyncio.Future[Outputs]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -176,8 +178,8 @@ class DynamicBatcher:
 
     async def submit(
         self, inputs: np.ndarray, deadline: float | None = None, stages: Stages | None = None
-    ) -> np.ndarray:
-        """Queue `inputs` (n rows) and return the model's n output rows, in order.
+    ) -> Outputs:
+        """Queue `inputs` (n rows) and return each of the model's outputs' n rows, in order.
 
         `deadline` is a `time.monotonic()` instant after which the request is dropped unrun;
         `stages`, when given, receives the request's time queued and on the model.
@@ -220,7 +222,7 @@ class DynamicBatcher:
 
     async def _straight(
         self, inputs: np.ndarray, deadline: float | None, launches: list[float]
-    ) -> np.ndarray:
+    ) -> Outputs:
         """The idle fast path: take the free slot and launch this request alone, now."""
         now = time.monotonic()
         if deadline is not None and now >= deadline:
@@ -232,10 +234,10 @@ class DynamicBatcher:
 
     async def _one(
         self, inputs: np.ndarray, deadline: float | None, launches: list[float]
-    ) -> np.ndarray:
+    ) -> Outputs:
         return await self._answer(self._enqueue(inputs, deadline), launches)
 
-    async def _answer(self, item: _Item, launches: list[float]) -> np.ndarray:
+    async def _answer(self, item: _Item, launches: list[float]) -> Outputs:
         try:
             result = await item.future
             launches.append(item.launched or time.monotonic())
@@ -246,7 +248,7 @@ class DynamicBatcher:
 
     async def _chunked(
         self, inputs: np.ndarray, deadline: float | None, launches: list[float]
-    ) -> np.ndarray:
+    ) -> Outputs:
         """A request larger than a batch goes in chunk by chunk, at most one per concurrent
         batch queued or running at once, each next chunk behind what arrived meanwhile: a big
         request takes turns with the others, it never holds the model for its whole size."""
@@ -256,7 +258,7 @@ class DynamicBatcher:
         waiting = set(range(len(chunks)))  # chunks not queued yet: counted as queued rows
         self._held_rows += len(inputs)
 
-        async def chunk(index: int) -> np.ndarray:
+        async def chunk(index: int) -> Outputs:
             async with turns:
                 waiting.discard(index)
                 self._held_rows -= len(chunks[index])
@@ -264,7 +266,7 @@ class DynamicBatcher:
 
         tasks = [asyncio.ensure_future(chunk(index)) for index in range(len(chunks))]
         try:
-            return concatenate(await asyncio.gather(*tasks))
+            return _joined(await asyncio.gather(*tasks))
         finally:
             for task in tasks:
                 task.cancel()
@@ -392,7 +394,7 @@ class DynamicBatcher:
 
     def _launch(
         self, batch: list[_Item], run: RunBatch
-    ) -> tuple[list[_Item], Awaitable[np.ndarray], float]:
+    ) -> tuple[list[_Item], Awaitable[Outputs], float]:
         """Collate `batch` and start the model on it; returns what `_finish_batch` awaits."""
         rows = sum(item.rows for item in batch)
         started = time.monotonic()
@@ -409,7 +411,7 @@ class DynamicBatcher:
         return batch, pending, started
 
     def _finish_batch(
-        self, batch: list[_Item], done: asyncio.Future[np.ndarray], started: float
+        self, batch: list[_Item], done: asyncio.Future[Outputs], started: float
     ) -> None:
         self._running.discard(done)
         rows = sum(item.rows for item in batch)
@@ -433,7 +435,7 @@ class DynamicBatcher:
             self._observer.batch_finished(rows, time.monotonic() - started, ok)
 
 
-async def _failed(exc: Exception) -> np.ndarray:
+async def _failed(exc: Exception) -> Outputs:
     raise exc
 
 
@@ -453,17 +455,29 @@ def _dead(window: list[_Item]) -> set[_Item]:
     return dead
 
 
-def _check_rows(outputs: np.ndarray, rows: int) -> None:
-    if outputs.ndim == 0 or outputs.shape[0] != rows:
-        raise RuntimeError(f"model returned {outputs.shape} for a batch of {rows} rows")
+def _check_rows(outputs: Outputs, rows: int) -> None:
+    """Every output must have one row per input: a caller's rows are cut out of each."""
+    if not outputs:
+        raise RuntimeError(f"model returned no outputs for a batch of {rows} rows")
+    for name, array in outputs.items():
+        if array.ndim == 0 or array.shape[0] != rows:
+            raise RuntimeError(
+                f"model returned {array.shape} for output {name!r} for a batch of {rows} rows"
+            )
 
 
-def _deliver(batch: list[_Item], outputs: np.ndarray) -> None:
+def _deliver(batch: list[_Item], outputs: Outputs) -> None:
     start = 0
     for item in batch:
         if not item.future.done():
-            item.future.set_result(outputs[start : start + item.rows])
+            end = start + item.rows
+            item.future.set_result({name: array[start:end] for name, array in outputs.items()})
         start += item.rows
+
+
+def _joined(chunks: Sequence[Outputs]) -> Outputs:
+    """A chunked request's outputs: each output's chunks joined again, in order."""
+    return {name: concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
 
 
 def _fail_all(batch: list[_Item], error: Exception) -> None:

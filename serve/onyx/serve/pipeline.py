@@ -7,12 +7,14 @@ version choice, draining on reload and the thread hops are decided in one place:
 * `decode` turns the request into the model's input array: on the preprocessing pool when it
   decodes images or text (blocking work stays off the event loop), inline when it only wraps raw
   tensor bytes (a thread hop would cost more than the work);
-* the array goes through the version's dynamic batcher, which runs ONNX Runtime in its threads;
+* the array goes through the version's dynamic batcher, which runs ONNX Runtime in its threads
+  and gives back the model's outputs by name: the configured output (`config.output`, the
+  logits) is picked out, the others stay by name for whoever reads them (explanations);
 * with `answer`, the front end's `respond` turns the outputs into its response, timed as the
   request's compute_output; every stage lands in the version's `Statistics` (Triton's).
 
     result = await pipeline.run("pets", 0, decode, deadline=None, offload=True)
-    scores = activate(result.outputs, result.config.output_activation)
+    scores = activate(result.logits, result.config.output_activation)
     response = await pipeline.answer("pets", 0, decode, None, True, respond=to_response)
 """
 
@@ -29,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from onyx.contract.gradcam import split_outputs
+from onyx.contract.outputs import Outputs
 from onyx.contract.text import TextEncoder
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.batching import Stages
@@ -66,12 +68,14 @@ class Inferred:
     model: str
     version: int
     config: pb.ModelConfig
-    # Raw model outputs, (n, classes), one row per input in request order.
-    outputs: np.ndarray
-    # Versions that explain themselves: the last feature maps, (n, K, h, w), and the version's
-    # folder (it holds the head's weights).
-    features: np.ndarray | None = None
-    folder: Path | None = None
+    # The configured output (`config.output.name`), raw: (n, classes), one row per input in
+    # request order.
+    logits: np.ndarray
+    # Every output of the model by name (the logits among them), rows as above; an explaining
+    # version's feature map is `outputs[config.explain.feature_map.name]`, (n, K, h, w).
+    outputs: Outputs
+    # The version's folder: its side files (an explaining version's head weights).
+    folder: Path
 
 
 class Pipeline:
@@ -158,10 +162,8 @@ def _same(result: Inferred) -> Inferred:
 
 
 def _inferred(
-    model: str, version: ModelVersion, config: pb.ModelConfig, outputs: np.ndarray
+    model: str, version: ModelVersion, config: pb.ModelConfig, outputs: Outputs
 ) -> Inferred:
-    """The outputs as a result; a version that explains itself also gives its feature maps."""
-    if config.HasField("explain"):
-        logits, features = split_outputs(outputs, len(config.labels))
-        return Inferred(model, version.version, config, logits, features, version.path.parent)
-    return Inferred(model, version.version, config, outputs)
+    """The outputs as a result, the logits picked out by the configured output's name."""
+    logits = outputs[config.output.name]
+    return Inferred(model, version.version, config, logits, outputs, version.path.parent)

@@ -8,7 +8,7 @@ reason. Which versions to load, and when to swap, is the repository's business (
     loader = VersionLoader(RuntimeOptions())
     version = await loader.load("pets", model_config, repo / "pets" / "2")
     with version.lease():                      # unloading waits for every lease
-        outputs = await version.infer(batch)
+        outputs = await version.infer(batch)   # {"logits": (n, classes), ...}
     await version.unload()
 """
 
@@ -31,6 +31,7 @@ import numpy as np
 from onyx.contract.dtypes import DTYPES
 from onyx.contract.errors import ConfigError, ModelNotReady
 from onyx.contract.layout import MODEL_FILE, describe_version, inside
+from onyx.contract.outputs import Outputs
 from onyx.contract.text import TextEncoder, load_encoder, pad_rows
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
@@ -120,7 +121,7 @@ class ModelVersion:
 
     async def infer(
         self, inputs: np.ndarray, deadline: float | None = None, stages: Stages | None = None
-    ) -> np.ndarray:
+    ) -> Outputs:
         # A leased version may be unloading: it still finishes the requests that hold it.
         if self.batcher is None or self.state not in _SERVING_STATES:
             raise ModelNotReady(f"version {self.version} is not ready")

@@ -1,7 +1,7 @@
 """How a session runs one batch: plain `InferenceSession.run`, or through an IO binding (CUDA).
 
     run = bound_runner(session, "input", ["logits", "features"])   # or plain_runner(...)
-    logits, features = run(batch)                                   # numpy in, numpy out
+    outputs = run(batch)                  # numpy in, {"logits": ..., "features": ...} out
 
 With an IO binding, the batch is bound where it lies (host memory) and every output is bound to
 host memory too, so ONNX Runtime makes one host->device copy of the input and one
@@ -26,8 +26,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import onnxruntime as ort
 
-# Runs one batch and returns the requested outputs, in order.
-Runner = Callable[[np.ndarray], list[np.ndarray]]
+from onyx.contract.outputs import Outputs
+
+# Runs one batch and returns the requested outputs by name.
+Runner = Callable[[np.ndarray], Outputs]
 
 
 def plain_runner(
@@ -36,8 +38,9 @@ def plain_runner(
     """`session.run`: what the CPU provider wants."""
     names = list(output_names)
 
-    def run(batch: np.ndarray) -> list[np.ndarray]:
-        return [np.asarray(out) for out in session.run(names, {input_name: batch})]
+    def run(batch: np.ndarray) -> Outputs:
+        arrays = session.run(names, {input_name: batch})
+        return {name: np.asarray(out) for name, out in zip(names, arrays, strict=True)}
 
     return run
 
@@ -49,7 +52,7 @@ def bound_runner(
     names = list(output_names)
     local = threading.local()
 
-    def run(batch: np.ndarray) -> list[np.ndarray]:
+    def run(batch: np.ndarray) -> Outputs:
         binding = getattr(local, "binding", None)
         if binding is None:
             binding = local.binding = session.io_binding()
@@ -59,7 +62,7 @@ def bound_runner(
         for name in names:  # rebinding drops the last run's buffers (see the module's doc)
             binding.bind_output(name, "cpu")
         session.run_with_iobinding(binding)
-        outputs: list[np.ndarray] = binding.copy_outputs_to_cpu()
-        return outputs
+        arrays: list[np.ndarray] = binding.copy_outputs_to_cpu()
+        return dict(zip(names, arrays, strict=True))
 
     return run

@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from onyx.contract.dtypes import DTYPES
 from onyx.contract.errors import ConfigError
-from onyx.contract.gradcam import pack_outputs
+from onyx.contract.outputs import Outputs
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.config import Device as Device
 from onyx.serve.config import IoBinding as IoBinding
@@ -142,23 +142,19 @@ class Session:
             raise ConfigError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
         check_signature(self._session, config, path)
         self.input_name = config.input.name
-        self.output_name = config.output.name
-        # A version that explains itself also returns its feature map (`explain_image`).
-        self.feature_name = config.explain.feature_map.name if config.HasField("explain") else ""
+        # Every output of the graph, in its order: the logits (`config.output`) and whatever
+        # else it gives, such as an explaining version's feature map (`config.explain`).
+        self.output_names = [output.name for output in self._session.get_outputs()]
         self.providers: list[str] = self._session.get_providers()
         self.io_binding = uses_io_binding(options.io_binding, self.providers)
         runner = bound_runner if self.io_binding else plain_runner
-        outputs = [self.output_name, *([self.feature_name] if self.feature_name else [])]
-        self._run: Runner = runner(self._session, self.input_name, outputs)
+        self._run: Runner = runner(self._session, self.input_name, self.output_names)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch; blocking: from an executor, or on the event loop only where that is
-        cheaper than a thread hand-over: a tiny model's batches, a small model's lone request
-        on an idle server (`session_pool.SessionPool`)."""
-        outputs = self._run(batch)
-        if self.feature_name:
-            return pack_outputs(outputs[0], outputs[1])
-        return outputs[0]
+    def run(self, batch: np.ndarray) -> Outputs:
+        """Run one batch; every output of the model by name. Blocking: from an executor, or on
+        the event loop only where that is cheaper than a thread hand-over: a tiny model's
+        batches, a small model's lone request on an idle server (`session_pool.SessionPool`)."""
+        return self._run(batch)
 
 
 def uses_io_binding(setting: IoBinding, providers: Sequence[str]) -> bool:

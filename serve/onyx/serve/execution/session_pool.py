@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from onyx.contract.outputs import Outputs
 from onyx.serve.execution.lone import LoneRuns, can_peek, work_waiting
 from onyx.serve.execution.plan import ExecutionPlan
 from onyx.serve.execution.runtime import Session
@@ -52,7 +53,7 @@ class SessionPool:
         self._slots = plan.slots
         self._free = list(range(self._slots))
 
-    def run(self, batch: np.ndarray) -> asyncio.Future[np.ndarray]:
+    def run(self, batch: np.ndarray) -> asyncio.Future[Outputs]:
         """Start `batch` on a free slot; its outputs when done."""
         if not self._free:
             raise RuntimeError(f"more batches in flight than the {self._slots} slots")
@@ -68,7 +69,7 @@ class SessionPool:
         future.add_done_callback(lambda _: self._release(slot))
         return future
 
-    def run_alone(self, batch: np.ndarray) -> asyncio.Future[np.ndarray]:
+    def run_alone(self, batch: np.ndarray) -> asyncio.Future[Outputs]:
         """`run` for a request that found its model idle: on the loop, if it is small enough
         and nobody waits (before the run, nor, for the next ones, during it)."""
         lone = self._inline
@@ -87,7 +88,7 @@ class SessionPool:
         lone.ran(time.perf_counter(), work_waiting(loop))
         return future
 
-    def _runner(self, batch: np.ndarray, slot: int) -> Callable[[np.ndarray], np.ndarray]:
+    def _runner(self, batch: np.ndarray, slot: int) -> Callable[[np.ndarray], Outputs]:
         choice = self.thread_choice
         if choice is None:
             return self.plan.by_threads[0][slot].run
@@ -113,10 +114,10 @@ def _loop_can_peek() -> bool:
 
 
 def _finished(
-    loop: asyncio.AbstractEventLoop, run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray
-) -> asyncio.Future[np.ndarray]:
+    loop: asyncio.AbstractEventLoop, run: Callable[[np.ndarray], Outputs], batch: np.ndarray
+) -> asyncio.Future[Outputs]:
     """Run `batch` in this thread; its outputs (or failure) as a finished future."""
-    future: asyncio.Future[np.ndarray] = loop.create_future()
+    future: asyncio.Future[Outputs] = loop.create_future()
     try:
         future.set_result(run(batch))
     except Exception as exc:  # the batcher fails the batch's requests with it
@@ -124,9 +125,7 @@ def _finished(
     return future
 
 
-def _timed_run(
-    session: Session, batch: np.ndarray, choice: ThreadChoice, option: int
-) -> np.ndarray:
+def _timed_run(session: Session, batch: np.ndarray, choice: ThreadChoice, option: int) -> Outputs:
     """Run `batch` and tell `choice` how long it took (wall time in the session's thread:
     what a busy machine takes from it counts)."""
     started = time.perf_counter()

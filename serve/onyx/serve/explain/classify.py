@@ -5,9 +5,11 @@
     response = await classify_explained(pipeline, request, deadline, limits, k=5)
 
 Image models exported with `ExplainSupport` return their last feature map beside the logits from
-the same forward pass; each explained class gets a Grad-CAM heatmap (`explain_image`) placed on
-the original image. Text models get per-token occlusion scores (`explain_text`): each input and
-its leave-one-token-out variants run as one batch. Any other model answers FAILED_PRECONDITION.
+the same forward pass, as the output the config names (`config.explain.feature_map`, exported as
+`gradcam.FEATURE_MAP_NAME`); each explained class gets a Grad-CAM heatmap (`explain_image`)
+placed on the original image. Text models get per-token occlusion scores (`explain_text`): each
+input and its leave-one-token-out variants run as one batch. Any other model answers
+FAILED_PRECONDITION.
 KServe's `saliency` output (`add_saliency`) is the top-1 map over the model input, (n, rows, cols).
 """
 
@@ -139,7 +141,7 @@ async def classify_explained(
         # Extra cost: explaining after inference, plus (text) the occlusion rows' share of it.
         extra = time.perf_counter() - after_inference
         if result.config.task == pb.TASK_TEXT:
-            rows = len(result.outputs)
+            rows = len(result.logits)
             extra += (after_inference - started) * (1 - len(request.inputs) / max(rows, 1))
         observer(result.model, result.version, extra)
     return api.ClassifyResponse(model=result.model, version=result.version, results=results)
@@ -162,19 +164,24 @@ def _classification(row: np.ndarray, k: int, labels: Sequence[str]) -> api.Class
     )
 
 
+def feature_maps(result: Inferred) -> np.ndarray:
+    """An explaining version's last feature maps, (n, K, h, w): its output of the name its
+    config gives (`check_explainable` ran before inference; `Session` checked the graph has it)."""
+    return result.outputs[result.config.explain.feature_map.name]
+
+
 def _image_results(
     result: Inferred, seen: _Decoded, options: api.ExplainOptions, k: int
 ) -> list[api.Classification]:
     config = result.config
-    assert result.features is not None  # check_explainable ran before inference
-    assert result.folder is not None
+    features = feature_maps(result)
     head = cam.head_of(result.folder / config.explain.head_file)
-    scores = activate(result.outputs, config.output_activation)
+    scores = activate(result.logits, config.output_activation)
     rows, cols = cam.grid_size(config.image.crop_height, config.image.crop_width)
     answers = []
     for i, row in enumerate(scores):
         classes = _explained_classes(config, options, row)
-        maps = cam.grad_cam(result.features[i], head, np.asarray(classes))
+        maps = cam.grad_cam(features[i], head, np.asarray(classes))
         grids = cam.normalise(cam.resize_bilinear(maps, rows, cols))
         box, size = _placement(seen.sizes[i] if i < len(seen.sizes) else None, config.image)
         answer = _classification(row, k, config.labels)
@@ -212,7 +219,7 @@ def _text_results(
     result: Inferred, seen: _Decoded, options: api.ExplainOptions, k: int
 ) -> list[api.Classification]:
     config = result.config
-    scores = activate(result.outputs, config.output_activation)
+    scores = activate(result.logits, config.output_activation)
     answers, start = [], 0
     for ids, spans in seen.texts:
         block = scores[start : start + len(ids) + 1]
@@ -235,13 +242,13 @@ def add_saliency(
     crop), FP32 (n, rows, cols) in [0, 1]."""
     config = result.config
     check_explainable(config)
-    if result.features is None or result.folder is None:
+    if not config.HasField("explain"):
         raise ExplainUnavailable(f"model {config.name!r} has no saliency output for text")
     started = time.perf_counter()
     head = cam.head_of(result.folder / config.explain.head_file)
     rows, cols = cam.grid_size(config.image.crop_height, config.image.crop_width)
     grids = []
-    for logits, features in zip(result.outputs, result.features, strict=True):
+    for logits, features in zip(result.logits, feature_maps(result), strict=True):
         maps = cam.grad_cam(features, head, np.asarray([int(np.argmax(logits))]))
         grids.append(cam.normalise(cam.resize_bilinear(maps, rows, cols))[0])
     array = np.ascontiguousarray(np.stack(grids), dtype="<f4")

@@ -213,7 +213,7 @@ def infer_response(
         if output.name == SALIENCY and output.name != result.config.output.name:
             add_saliency(response, result, explained)
             continue
-        add_output(response, output, result.outputs, result.config)
+        add_output(response, output, result.logits, result.config)
     return response
 
 

@@ -60,7 +60,7 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
             deadline,
             offload,
         )
-        scores = activate(result.outputs, result.config.output_activation)
+        scores = activate(result.logits, result.config.output_activation)
         k = request.top_k or DEFAULT_TOP_K
         return api.ClassifyResponse(
             model=result.model,
