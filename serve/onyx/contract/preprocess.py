@@ -35,8 +35,8 @@ _RESAMPLE = {
 
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 # Decoding an image this large makes the decoding thread hand its freed memory back to the
-# system afterwards (glibc keeps it in the thread's arena otherwise: ~600 MB after a few 36 MP
-# JPEGs); trimming costs about a millisecond, nothing next to such a decode.
+# system afterwards (glibc keeps it in the thread's arena otherwise); trimming costs little next
+# to such a decode. Figures: bench/README.md, "Large images: memory after decoding".
 TRIM_AFTER_PIXELS = 4_000_000
 # Python reprs with heap addresses (`<_io.BytesIO object at 0x7f...>`) Pillow puts in messages.
 _REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")

@@ -13,8 +13,9 @@ pretrained running statistics and do not update them. Letting small, task-specif
 overwrite ImageNet statistics would shift the features under a head that is learning on them, and
 is the usual cause of a frozen backbone "forgetting". With pretrained weights this holds for the
 unfrozen stages too (their BatchNorm scale and shift still learn), unless `train_batchnorm` is on:
-measured on the photo set (docs/transfer.md), unfreezing with BatchNorm in train mode took
-validation accuracy from 0.8 to 0.7, with it kept in eval mode it ends at or above the frozen best.
+measured on the photo set (docs/transfer.md, "Freeze, then unfreeze"), unfreezing with BatchNorm
+in train mode drops validation accuracy below the frozen best; kept in eval mode it ends at or
+above it.
 Without pretrained weights there are no statistics to keep: BatchNorm trains. The engine's
 `onyx.train.engine.schedule.train_mode(model)` applies this instead of `model.train()`.
 """
