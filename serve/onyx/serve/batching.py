@@ -331,7 +331,7 @@ class DynamicBatcher:
         before its callers are woken, so the next batch reaches the model before the event loop
         turns to answering the previous one, and no task is made per batch. A lone request's
         batch that ran on the event loop (its future done already) is answered at once: two
-        turns of the loop less (10 us of a tiny model's ~190 us per request at one client).
+        turns of the loop less (bench/README.md, "Small measurements behind execution choices").
         Not a queue's batches: `_form_batches` would then take the whole queue in one step of
         its task, and nobody would be answered, nor anything else run, until it was empty."""
         runner = self._runner

@@ -7,10 +7,8 @@ With an IO binding, the batch is bound where it lies (host memory) and every out
 host memory too, so ONNX Runtime makes one host->device copy of the input and one
 device->host copy of each output per run, allocating the outputs itself; plain `run` goes through
 Python's feed/fetch conversion of every input and output instead. On the CPU provider there is
-nothing to copy and binding costs more than it saves: measured in-process through `Session.run`
-(2026-12-01, 2 shared vCPUs, 5 interleaved rounds), the tiny test model (Flatten -> Gemm) took
-5.9 / 6.4 us a batch of 1 / 8 plain and 7.2 / 8.8 us bound; on the demo sentiment LSTM the
-difference was lost in the noise (+-5 us of ~170-660 us). Hence `auto` binds on CUDA only.
+nothing to copy and binding costs more than it saves (measured in-process: bench/README.md,
+"Small measurements behind execution choices"). Hence `auto` binds on CUDA only.
 
 Outputs are bound afresh before every run: bound once, ONNX Runtime would reuse the first run's
 output buffers and refuse a batch of another size ("has shape {2,3} but the computed output

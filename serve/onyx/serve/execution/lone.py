@@ -1,8 +1,9 @@
 """When a lone request may run its model on the event loop itself: while nobody waits for it.
 
 Handing a batch to a session thread and back costs a request on an idle server two wake-ups
-(the thread's, then the event loop's) and a few loop turns: 0.15-0.35 ms of its p50 at one
-client on the 2-vCPU machine, on a BiLSTM that runs in ~1.1 ms (bench/README.md). Running it on
+(the thread's, then the event loop's) and a few loop turns: a sizeable share of its p50 at one
+client for a model that runs in about a millisecond (bench/README.md, "Small measurements behind
+execution choices"). Running it on
 the loop saves that, but the loop then reads no other request until the model is done: with
 clients waiting, every request would run alone, one after the other, and batching would never
 form.

@@ -1,9 +1,9 @@
 """Which intra-op thread count runs a model's next batch: chosen per batch, by measurement.
 
 Whether ONNX Runtime's second intra-op thread helps a model that runs in a few milliseconds
-depends on what else the cores are doing *now*: on the shared 2-vCPU machine the BiLSTM's batch
-of one took 1.06 ms with two threads and 1.28 ms with one in one process, 2.15 ms and 1.13 ms in
-another started a second later (bench/README.md). A choice made once at load is a coin toss
+depends on what else the cores are doing *now*: on a shared machine two processes started a
+second apart can find opposite answers for the same batch (bench/README.md, "Small measurements
+behind execution choices"). A choice made once at load is a coin toss
 that then holds for the process's life. So a CPU model of a few ms keeps a session of each
 thread count per slot, and every batch goes to the one whose recent runs of batches of its size
 were faster per input element; one batch in `EXPLORE_EVERY` of a shape goes to the other, so its
