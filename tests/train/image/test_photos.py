@@ -19,6 +19,7 @@ from onyx.train.tasks.image.photos import (
     half_crops,
     load_photo,
 )
+from onyx.train.tasks.registry import task_for
 
 SMALL = PhotoSetSizes(train=12, val=8, heldout=2, size=64)
 
@@ -65,7 +66,7 @@ def test_unfreezing_pretrained_lite0_ends_no_worse_than_the_frozen_best(tmp_path
         image_size=64, resize_shorter=0, epochs=3, freeze_epochs=1, batch_size=16, lr=1e-3,
         augment=AugmentConfig.off(), plots=False,
     )  # fmt: skip
-    history = fit(config).history
+    history = fit(task_for(config)).history
     frozen_best = max(h["val_accuracy"] for h in history[:1])
     assert frozen_best >= 0.5, history  # ImageNet features already tell the photos apart
     assert history[-1]["val_accuracy"] >= frozen_best, history

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from onyx.train.config import AugmentConfig, ImageTrainConfig
 from onyx.train.engine.loop import fit
+from onyx.train.tasks.registry import task_for
 
 
 def linear_probe(data: Path, out: Path, weights: str) -> float:
@@ -30,7 +31,7 @@ def linear_probe(data: Path, out: Path, weights: str) -> float:
         augment=AugmentConfig.off(),
         seed=0,
     )
-    return fit(config).best_accuracy
+    return fit(task_for(config)).best_accuracy
 
 
 def test_pretrained_lite0_beats_random_init_at_the_same_budget(tmp_path: Path) -> None:

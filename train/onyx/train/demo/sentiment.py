@@ -18,6 +18,7 @@ from onyx.client.classifier import Client
 from onyx.train.config import TextTrainConfig
 from onyx.train.engine.loop import FitResult, fit
 from onyx.train.export import ExportConfig, ExportResult, export_checkpoint
+from onyx.train.tasks.registry import task_for
 from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def publish_sentiment(
         lr=5e-3,
         device=device,
     )
-    fitted = fit(config)
+    fitted = fit(task_for(config))
     export_dir = work / "export"
     export_dir.mkdir(parents=True, exist_ok=True)
     exported = export_checkpoint(

@@ -34,6 +34,7 @@ from onyx.train.demo.sentiment import classify_sentences, format_sentences, publ
 from onyx.train.engine.loop import FitResult, fit
 from onyx.train.export import ExportConfig, export_checkpoint
 from onyx.train.tasks.image.photos import PhotoSetSizes, build_photo_dataset
+from onyx.train.tasks.registry import task_for
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,9 @@ def run_demo(
         log.info("1/6 building the photo set in %s", work / "photos")
         data = build_photo_dataset(work / "photos", sizes=sizes)
         log.info("2/6 fine-tuning the pretrained %s: head first, then all layers", ARCHITECTURE)
-        tuned = fit(photo_config(data, work / "pretrained", "imagenet", epochs))
+        tuned = fit(task_for(photo_config(data, work / "pretrained", "imagenet", epochs)))
         log.info("3/6 training the same network from scratch, for comparison")
-        scratch = fit(photo_config(data, work / "scratch", "none", epochs))
+        scratch = fit(task_for(photo_config(data, work / "scratch", "none", epochs)))
         log.info("4/6 exporting the fine-tuned model to ONNX and publishing it")
         export_dir = work / "export"
         export_dir.mkdir(exist_ok=True)
