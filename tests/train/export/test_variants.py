@@ -28,13 +28,13 @@ from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
 from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig
+from onyx.train.data.reviews import generate_reviews, write_jsonl
 from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, ExportResult, export_checkpoint, quantize, variants
 from onyx.train.export.gate import VariantRefused
 from onyx.train.export.quantize import quantized_node_count
 from onyx.train.export.variants import VariantDataError, run_logits, served_prepare
 from onyx.train.tasks.registry import task_for
-from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
 from tests.train.conftest import write_shapes
 
 

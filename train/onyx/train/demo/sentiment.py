@@ -16,10 +16,11 @@ from pathlib import Path
 
 from onyx.client.classifier import Client
 from onyx.train.config import TextTrainConfig
+from onyx.train.data.reviews import generate_reviews, write_jsonl
+from onyx.train.demo.publishing import publish_best
 from onyx.train.engine.loop import FitResult, fit
-from onyx.train.export import ExportConfig, ExportResult, export_checkpoint
+from onyx.train.export import ExportResult
 from onyx.train.tasks.registry import task_for
-from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,7 @@ def publish_sentiment(
         device=device,
     )
     fitted = fit(task_for(config))
-    export_dir = work / "export"
-    export_dir.mkdir(parents=True, exist_ok=True)
-    exported = export_checkpoint(
-        ExportConfig(checkpoint=fitted.best_checkpoint, name=MODEL_NAME, repository=repository),
-        export_dir,
-    )
+    exported = publish_best(fitted, MODEL_NAME, repository, work / "export")
     return SentimentDemo(data, fitted, exported)
 
 

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 
 from onyx.cli import main
 from onyx.train.config import TextTrainConfig
+from onyx.train.data.reviews import Review, generate_reviews, write_jsonl
 from onyx.train.engine.loop import fit
 from onyx.train.evaluate.scoring import evaluate_data, load_predictor, run_history
 from onyx.train.export import ExportConfig, export_checkpoint
 from onyx.train.tasks.registry import task_for
-from onyx.train.tasks.text.synthetic import Review, generate_reviews, write_jsonl
 
 
 def write_table(reviews: list[Review], path: Path, delimiter: str) -> Path:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from onyx.train.config import TextTrainConfig
+from onyx.train.data.reviews import generate_reviews, write_jsonl
 from onyx.train.engine.loop import fit
 from onyx.train.tasks.registry import task_for
-from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
 
 
 def test_log_says_bidirectional_two_layer_gru(

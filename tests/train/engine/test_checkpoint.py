@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig
+from onyx.train.data.reviews import generate_reviews, write_jsonl
 from onyx.train.engine.checkpoint import FORMAT, CheckpointFormatError, load_checkpoint, release
 from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, export_checkpoint
 from onyx.train.tasks.registry import task_for
-from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
 
 
 def image_config(data: Path, out: Path) -> ImageTrainConfig:

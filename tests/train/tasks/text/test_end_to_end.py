@@ -29,12 +29,12 @@ from onyx.serve.config import ServerConfig
 from onyx.serve.inputs import InputLimits, decode_inputs
 from onyx.serve.repository import Repository
 from onyx.train.config import TextTrainConfig
+from onyx.train.data.reviews import generate_reviews, write_jsonl
 from onyx.train.demo.sentiment import EXPECTED, classify_sentences, publish_sentiment
 from onyx.train.engine.loop import FitResult, fit
 from onyx.train.export import ExportResult
 from onyx.train.tasks.registry import task_for
 from onyx.train.tasks.text.data import EncodedTexts, Example, TextSplit, load_text_split
-from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
 
 MAX_LENGTH = 64  # the demo model's
 TRICKY = [
