@@ -6,6 +6,9 @@
 - Model outputs travel by name: the runtime and the pipeline know nothing of explanations.
 - Serving errors are gRPC-free; `onyx.serve.frontends.rpc` alone turns them into gRPC status codes.
 - The server's configuration (`onyx.serve.config`) reads without ONNX Runtime or the server.
+- The training engine is generic: it imports no concrete task (`onyx.train.tasks`).
+- Training takes from the serving distribution only what the two sides share (contract, settings,
+  client, proto); only the demo, which serves what it trained, imports the server.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ SERVE_PACKAGES = SERVE_DIST / "onyx"
 SERVER = SERVE_PACKAGES / "serve"
 TRAIN_PACKAGE = ROOT / "train" / "onyx" / "train"
 FORBIDDEN = ("torch", "torchvision", "onyx.train")
+# What training may import from the serving distribution (outside the demo).
+SHARED_WITH_TRAINING = ("onyx.contract", "onyx.settings", "onyx.client", "onyx.proto")
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -93,6 +98,24 @@ def test_training_imports_no_server_module_outside_the_demo() -> None:
 def test_the_demo_is_the_only_training_room_that_runs_a_server() -> None:
     # The rule above is not vacuous: the demo does import the server.
     assert _imports_under(TRAIN_PACKAGE / "demo", ("onyx.serve",))
+
+
+def test_the_training_engine_imports_no_concrete_task() -> None:
+    assert _imports_under(TRAIN_PACKAGE / "engine", ("onyx.train.tasks",)) == set()
+
+
+def test_the_engine_rule_sees_the_tasks_imports() -> None:
+    # Not vacuous: the registry, beside the engine, does import the concrete tasks.
+    assert _imports_under(TRAIN_PACKAGE / "tasks", ("onyx.train.tasks",))
+
+
+def test_training_imports_only_the_shared_serving_rooms_outside_the_demo() -> None:
+    serving = {
+        found
+        for found in _imports_under(TRAIN_PACKAGE, ("onyx",), skip="demo")
+        if not _is_under(found.split(": ")[1], ("onyx.train", *SHARED_WITH_TRAINING))
+    }
+    assert serving == set()
 
 
 def test_the_contract_and_settings_import_neither_server_nor_client() -> None:

@@ -21,6 +21,7 @@ from onyx.serve.config import ServerConfig
 from onyx.train.config import ImageTrainConfig
 from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, export_checkpoint
+from onyx.train.tasks.registry import task_for
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def repository(colour_folder: Path, tmp_path_factory: pytest.TempPathFactory) ->
         max_steps=3,
         lr=1e-2,
     )
-    fitted = fit(config)
+    fitted = fit(task_for(config))
     assert (work / "run" / "config.json").is_file()
     repo = work / "models"
     (work / "export").mkdir()

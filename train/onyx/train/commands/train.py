@@ -93,9 +93,10 @@ def train_image_command(
 def find_and_report(config: TrainConfig) -> None:
     """--lr-find: the range test instead of training; the model and data are left as they are."""
     from onyx.train.engine.lr_find import lr_find
+    from onyx.train.tasks.registry import task_for
 
     try:
-        result = lr_find(config)
+        result = lr_find(task_for(config))
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"suggested lr {result.suggested_lr:.2g} (steepest descent of the smoothed loss "
@@ -105,9 +106,10 @@ def find_and_report(config: TrainConfig) -> None:
 def fit_and_report(config: TrainConfig) -> None:
     """Run the one engine; bad data is a clean error, Ctrl-C exits 130 with the resume hint."""
     from onyx.train.engine.loop import fit
+    from onyx.train.tasks.registry import task_for
 
     try:
-        result = fit(config)
+        result = fit(task_for(config))
     except (ValueError, FileNotFoundError) as exc:  # DataError, SplitError are ValueErrors
         raise click.ClickException(str(exc)) from exc
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks

@@ -2,7 +2,7 @@
 
 `labelled_samples` and `labelled_texts` read a test or validation set labelled with a model's own
 label indices; `image_prepare` and `text_prepare` turn a batch of its items (image paths, texts)
-into the model's input exactly as the server would (onyx.serve's transform and tokenizer).
+into the model's input exactly as the server would (onyx.contract's transform and tokenizer).
 """
 
 from __future__ import annotations

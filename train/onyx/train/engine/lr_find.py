@@ -1,7 +1,7 @@
 """The learning-rate range test (Leslie Smith; fastai's `lr_find`): which --lr to train with.
 
     onyx train image data/photos --model efficientnet_lite0 --weights imagenet --lr-find
-    result = lr_find(config)      # result.suggested_lr, out_dir/lr_find.png, lr_find.json
+    result = lr_find(task)        # .suggested_lr; out_dir/lr_find.png, lr_find.json
 
 Trains for at most `steps` mini-batches while the rate grows exponentially from `start_lr` to
 `end_lr`, records the loss smoothed by an exponential moving average (bias-corrected, as fastai),
@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader
 
-from onyx.train.config import TrainConfig, save_json
+from onyx.train.config import save_json
 from onyx.train.engine import distributed
 from onyx.train.engine.loop import Run, _step, prepare, seed_everything
 from onyx.train.engine.schedule import build_optimizer, train_mode
 from onyx.train.engine.task import Task
-from onyx.train.tasks.registry import task_for
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +53,17 @@ class LRFindResult:
 
 
 def lr_find(
-    config: TrainConfig,
-    task: Task | None = None,
+    task: Task,
     *,
     start_lr: float = START_LR,
     end_lr: float = END_LR,
     steps: int = STEPS,
 ) -> LRFindResult:
-    """Run the range test on `config`'s data and model; writes lr_find.{json,png} to out_dir."""
+    """Run the range test on `task`'s data and model; writes lr_find.{json,png} to out_dir."""
+    config = task.config
     context = distributed.setup(config.device)
     try:
-        run = prepare(task or task_for(config), context)
+        run = prepare(task, context)
         result = range_test(run, start_lr, end_lr, steps)
     finally:
         distributed.teardown(context)

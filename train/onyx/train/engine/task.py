@@ -10,8 +10,10 @@ Ctrl-C, DDP, AMP, the schedule and the reports. A task knows its data and its mo
     task.checkpoint_extras(model)                 # what export needs to rebuild the model
 
 A batch is `(inputs, targets)`: the model maps `inputs` to (B, classes) logits, trained with
-cross-entropy against the (B,) int64 `targets`. Implementations:
-`onyx.train.tasks.image.task.ImageTask` and `onyx.train.tasks.text.task.TextTask`.
+cross-entropy against the (B,) int64 `targets`. The task carries its run's config (`config`);
+`fit(task)` takes any object with these members. Implementations, which the engine never imports:
+`onyx.train.tasks.image.task.ImageTask` and `onyx.train.tasks.text.task.TextTask`, picked by
+`onyx.train.tasks.registry.task_for(config)`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""The task for a config: `ImageTrainConfig` -> `ImageTask`, `TextTrainConfig` -> `TextTask`."""
+"""The task for a config: `ImageTrainConfig` -> `ImageTask`, `TextTrainConfig` -> `TextTask`.
+
+    result = fit(task_for(config))      # onyx.train.engine.loop.fit takes any `Task`
+
+The engine knows no concrete task; its callers (the commands, tune, the demo) turn a config into
+one here.
+"""
 
 from __future__ import annotations
 

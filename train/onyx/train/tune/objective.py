@@ -113,7 +113,7 @@ class Objective:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = format_params(trial.params)
         try:
-            result = fit(config, WithoutTest(task_for(config)), [self._reporter(trial)])
+            result = fit(WithoutTest(task_for(config)), [self._reporter(trial)])
         except optuna.TrialPruned as exc:
             log.info("trial %d pruned at %s: %s", trial.number, exc, params)
             raise

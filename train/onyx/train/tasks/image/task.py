@@ -1,7 +1,8 @@
 """The image task for the engine: class folders in, a CNN out, the transfer schedule per epoch.
 
-    result = fit(ImageTrainConfig(data=Path("data/pets"), model="efficientnet_lite0",
-                                  weights="imagenet", epochs=5, patience=2))
+    task = ImageTask(ImageTrainConfig(data=Path("data/pets"), model="efficientnet_lite0",
+                                      weights="imagenet", epochs=5, patience=2))
+    result = fit(task)          # onyx.train.engine.loop
 
 The split is saved as split.json (a resumed run reuses it); the run's serving transform
 (`ImagePreprocessing`) travels in every checkpoint as "preprocessing".

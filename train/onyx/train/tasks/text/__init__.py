@@ -1,1 +1,1 @@
-"""Text classification: data files, RNN classifiers, generated reviews, the task."""
+"""Text classification: data files, RNN classifiers, the task."""

@@ -1,6 +1,7 @@
 """The text task for the engine: labelled texts in, an RNN classifier out.
 
-    result = fit(TextTrainConfig(data=Path("reviews.jsonl"), out_dir=Path("runs/sentiment")))
+    task = TextTask(TextTrainConfig(data=Path("reviews.jsonl"), out_dir=Path("runs/sentiment")))
+    result = fit(task)          # onyx.train.engine.loop
 
 The vocabulary is built from the training split (a resumed run keeps its checkpoint's); every
 checkpoint carries what export and the server need: vocabulary, model_config, max_length and

@@ -16,10 +16,11 @@ from click.testing import CliRunner
 
 from onyx.cli import main
 from onyx.train.config import TextTrainConfig
+from onyx.train.data.reviews import Review, generate_reviews, write_jsonl
 from onyx.train.engine.loop import fit
 from onyx.train.evaluate.scoring import evaluate_data, load_predictor, run_history
 from onyx.train.export import ExportConfig, export_checkpoint
-from onyx.train.tasks.text.synthetic import Review, generate_reviews, write_jsonl
+from onyx.train.tasks.registry import task_for
 
 
 def write_table(reviews: list[Review], path: Path, delimiter: str) -> Path:
@@ -36,8 +37,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     root = tmp_path_factory.mktemp("evaluate_text")
     train = write_jsonl(generate_reviews(160, seed=0), root / "train.jsonl")
     result = fit(
-        TextTrainConfig(data=train, out_dir=root / "run", epochs=3, embed_dim=8, hidden=8,
-                        max_length=32, batch_size=32, device="cpu", plots=False)
+        task_for(TextTrainConfig(data=train, out_dir=root / "run", epochs=3, embed_dim=8, hidden=8,
+                        max_length=32, batch_size=32, device="cpu", plots=False))
     )  # fmt: skip
     work = root / "work"
     work.mkdir()
@@ -121,8 +122,8 @@ def test_training_reports_the_positive_class_given(tmp_path: Path) -> None:
                                device="cpu", plots=False, positive_class=positive)  # fmt: skip
 
     with pytest.raises(ValueError, match="'neutral' is not a label"):
-        fit(config("neutral", "bad"))
+        fit(task_for(config("neutral", "bad")))
     assert not (tmp_path / "bad" / "last.pt").exists()  # refused before the first epoch
-    fit(config("negative", "run"))
+    fit(task_for(config("negative", "run")))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["val"]["binary"]["positive_class"] == "negative"

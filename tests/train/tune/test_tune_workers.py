@@ -17,7 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
+from onyx.train.data.reviews import generate_reviews, write_jsonl
 from onyx.train.tune.study import make_storage
 from tests.checkout import PYTHONPATH, ROOT, modules_loaded_by
 

@@ -16,6 +16,7 @@ from onyx.train.engine.loop import fit
 from onyx.train.evaluate.gallery import pick_examples
 from onyx.train.evaluate.scoring import Evaluation
 from onyx.train.export import ExportConfig, export_checkpoint
+from onyx.train.tasks.registry import task_for
 from tests.train.conftest import write_shapes
 
 
@@ -29,7 +30,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
         data=str(data), out_dir=str(root / "run"), epochs=1, image_size=24, batch_size=16,
         lr=5e-3, augment=AugmentConfig.off(), plots=False,
     )  # fmt: skip
-    result = fit(config)
+    result = fit(task_for(config))
     work = root / "export"
     work.mkdir()
     export_checkpoint(ExportConfig(result.best_checkpoint, "shapes", root / "models"), work)

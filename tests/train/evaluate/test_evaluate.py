@@ -14,6 +14,7 @@ from onyx.train.config import AugmentConfig, ImageTrainConfig
 from onyx.train.engine.loop import fit
 from onyx.train.evaluate.scoring import evaluate_data, load_predictor, write_outputs
 from onyx.train.export import ExportConfig, export_checkpoint
+from onyx.train.tasks.registry import task_for
 from tests.train.conftest import write_shapes
 
 
@@ -24,14 +25,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     data = write_shapes(root / "data", 20, classes=("circle", "square"))
     heldout = write_shapes(root / "heldout", 8, classes=("circle", "square"), seed=1)
     result = fit(
-        ImageTrainConfig(
-            data=str(data),
-            out_dir=str(root / "run"),
-            epochs=2,
-            image_size=24,
-            batch_size=16,
-            lr=5e-3,
-            augment=AugmentConfig.off(),
+        task_for(
+            ImageTrainConfig(
+                data=str(data),
+                out_dir=str(root / "run"),
+                epochs=2,
+                image_size=24,
+                batch_size=16,
+                lr=5e-3,
+                augment=AugmentConfig.off(),
+            )
         )
     )
     work = root / "export"

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from onyx.train.commands import train_group, tune_group
 from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig
-from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
+from onyx.train.data.reviews import generate_reviews, write_jsonl
 from onyx.train.tune.objective import Objective, config_table
 from onyx.train.tune.results import dump_toml, write_plots
 from onyx.train.tune.space import (

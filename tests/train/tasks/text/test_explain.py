@@ -17,6 +17,7 @@ from onyx.serve.config import ServerConfig
 from onyx.train.config import TextTrainConfig
 from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, export_checkpoint
+from onyx.train.tasks.registry import task_for
 
 FILLERS = ("the", "film", "story", "long", "today", "honestly", "was", "and", "our", "evening")
 CUES = {"positive": ("great", "superb"), "negative": ("awful", "dreadful")}
@@ -44,7 +45,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
         data=data, out_dir=root / "run", max_length=16, embed_dim=16, hidden=16, epochs=5,
         batch_size=32, lr=1e-2, device="cpu", pooling="max",
     )  # fmt: skip
-    fitted = fit(config)
+    fitted = fit(task_for(config))
     assert fitted.best_accuracy >= 0.95
     work = root / "export"
     work.mkdir()

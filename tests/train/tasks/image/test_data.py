@@ -15,6 +15,7 @@ from onyx.train.engine.loop import fit
 from onyx.train.tasks.image.augment import build_augment
 from onyx.train.tasks.image.data import ImageFolderDataset, load_split, load_split_file, save_split
 from onyx.train.tasks.image.preprocessing import image_preprocessing
+from onyx.train.tasks.registry import task_for
 from tests.train.conftest import write_shapes
 
 
@@ -91,13 +92,15 @@ def test_corrupt_and_non_image_files_are_reported_and_skipped(tmp_path: Path) ->
     assert skipped == ["not_really.jpg", "truncated.png"]
     assert len(split.train) + len(split.val) == 16
     result = fit(
-        ImageTrainConfig(
-            data=str(data),
-            out_dir=str(tmp_path / "run"),
-            epochs=1,
-            image_size=16,
-            batch_size=8,
-            augment=AugmentConfig.off(),
+        task_for(
+            ImageTrainConfig(
+                data=str(data),
+                out_dir=str(tmp_path / "run"),
+                epochs=1,
+                image_size=16,
+                batch_size=8,
+                augment=AugmentConfig.off(),
+            )
         )
     )
     assert len(result.history) == 1  # trained through without meeting the broken files

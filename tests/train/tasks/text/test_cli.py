@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
+from onyx.train.data.reviews import generate_reviews, write_jsonl
 from tests.checkout import PYTHONPATH, free_port
 
 # One thread everywhere: the three runs compared below must do identical float arithmetic.

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig
+from onyx.train.data.reviews import generate_reviews, write_jsonl
 from onyx.train.engine.checkpoint import FORMAT, CheckpointFormatError, load_checkpoint, release
 from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, export_checkpoint
-from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
+from onyx.train.tasks.registry import task_for
 
 
 def image_config(data: Path, out: Path) -> ImageTrainConfig:
@@ -42,10 +43,10 @@ def as_format_1_text(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_both_tasks_write_the_same_schema(shapes_dir: Path, tmp_path: Path) -> None:
-    fit(image_config(shapes_dir, tmp_path / "image"))
+    fit(task_for(image_config(shapes_dir, tmp_path / "image")))
     data = write_jsonl(generate_reviews(60, seed=0), tmp_path / "r.jsonl")
-    fit(TextTrainConfig(data=data, out_dir=tmp_path / "text", epochs=1, embed_dim=4, hidden=4,
-                        plots=False))  # fmt: skip
+    fit(task_for(TextTrainConfig(data=data, out_dir=tmp_path / "text", epochs=1, embed_dim=4,
+                                 hidden=4, plots=False)))  # fmt: skip
     common = {"format", "written_by", "task", "model", "labels", "config", "metrics", "epoch",
               "state", "optimizer", "scheduler", "scaler"}  # fmt: skip
     image = load_checkpoint(tmp_path / "image" / "last.pt")
@@ -61,14 +62,14 @@ def test_previous_release_image_checkpoint_resumes_and_exports(
     shapes_dir: Path, tmp_path: Path
 ) -> None:
     config = image_config(shapes_dir, tmp_path / "run")
-    fit(config)
+    fit(task_for(config))
     last = tmp_path / "run" / "last.pt"
     old = as_format_1_image(load_checkpoint(last))
     torch.save(old, last)
     upgraded = load_checkpoint(last)
     assert upgraded["format"] == FORMAT and upgraded["config"]["data"] == str(shapes_dir)
     assert upgraded["state"]["history"] == old["history"]
-    resumed = fit(replace(config, epochs=2, resume=str(last)))
+    resumed = fit(task_for(replace(config, epochs=2, resume=str(last))))
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     torch.save(old, tmp_path / "old.pt")
     exported = export_checkpoint(
@@ -80,8 +81,8 @@ def test_previous_release_image_checkpoint_resumes_and_exports(
 
 def test_previous_release_text_checkpoint_exports(tmp_path: Path) -> None:
     data = write_jsonl(generate_reviews(60, seed=0), tmp_path / "r.jsonl")
-    result = fit(TextTrainConfig(data=data, out_dir=tmp_path / "run", epochs=1, embed_dim=4,
-                                 hidden=4, plots=False))  # fmt: skip
+    result = fit(task_for(TextTrainConfig(data=data, out_dir=tmp_path / "run", epochs=1,
+                                          embed_dim=4, hidden=4, plots=False)))  # fmt: skip
     old = as_format_1_text(load_checkpoint(result.best_checkpoint))
     torch.save(old, tmp_path / "old.pt")
     upgraded = load_checkpoint(tmp_path / "old.pt")

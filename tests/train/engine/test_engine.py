@@ -23,6 +23,7 @@ from onyx.train.engine.schedule import build_scheduler, lr_factor, train_mode
 from onyx.train.export import load_model
 from onyx.train.tasks.image.models import get_model
 from onyx.train.tasks.image.transfer import set_trainable
+from onyx.train.tasks.registry import task_for
 from onyx.train.tasks.text.models import TextClassifier, TextModelConfig
 
 
@@ -49,7 +50,7 @@ def small_config(data: Path, out: Path, **overrides: Any) -> ImageTrainConfig:
 
 
 def test_learns_a_synthetic_task_and_keeps_the_best_epoch(shapes_dir: Path, tmp_path: Path) -> None:
-    result = fit(small_config(shapes_dir, tmp_path / "run"))
+    result = fit(task_for(small_config(shapes_dir, tmp_path / "run")))
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0] * 0.7, losses
     assert result.best_accuracy >= 0.9, result.history
@@ -63,9 +64,9 @@ def test_learns_a_synthetic_task_and_keeps_the_best_epoch(shapes_dir: Path, tmp_
 
 
 def test_same_seed_same_weights_on_cpu(shapes_dir: Path, tmp_path: Path) -> None:
-    first = fit(small_config(shapes_dir, tmp_path / "a", epochs=1, max_steps=3))
-    second = fit(small_config(shapes_dir, tmp_path / "b", epochs=1, max_steps=3))
-    other = fit(small_config(shapes_dir, tmp_path / "c", epochs=1, max_steps=3, seed=1))
+    first = fit(task_for(small_config(shapes_dir, tmp_path / "a", epochs=1, max_steps=3)))
+    second = fit(task_for(small_config(shapes_dir, tmp_path / "b", epochs=1, max_steps=3)))
+    other = fit(task_for(small_config(shapes_dir, tmp_path / "c", epochs=1, max_steps=3, seed=1)))
     a, b, c = (load_checkpoint(r.last_checkpoint)["model"] for r in (first, second, other))  # type: ignore[arg-type]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
@@ -82,7 +83,9 @@ def test_early_stopping_restores_the_best_weights(
         return engine.EpochStats(stats.loss, next(scripted))
 
     monkeypatch.setattr(engine, "evaluate", fake_evaluate)
-    result = fit(small_config(shapes_dir, tmp_path / "run", epochs=6, patience=2, max_steps=2))
+    result = fit(
+        task_for(small_config(shapes_dir, tmp_path / "run", epochs=6, patience=2, max_steps=2))
+    )
     assert result.stopped_early
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
     assert result.best_accuracy == 0.7
@@ -107,14 +110,14 @@ def test_ctrl_c_saves_last_and_resume_continues_exactly(
 
     monkeypatch.setattr(engine, "train_one_epoch", interrupted)
     config = small_config(shapes_dir, tmp_path / "run", epochs=2, max_steps=2)
-    result = fit(config)  # Ctrl-C as epoch 2 starts
+    result = fit(task_for(config))  # Ctrl-C as epoch 2 starts
     assert result.interrupted
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["epoch"] == 1
     monkeypatch.setattr(engine, "train_one_epoch", real)
-    resumed = fit(replace(config, resume=str(tmp_path / "run" / "last.pt")))
+    resumed = fit(task_for(replace(config, resume=str(tmp_path / "run" / "last.pt"))))
     assert [h["epoch"] for h in resumed.history] == [1, 2]
-    straight = fit(replace(config, out_dir=str(tmp_path / "straight")))
+    straight = fit(task_for(replace(config, out_dir=str(tmp_path / "straight"))))
     a = load_checkpoint(straight.last_checkpoint)["model"]  # type: ignore[arg-type]
     b = load_checkpoint(resumed.last_checkpoint)["model"]  # type: ignore[arg-type]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -124,17 +127,19 @@ def test_options_sgd_step_schedule_smoothing_weights_clipping(
     shapes_dir: Path, tmp_path: Path
 ) -> None:
     result = fit(
-        small_config(
-            shapes_dir,
-            tmp_path / "run",
-            epochs=2,
-            max_steps=3,
-            optimizer="sgd",
-            schedule="step",
-            label_smoothing=0.1,
-            class_weights="balanced",
-            clip_grad_norm=1.0,
-            lr=0.05,
+        task_for(
+            small_config(
+                shapes_dir,
+                tmp_path / "run",
+                epochs=2,
+                max_steps=3,
+                optimizer="sgd",
+                schedule="step",
+                label_smoothing=0.1,
+                class_weights="balanced",
+                clip_grad_norm=1.0,
+                lr=0.05,
+            )
         )
     )
     assert len(result.history) == 2
@@ -193,7 +198,7 @@ def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_pat
         backbone_lr_scale=0.1,
         augment=AugmentConfig.off(),
     )
-    fit(config)
+    fit(task_for(config))
     after_head = load_checkpoint(tmp_path / "run" / "last.pt")
     changed = {
         k
@@ -203,7 +208,7 @@ def test_fine_tune_lite0_freezes_then_trains_last_stages_at_a_lower_rate(tmp_pat
     assert changed == set()  # weights and BatchNorm running stats untouched
     head = after_head["model"]["classifier.weight"]
     assert not torch.equal(head, pretrained["classifier.weight"])
-    fit(replace(config, epochs=2, resume=str(tmp_path / "run" / "last.pt")))
+    fit(task_for(replace(config, epochs=2, resume=str(tmp_path / "run" / "last.pt"))))
     after = load_checkpoint(tmp_path / "run" / "last.pt")
     moved = {
         k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("blocks") else "")
@@ -220,9 +225,9 @@ def test_resume_refuses_a_checkpoint_of_another_architecture(
     shapes_dir: Path, tmp_path: Path
 ) -> None:
     config = small_config(shapes_dir, tmp_path / "run", epochs=1, max_steps=1)
-    fit(config)
+    fit(task_for(config))
     with pytest.raises(ValueError, match="is a small_cnn checkpoint, not resnet18"):
-        fit(replace(config, model="resnet18", resume=str(tmp_path / "run" / "last.pt")))
+        fit(task_for(replace(config, model="resnet18", resume=str(tmp_path / "run" / "last.pt"))))
 
 
 def test_mixed_precision_step_scales_unscales_clips_and_steps() -> None:
@@ -272,7 +277,7 @@ def test_multiclass_folders_report_validation_and_test(tmp_path: Path) -> None:
         batch_size=8,
         device="cpu",
     )
-    result = fit(config)
+    result = fit(task_for(config))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["val"]["confusion_matrix"] and len(metrics["val"]["confusion_matrix"]) == 3
     assert "binary" not in metrics["val"]  # ROC-AUC and positive-class figures: binary only
@@ -299,7 +304,7 @@ def test_frozen_word_vectors_stay_frozen(tmp_path: Path) -> None:
         device="cpu",
         plots=False,
     )
-    result = fit(config)
+    result = fit(task_for(config))
     checkpoint = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)
     row = checkpoint["vocabulary"].index("crimson")
     assert checkpoint["model"]["embedding.weight"][row].tolist() == [0.0, 1.0]
@@ -361,8 +366,9 @@ def test_text_step_without_amp_on_cpu_learns() -> None:
 
 def test_text_run_on_cpu_has_no_scaler_and_full_precision(tmp_path: Path) -> None:
     data = write_imdb_style(tmp_path / "data", per_label=4)
-    result = fit(TextTrainConfig(data=data, out_dir=tmp_path / "run", embed_dim=4, hidden=4,
-                                 epochs=1, device="cpu", plots=False, amp=True))  # fmt: skip
+    result = fit(task_for(TextTrainConfig(data=data, out_dir=tmp_path / "run", embed_dim=4,
+                                          hidden=4, epochs=1, device="cpu", plots=False,
+                                          amp=True)))  # fmt: skip
     last = load_checkpoint(result.last_checkpoint)  # type: ignore[arg-type]
     assert last["scaler"] is None and last["config"]["amp"] is True
     assert all(v.dtype == torch.float32 for v in last["model"].values())
@@ -381,12 +387,12 @@ def test_text_ctrl_c_before_any_epoch_leaves_the_start_state_and_resumes_exactly
     config = TextTrainConfig(data=data, out_dir=tmp_path / "run", embed_dim=4, hidden=4,
                              epochs=2, device="cpu", plots=False)  # fmt: skip
     monkeypatch.setattr(engine, "train_one_epoch", interrupted)
-    result = fit(config)
+    result = fit(task_for(config))
     assert result.interrupted and result.history == []
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 0
     monkeypatch.setattr(engine, "train_one_epoch", real)
-    resumed = fit(replace(config, resume=str(tmp_path / "run" / "last.pt")))
-    straight = fit(replace(config, out_dir=tmp_path / "straight"))
+    resumed = fit(task_for(replace(config, resume=str(tmp_path / "run" / "last.pt"))))
+    straight = fit(task_for(replace(config, out_dir=tmp_path / "straight")))
     a = load_checkpoint(resumed.last_checkpoint)["model"]  # type: ignore[arg-type]
     b = load_checkpoint(straight.last_checkpoint)["model"]  # type: ignore[arg-type]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -410,7 +416,7 @@ def test_ctrl_c_in_the_first_epoch_after_a_resume_keeps_the_resumed_state(
     # The optimizer adopts the loaded tensors and steps them in place: the saved start state
     # must be a copy, or last.pt gets half an epoch of optimizer state under the old weights.
     config = _tiny_text_config(tmp_path)
-    fit(config)
+    fit(task_for(config))
     original = tmp_path / "original.pt"
     original.write_bytes((tmp_path / "a" / "last.pt").read_bytes())
     real = engine.train_one_epoch
@@ -420,7 +426,7 @@ def test_ctrl_c_in_the_first_epoch_after_a_resume_keeps_the_resumed_state(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(engine, "train_one_epoch", interrupted)
-    stopped = fit(replace(config, epochs=3, out_dir=tmp_path / "b", resume=str(original)))
+    stopped = fit(task_for(replace(config, epochs=3, out_dir=tmp_path / "b", resume=str(original))))
     assert stopped.interrupted
     monkeypatch.setattr(engine, "train_one_epoch", real)
     before, after = load_checkpoint(original), load_checkpoint(tmp_path / "b" / "last.pt")
@@ -429,9 +435,13 @@ def test_ctrl_c_in_the_first_epoch_after_a_resume_keeps_the_resumed_state(
     for param, state in before["optimizer"]["state"].items():
         assert _same_weights(after["optimizer"]["state"][param], state), param
     again = fit(
-        replace(config, epochs=3, out_dir=tmp_path / "c", resume=str(tmp_path / "b/last.pt"))
+        task_for(
+            replace(config, epochs=3, out_dir=tmp_path / "c", resume=str(tmp_path / "b/last.pt"))
+        )
     )
-    straight = fit(replace(config, epochs=3, out_dir=tmp_path / "d", resume=str(original)))
+    straight = fit(
+        task_for(replace(config, epochs=3, out_dir=tmp_path / "d", resume=str(original)))
+    )
     assert again.model is not None and straight.model is not None
     assert _same_weights(again.model.state_dict(), straight.model.state_dict())
 
@@ -440,12 +450,14 @@ def test_resuming_into_another_out_dir_ends_on_the_best_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = _tiny_text_config(tmp_path)
-    first = fit(config)
+    first = fit(task_for(config))
     best = load_checkpoint(first.best_checkpoint)
     # Later epochs never beat the checkpoint's best: the run must still end on its weights.
     monkeypatch.setattr(engine, "evaluate", lambda *_: engine.EpochStats(1.0, -1.0))
     resumed = fit(
-        replace(config, epochs=2, out_dir=tmp_path / "b", resume=str(first.last_checkpoint))
+        task_for(
+            replace(config, epochs=2, out_dir=tmp_path / "b", resume=str(first.last_checkpoint))
+        )
     )
     assert resumed.best_checkpoint.is_file()
     assert resumed.model is not None and resumed.report is not None
@@ -455,11 +467,11 @@ def test_resuming_into_another_out_dir_ends_on_the_best_weights(
 
 def test_text_resume_refuses_another_architecture(tmp_path: Path) -> None:
     config = _tiny_text_config(tmp_path)
-    first = fit(config)
+    first = fit(task_for(config))
     for change in ({"pooling": "max"}, {"hidden": 8}):
         other = replace(config, epochs=2, out_dir=tmp_path / "b", resume=str(first.last_checkpoint))
         with pytest.raises(ValueError, match="another architecture"):
-            fit(replace(other, **change))
+            fit(task_for(replace(other, **change)))
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Publishing adds one immutable, self-describing version and changes nothing else.
 
-python -m pytest tests/train/test_publish.py
+python -m pytest tests/train/export/test_publish.py
 """
 
 from __future__ import annotations

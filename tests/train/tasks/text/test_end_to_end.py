@@ -29,11 +29,12 @@ from onyx.serve.config import ServerConfig
 from onyx.serve.inputs import InputLimits, decode_inputs
 from onyx.serve.repository import Repository
 from onyx.train.config import TextTrainConfig
+from onyx.train.data.reviews import generate_reviews, write_jsonl
 from onyx.train.demo.sentiment import EXPECTED, classify_sentences, publish_sentiment
 from onyx.train.engine.loop import FitResult, fit
 from onyx.train.export import ExportResult
+from onyx.train.tasks.registry import task_for
 from onyx.train.tasks.text.data import EncodedTexts, Example, TextSplit, load_text_split
-from onyx.train.tasks.text.synthetic import generate_reviews, write_jsonl
 
 MAX_LENGTH = 64  # the demo model's
 TRICKY = [
@@ -186,8 +187,9 @@ def test_resume_continues_from_last_checkpoint(tmp_path: Path) -> None:
         "device": "cpu",
         "patience": 0,
     }
-    first = fit(TextTrainConfig(epochs=1, **common))  # type: ignore[arg-type]
-    resumed = fit(TextTrainConfig(epochs=2, resume=str(tmp_path / "run" / "last.pt"), **common))  # type: ignore[arg-type]
+    first = fit(task_for(TextTrainConfig(epochs=1, **common)))  # type: ignore[arg-type]
+    last = str(tmp_path / "run" / "last.pt")
+    resumed = fit(task_for(TextTrainConfig(epochs=2, resume=last, **common)))  # type: ignore[arg-type]
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     assert resumed.history[0] == first.history[0]
 

@@ -100,18 +100,21 @@ def test_cached_torchvision_weights_load_and_their_preprocessing_is_exported(
     # Trained at 32 px, the weights' 256/224 resize ratio is kept, and all of it is exported.
     from onyx.train.engine.loop import fit
     from onyx.train.export import ExportConfig, export_checkpoint
+    from onyx.train.tasks.registry import task_for
 
     data = write_shapes(tmp_path / "data", 4, classes=("a", "b"))
     result = fit(
-        ImageTrainConfig(
-            data=str(data),
-            out_dir=str(tmp_path / "run"),
-            model="resnet18",
-            weights="imagenet",
-            image_size=32,
-            epochs=1,
-            max_steps=1,
-            augment=AugmentConfig.off(),
+        task_for(
+            ImageTrainConfig(
+                data=str(data),
+                out_dir=str(tmp_path / "run"),
+                model="resnet18",
+                weights="imagenet",
+                image_size=32,
+                epochs=1,
+                max_steps=1,
+                augment=AugmentConfig.off(),
+            )
         )
     )
     (tmp_path / "work").mkdir()
