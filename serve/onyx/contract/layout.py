@@ -20,7 +20,7 @@ config can never make the server read, or quote, a file elsewhere on the machine
 
 Training (publish, evaluate) and the bench import this module to find files without pulling in the
 server: it imports only the standard library, the generated protobuf stubs and `model_config`
-(itself protobuf-only); `tests/serve/test_layout.py` keeps it that way.
+(itself protobuf-only); `tests/contract/test_layout.py` keeps it that way.
 
     versions = version_numbers(repo / "pets")                      # [1, 2]
     config = version_config(repo / "pets", versions[-1])           # effective ModelConfig of v2

@@ -2,7 +2,7 @@
 of the default share of the cores, and each batch runs on the thread count faster of late
 (timed at load, then on every served batch); other models get the default threads only.
 
-python -m pytest tests/serve/test_threads.py
+python -m pytest tests/serve/execution/test_threads.py
 """
 
 from __future__ import annotations

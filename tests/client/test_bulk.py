@@ -1,7 +1,7 @@
 """`onyx classify DIR|FILE`: a folder of images or a text file over ClassifyStream, to CSV /
 JSON Lines (resumable) or to stdout; retries and the exit status.
 
-python -m pytest tests/serve/test_bulk.py
+python -m pytest tests/client/test_bulk.py
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Readiness tells the truth: ready only when every configured model can serve (strict), or once
 started (--lenient-readiness); liveness stays separate. Real servers on port 0.
 
-python -m pytest tests/serve/test_health.py
+python -m pytest tests/serve/frontends/test_health.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Overload is refused fast and counted: the front door's bounds, deadline refusals, metrics.
 
-python -m pytest tests/serve/test_admission.py
+python -m pytest tests/serve/frontends/test_admission.py
 """
 
 from __future__ import annotations

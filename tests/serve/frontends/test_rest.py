@@ -1,7 +1,7 @@
 """KServe v2's REST binding (`--http-port`): the standard client `tritonclient.http`, unchanged,
 and plain HTTP requests for health, errors and the binary-data extension.
 
-    python -m pytest tests/serve/test_rest.py
+    python -m pytest tests/serve/frontends/test_rest.py
 """
 
 from __future__ import annotations

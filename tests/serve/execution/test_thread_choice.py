@@ -1,7 +1,7 @@
 """The per-batch choice of intra-op threads: the faster of late per size class, the other tried
 now and then so the choice follows the machine's load.
 
-python -m pytest tests/serve/test_thread_choice.py
+python -m pytest tests/serve/execution/test_thread_choice.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Server reflection answers under grpc.reflection.v1 and v1alpha alike (real server, port 0).
 
-python -m pytest tests/serve/test_reflection.py
+python -m pytest tests/serve/frontends/test_reflection.py
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 tritonclient registers the same `inference.*` protobuf names as our stubs, and one process cannot
 hold both, so the client runs in a subprocess against a server on port 0.
 
-    python -m pytest tests/serve/test_kserve.py
+    python -m pytest tests/serve/frontends/test_kserve.py
 """
 
 from __future__ import annotations

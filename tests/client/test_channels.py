@@ -25,7 +25,7 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.config import TlsConfig
-from tests.serve.test_bulk import make_folder, read
+from tests.client.test_bulk import make_folder, read
 from tests.serve.test_process import self_signed
 
 QUICK = Backoff(attempts=5, initial_s=0.01, max_s=0.05)

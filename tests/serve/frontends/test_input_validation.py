@@ -1,7 +1,7 @@
 """Each input form obeys every limit, and client mistakes are client errors that say what is
 wrong and where (issue 12), over a real server and real channels.
 
-python -m pytest tests/serve/test_input_validation.py
+python -m pytest tests/serve/frontends/test_input_validation.py
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 from onyx.contract.errors import ConfigError
 from onyx.serve.execution import runtime
 from onyx.serve.execution.runtime import CPU, CUDA, IoBinding, Session, choose_providers
-from tests.serve.test_explain import CHANNELS, SIZE, gap_config, gap_graph
+from tests.serve.explain.test_explain import CHANNELS, SIZE, gap_config, gap_graph
 from tests.serve.tiny_models import image_config, image_graph, random_batch, reference
 
 

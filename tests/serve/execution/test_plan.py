@@ -3,7 +3,7 @@ readable on the version: a tiny model's runs every batch on the loop, a small on
 one-thread slots and a lone limit, a model of a few ms keeps the per-batch thread choice, a
 large one gets one session on all the cores.
 
-python -m pytest tests/serve/test_plan.py
+python -m pytest tests/serve/execution/test_plan.py
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from onyx.serve.execution.plan import ExecutionPlan, TrialTime
 from onyx.serve.execution.sizing import LONE_INLINE_MAX_MS
 from onyx.serve.execution.thread_choice import ThreadChoice
 from onyx.serve.version import ModelVersion, VersionLoader
-from tests.serve.test_lone import SMALL
-from tests.serve.test_threads import MID, TWO_CORES, load, plan_of, timed_as
+from tests.serve.execution.test_lone import SMALL
+from tests.serve.execution.test_threads import MID, TWO_CORES, load, plan_of, timed_as
 from tests.serve.tiny_models import image_config, random_batch, write_image_model
 
 # What the trial ran: a batch of one and a full batch (image_config's max_batch_size).

@@ -2,7 +2,7 @@
 waited for an inline run, or while a batch runs in a session thread, requests go to the
 session threads and batch as before.
 
-python -m pytest tests/serve/test_lone.py
+python -m pytest tests/serve/execution/test_lone.py
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from onyx.serve.execution.lone import (
 )
 from onyx.serve.execution.runtime import RuntimeOptions, Session
 from onyx.serve.version import ModelVersion, VersionLoader
-from tests.serve.test_threads import timed_as
+from tests.serve.execution.test_threads import timed_as
 from tests.serve.tiny_models import (
     image_config,
     infer_all_checked,

@@ -1,6 +1,6 @@
 """The on-disk layout module: light enough for training and tools, and its numbering rules.
 
-python -m pytest tests/serve/test_layout.py
+python -m pytest tests/contract/test_layout.py
 """
 
 from __future__ import annotations

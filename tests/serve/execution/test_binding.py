@@ -19,7 +19,7 @@ from onyx.serve.background import ServerThread
 from onyx.serve.execution import runtime
 from onyx.serve.execution.binding import Runner
 from onyx.serve.execution.runtime import CPU, CUDA, RuntimeOptions, Session, uses_io_binding
-from tests.serve.test_explain import gap_config, gap_graph, write_gap_model
+from tests.serve.explain.test_explain import gap_config, gap_graph, write_gap_model
 from tests.serve.tiny_models import (
     image_config,
     image_graph,

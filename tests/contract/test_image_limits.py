@@ -1,7 +1,7 @@
 """Image limits (issue 12): `max_image_pixels` decides in both directions, errors carry no
 Python reprs, and the preprocessing pool hands the memory of huge images back.
 
-python -m pytest tests/serve/test_image_limits.py
+python -m pytest tests/contract/test_image_limits.py
 """
 
 from __future__ import annotations

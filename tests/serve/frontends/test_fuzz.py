@@ -8,8 +8,8 @@ any length, top_k and input counts past the limits, and serialized requests with
 (invalid UTF-8 in string fields). Runs are derandomized (the same examples in every CI run);
 the long run is marked slow.
 
-python -m pytest tests/serve/test_fuzz.py            # ~150 examples per RPC
-python -m pytest tests/serve/test_fuzz.py -m slow    # ~1500
+python -m pytest tests/serve/frontends/test_fuzz.py            # ~150 examples per RPC
+python -m pytest tests/serve/frontends/test_fuzz.py -m slow    # ~1500
 """
 
 from __future__ import annotations
