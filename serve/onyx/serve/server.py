@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
@@ -42,10 +43,10 @@ from onyx.serve.frontends.parse_errors import DecodeErrors
 from onyx.serve.frontends.reflection import enable_reflection
 from onyx.serve.frontends.rest import RestServer
 from onyx.serve.metrics import HttpsFiles, MetricsEndpoint, ServerMetrics
+from onyx.serve.observers import NO_OBSERVERS, ObserverFactory, Observers
 from onyx.serve.pipeline import Pipeline
 from onyx.serve.repository import Repository, RepositoryOptions
 from onyx.serve.statistics import Statistics
-from onyx.serve.version import ObserverFactory
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class RunningServer:
     admission: Admission
     lenient_readiness: bool = False
     watcher: asyncio.Task[None] | None = None
+    # None with --no-metrics: no registry at all.
     metrics: ServerMetrics | None = None
     # GET /metrics, when it is served.
     metrics_endpoint: MetricsEndpoint | None = None
@@ -118,9 +120,7 @@ class RunningServer:
         self.preprocess.shutdown(wait=False)
 
 
-def repository_options(
-    config: ServerConfig, metrics: ServerMetrics | None = None
-) -> RepositoryOptions:
+def repository_options(config: ServerConfig) -> RepositoryOptions:
     return RepositoryOptions(
         runtime=RuntimeOptions(
             device=config.device,
@@ -132,7 +132,6 @@ def repository_options(
         instances=config.instances,
         model_control=config.model_control,
         startup_models=config.startup_models,
-        loads=metrics,
     )
 
 
@@ -150,11 +149,9 @@ async def create_server(
     """
     if metrics is None and config.metrics:
         metrics = ServerMetrics()
-    if observers is None and metrics is not None:
-        observers = metrics.batch_observer
     statistics = Statistics()
-    options = repository_options(config, metrics)
-    repository = Repository(config.repository, options, _with_statistics(statistics, observers))
+    hooks = server_observers(metrics, statistics, observers)
+    repository = Repository(config.repository, repository_options(config), hooks)
     preprocess = ThreadPoolExecutor(
         max_workers=config.preprocess_threads or share_of_cores(config.workers),
         thread_name_prefix="preprocess",
@@ -162,16 +159,10 @@ async def create_server(
     admission = Admission(
         AdmissionPolicy(config.max_inflight_requests, config.max_inflight_per_model),
         known=lambda name: _has_model(repository, name),
-        refused=metrics.refused if metrics is not None else None,
+        refused=hooks.refused,
     )
     server = grpc_server(config, admission, metrics)
-    pipeline = Pipeline(
-        repository,
-        preprocess,
-        metrics.track if metrics is not None else None,
-        statistics,
-        metrics.explained if metrics is not None else None,
-    )
+    pipeline = Pipeline(repository, preprocess, hooks, statistics)
     kserve, health_servicer = _add_services(server, pipeline, config)
     running = RunningServer(
         server, 0, repository, health_servicer, preprocess, kserve, admission,
@@ -199,6 +190,17 @@ async def create_server(
     if config.model_control == "poll":
         running.watcher = asyncio.ensure_future(watch(repository, config.poll_interval_s))
     return running
+
+
+def server_observers(
+    metrics: ServerMetrics | None, statistics: Statistics, batches: ObserverFactory | None = None
+) -> Observers:
+    """The hooks the server reports through: the metrics' (no-ops without metrics), with
+    `batches` instead of the metrics' batch observers when given; every version's batches are
+    counted in `statistics` too (ModelStatistics answers from them)."""
+    hooks = metrics.observers() if metrics is not None else NO_OBSERVERS
+    own = batches if batches is not None else hooks.batches
+    return dataclasses.replace(hooks, batches=_with_statistics(statistics, own))
 
 
 def grpc_server(
@@ -245,12 +247,11 @@ def _serve_metrics(metrics: ServerMetrics, config: ServerConfig) -> MetricsEndpo
         ) from exc
 
 
-def _with_statistics(statistics: Statistics, observers: ObserverFactory | None) -> ObserverFactory:
+def _with_statistics(statistics: Statistics, observers: ObserverFactory) -> ObserverFactory:
     """Each version's batch observer: the statistics' own, plus `observers`' one if any."""
 
     def observer(model: str, version: int) -> BatchObserver:
-        other = observers(model, version) if observers is not None else None
-        return statistics.observing(model, version, other)
+        return statistics.observing(model, version, observers(model, version))
 
     return observer
 

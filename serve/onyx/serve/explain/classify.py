@@ -2,7 +2,7 @@
 
     request.explain.SetInParent()                      # top-1 class of each input
     request.explain.labels[:] = ["husky", "wolf"]      # or these classes
-    response = await classify_explained(pipeline, request, deadline, limits, k=5)
+    response = await classify_explained(pipeline, request, deadline, limits, 5, observer)
 
 Image models exported with `ExplainSupport` return their last feature map beside the logits from
 the same forward pass; each explained class gets a Grad-CAM heatmap (`explain_image`) placed on
@@ -30,13 +30,12 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.explain.text import occlusion_rows, occlusion_scores, token_spans
 from onyx.serve.inputs import InputLimits, decode_inputs, text_to_ids
+from onyx.serve.observers import Explained
 from onyx.serve.pipeline import Inferred, Pipeline
 
 SALIENCY = "saliency"
 # An unknown label's error lists this many of the model's (1000 would not fit in a status).
 LABELS_SHOWN = 20
-# (model, version, seconds spent explaining) -> None; metrics count explained requests with it.
-ExplainObserver = Callable[[str, int, float], None]
 
 
 @dataclass
@@ -123,7 +122,7 @@ async def classify_explained(
     deadline: float | None,
     limits: InputLimits,
     k: int,
-    observer: ExplainObserver | None = None,
+    observer: Explained,
 ) -> api.ClassifyResponse:
     """Classify `request` and explain each input's requested classes (see the module doc)."""
     seen = _Decoded()
@@ -135,13 +134,12 @@ async def classify_explained(
         results = _text_results(result, seen, request.explain, k)
     else:
         results = _image_results(result, seen, request.explain, k)
-    if observer is not None:
-        # Extra cost: explaining after inference, plus (text) the occlusion rows' share of it.
-        extra = time.perf_counter() - after_inference
-        if result.config.task == pb.TASK_TEXT:
-            rows = len(result.outputs)
-            extra += (after_inference - started) * (1 - len(request.inputs) / max(rows, 1))
-        observer(result.model, result.version, extra)
+    # Extra cost: explaining after inference, plus (text) the occlusion rows' share of it.
+    extra = time.perf_counter() - after_inference
+    if result.config.task == pb.TASK_TEXT:
+        rows = len(result.outputs)
+        extra += (after_inference - started) * (1 - len(request.inputs) / max(rows, 1))
+    observer(result.model, result.version, extra)
     return api.ClassifyResponse(model=result.model, version=result.version, results=results)
 
 
@@ -228,9 +226,7 @@ def _text_results(
     return answers
 
 
-def add_saliency(
-    response: kv2.ModelInferResponse, result: Inferred, observer: ExplainObserver | None = None
-) -> None:
+def add_saliency(response: kv2.ModelInferResponse, result: Inferred, observer: Explained) -> None:
     """KServe's `saliency` output: the top-1 class map of each input over the model input (the
     crop), FP32 (n, rows, cols) in [0, 1]."""
     config = result.config
@@ -247,5 +243,4 @@ def add_saliency(
     array = np.ascontiguousarray(np.stack(grids), dtype="<f4")
     response.outputs.add(name=SALIENCY, datatype="FP32", shape=list(array.shape))
     response.raw_output_contents.append(array.tobytes())
-    if observer is not None:
-        observer(result.model, result.version, time.perf_counter() - started)
+    observer(result.model, result.version, time.perf_counter() - started)

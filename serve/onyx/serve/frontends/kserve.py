@@ -44,7 +44,8 @@ from onyx.serve.frontends.kserve_tensors import add_output, decode_tensor, raw_i
 from onyx.serve.frontends.rpc import answers_errors, deadline_of, log_if_unplanned
 from onyx.serve.frontends.streams import answer_concurrently
 from onyx.serve.inputs import InputLimits
-from onyx.serve.pipeline import Explained, Inferred, Pipeline
+from onyx.serve.observers import Explained
+from onyx.serve.pipeline import Inferred, Pipeline
 from onyx.serve.repository import Model, ModelControl, Repository
 from onyx.serve.statistics import Duration, Statistics, VersionStatistics
 
@@ -199,7 +200,7 @@ class KServeServicer(kv2_grpc.GRPCInferenceServiceServicer):
 
 
 def infer_response(
-    request: kv2.ModelInferRequest, result: Inferred, explained: Explained | None = None
+    request: kv2.ModelInferRequest, result: Inferred, explained: Explained
 ) -> kv2.ModelInferResponse:
     """The requested outputs (the model's output when none is named) of one inference; the
     `saliency` output is computed on request (see explain.py)."""
