@@ -4,6 +4,8 @@
   directly or indirectly; a fresh environment with only `serve/` installed serves without torch.
 - The batcher knows nothing of transport or runtime: it imports neither gRPC nor ONNX Runtime.
 - Serving errors are gRPC-free; `onyx.serve.frontends.rpc` alone turns them into gRPC status codes.
+- REST calls the data plane with no protobuf message between: its modules and the data plane's
+  request and answer types import no protobuf module.
 - The server's configuration (`onyx.serve.config`) reads without ONNX Runtime or the server.
 """
 
@@ -105,6 +107,18 @@ def test_the_client_never_imports_the_server() -> None:
 def test_batcher_imports_no_transport_or_runtime() -> None:
     names = _imported_modules(SERVER / "batching.py")
     assert not {n for n in names if _is_under(n, ("grpc", "onnxruntime", "onyx.proto"))}, names
+
+
+def test_rest_and_the_data_planes_values_import_no_protobuf_module() -> None:
+    protobuf = ("onyx.proto", "google.protobuf", "grpc")
+    rest = [SERVER / "frontends" / "rest.py", SERVER / "frontends" / "rest_tensors.py"]
+    found = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in [*rest, SERVER / "protocol.py"]
+        for name in _imported_modules(path)
+        if _is_under(name, protobuf)
+    }
+    assert found == set(), found
 
 
 def test_only_rpc_maps_errors_to_grpc_status_codes() -> None:

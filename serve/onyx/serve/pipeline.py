@@ -1,7 +1,8 @@
 """One inference, whatever the front end: resolve the version, decode, batch, run.
 
-`onyx.v1` (Classify, ClassifyStream) and KServe's ModelInfer all come through `Pipeline.run`, so
-version choice, draining on reload and the thread hops are decided in one place:
+`onyx.v1` (Classify, ClassifyStream) and KServe's ModelInfer (over gRPC and REST, through
+`dataplane.DataPlane`) all come through here, so version choice, draining on reload and the
+thread hops are decided in one place:
 
 * the version is chosen and leased first, so a version being unloaded finishes this request;
 * `decode` turns the request into the model's input array: on the preprocessing pool when it

@@ -32,6 +32,7 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.batching import BatchObserver
 from onyx.serve.config import ServerConfig, TlsConfig
+from onyx.serve.dataplane import DataPlane
 from onyx.serve.execution.runtime import RuntimeOptions, share_of_cores
 from onyx.serve.frontends.admission import Admission, AdmissionInterceptor, AdmissionPolicy
 from onyx.serve.frontends.health import HealthServicer, publish_health
@@ -69,7 +70,8 @@ class RunningServer:
     repository: Repository
     health: HealthServicer
     preprocess: ThreadPoolExecutor
-    kserve: KServeServicer
+    # KServe v2's data plane, behind its gRPC and REST bindings (readiness flags included).
+    kserve: DataPlane
     admission: Admission
     lenient_readiness: bool = False
     watcher: asyncio.Task[None] | None = None
@@ -163,21 +165,14 @@ async def create_server(
     )
     server = grpc_server(config, admission, metrics)
     pipeline = Pipeline(repository, preprocess, hooks, statistics)
-    kserve, health_servicer = _add_services(server, pipeline, config)
+    dataplane = DataPlane(pipeline, config.limits, config.model_control)
+    health_servicer = _add_services(server, pipeline, dataplane, config)
     running = RunningServer(
-        server, 0, repository, health_servicer, preprocess, kserve, admission,
+        server, 0, repository, health_servicer, preprocess, dataplane, admission,
         config.lenient_readiness, metrics=metrics,
     )  # fmt: skip
     try:
-        running.port = _listen(server, config.host, config.port, config.tls, config.reuse_port)
-        if metrics is not None and config.metrics_port is not None:
-            running.metrics_endpoint = _serve_metrics(metrics, config)
-        if config.http_port is not None:
-            running.rest = await RestServer.start(
-                kserve, config.host, config.http_port, config.max_message_bytes, config.tls,
-                config.grace_s, admission, config.reuse_port,
-            )  # fmt: skip
-            running.http_port = running.rest.port
+        await _take_ports(running, config)
         await repository.load_all()
     except BaseException:
         await running.stop(None)  # nothing left for asyncio.run to find half-closed
@@ -190,6 +185,19 @@ async def create_server(
     if config.model_control == "poll":
         running.watcher = asyncio.ensure_future(watch(repository, config.poll_interval_s))
     return running
+
+
+async def _take_ports(running: RunningServer, config: ServerConfig) -> None:
+    """Listen on the gRPC port, then /metrics' and REST's when they are served."""
+    running.port = _listen(running.server, config.host, config.port, config.tls, config.reuse_port)
+    if running.metrics is not None and config.metrics_port is not None:
+        running.metrics_endpoint = _serve_metrics(running.metrics, config)
+    if config.http_port is not None:
+        running.rest = await RestServer.start(
+            running.kserve, config.host, config.http_port, config.max_message_bytes,
+            config.tls, config.grace_s, running.admission, config.reuse_port,
+        )  # fmt: skip
+        running.http_port = running.rest.port
 
 
 def server_observers(
@@ -267,18 +275,18 @@ def connection_age_options(config: ServerConfig) -> list[tuple[str, int]]:
 
 
 def _add_services(
-    server: grpc.aio.Server, pipeline: Pipeline, config: ServerConfig
-) -> tuple[KServeServicer, HealthServicer]:
+    server: grpc.aio.Server, pipeline: Pipeline, dataplane: DataPlane, config: ServerConfig
+) -> HealthServicer:
     """onyx.v1 and KServe v2 over one pipeline, plus health and reflection, on one port."""
     api_grpc.add_ClassifierServicer_to_server(
         ClassifierServicer(pipeline, config.limits, config.stream_window), server
     )
-    kserve = KServeServicer(pipeline, config.limits, config.model_control, config.stream_window)
+    kserve = KServeServicer(dataplane, config.stream_window)
     kv2_grpc.add_GRPCInferenceServiceServicer_to_server(kserve, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection([CLASSIFIER_SERVICE, KSERVE_SERVICE, health.SERVICE_NAME], server)
-    return kserve, health_servicer
+    return health_servicer
 
 
 def _listen(

@@ -8,7 +8,7 @@ Image models exported with `ExplainSupport` return their last feature map beside
 the same forward pass; each explained class gets a Grad-CAM heatmap (`explain_image`) placed on
 the original image. Text models get per-token occlusion scores (`explain_text`): each input and
 its leave-one-token-out variants run as one batch. Any other model answers FAILED_PRECONDITION.
-KServe's `saliency` output (`add_saliency`) is the top-1 map over the model input, (n, rows, cols).
+KServe's `saliency` output (`saliency`) is the top-1 map over the model input, (n, rows, cols).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from onyx.contract import gradcam as cam
 from onyx.contract.errors import ExplainUnavailable, InvalidInput
 from onyx.contract.scores import activate, top_k
 from onyx.contract.text import TextEncoder, pad_batch
-from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.explain.text import occlusion_rows, occlusion_scores, token_spans
@@ -226,9 +225,9 @@ def _text_results(
     return answers
 
 
-def add_saliency(response: kv2.ModelInferResponse, result: Inferred, observer: Explained) -> None:
+def saliency(result: Inferred, observer: Explained) -> np.ndarray:
     """KServe's `saliency` output: the top-1 class map of each input over the model input (the
-    crop), FP32 (n, rows, cols) in [0, 1]."""
+    crop), float32 (n, rows, cols) in [0, 1]; `observer` is told the seconds it took."""
     config = result.config
     check_explainable(config)
     if result.features is None or result.folder is None:
@@ -240,7 +239,6 @@ def add_saliency(response: kv2.ModelInferResponse, result: Inferred, observer: E
     for logits, features in zip(result.outputs, result.features, strict=True):
         maps = cam.grad_cam(features, head, np.asarray([int(np.argmax(logits))]))
         grids.append(cam.normalise(cam.resize_bilinear(maps, rows, cols))[0])
-    array = np.ascontiguousarray(np.stack(grids), dtype="<f4")
-    response.outputs.add(name=SALIENCY, datatype="FP32", shape=list(array.shape))
-    response.raw_output_contents.append(array.tobytes())
+    stacked = np.stack(grids).astype(np.float32, copy=False)
     observer(result.model, result.version, time.perf_counter() - started)
+    return stacked
