@@ -5,6 +5,8 @@
 - The batcher knows nothing of transport or runtime: it imports neither gRPC nor ONNX Runtime.
 - Model outputs travel by name: the runtime and the pipeline know nothing of explanations.
 - Serving errors are gRPC-free; `onyx.serve.frontends.rpc` alone turns them into gRPC status codes.
+- REST calls the data plane with no protobuf message between: its modules and the data plane's
+  request and answer types import no protobuf module.
 - The server's configuration (`onyx.serve.config`) reads without ONNX Runtime or the server.
 - The training engine is generic: it imports no concrete task (`onyx.train.tasks`).
 - Training takes from the serving distribution only what the two sides share (contract, settings,
@@ -134,14 +136,26 @@ def test_batcher_imports_no_transport_or_runtime() -> None:
 
 
 def test_runtime_and_pipeline_import_no_explanation_module() -> None:
-    """Outputs travel by name (`batching.Outputs`): whoever explains reads the feature map
-    itself, nothing packs it for them on the way."""
+    """Outputs travel by name (`onyx.contract.outputs.Outputs`): whoever explains reads the
+    feature map itself, nothing packs it for them on the way."""
     explaining = ("onyx.serve.explain", "onyx.contract.gradcam")
     for path in (SERVER / "execution" / "runtime.py", SERVER / "pipeline.py"):
         names = _imported_modules(path)
         assert not {n for n in names if _is_under(n, explaining)}, (path, names)
     # Not vacuous: the rule sees `from onyx.contract import gradcam`, as explanations import it.
     assert "onyx.contract.gradcam" in _imported_modules(SERVER / "explain" / "classify.py")
+
+
+def test_rest_and_the_data_planes_values_import_no_protobuf_module() -> None:
+    protobuf = ("onyx.proto", "google.protobuf", "grpc")
+    rest = [SERVER / "frontends" / "rest.py", SERVER / "frontends" / "rest_tensors.py"]
+    found = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in [*rest, SERVER / "protocol.py"]
+        for name in _imported_modules(path)
+        if _is_under(name, protobuf)
+    }
+    assert found == set(), found
 
 
 def test_only_rpc_maps_errors_to_grpc_status_codes() -> None:

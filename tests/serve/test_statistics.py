@@ -17,9 +17,9 @@ from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.batching import BatchPolicy, DynamicBatcher, Stages
-from onyx.serve.frontends.rest_tensors import message_json
 from onyx.serve.statistics import Duration, Statistics
 from tests.serve.tiny_models import random_batch
+from tests.serve.triton_json import message_json
 
 Start = Callable[..., ServerThread]
 

@@ -13,8 +13,8 @@ from types import TracebackType
 
 from onyx.serve.config import ServerConfig
 from onyx.serve.metrics import ServerMetrics
+from onyx.serve.observers import ObserverFactory
 from onyx.serve.server import RunningServer, create_server
-from onyx.serve.version import ObserverFactory
 
 
 class ServerThread:

@@ -20,11 +20,10 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -36,7 +35,6 @@ from onyx.contract.text import TextEncoder, load_encoder, pad_rows
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.batching import (
-    BatchObserver,
     BatchPolicy,
     Collate,
     DynamicBatcher,
@@ -49,29 +47,18 @@ from onyx.serve.execution.plan import ExecutionPlan
 from onyx.serve.execution.runtime import CUDA, RuntimeOptions, Session
 from onyx.serve.execution.session_pool import SessionPool
 from onyx.serve.execution.sizing import plan_execution, pool_executor
+from onyx.serve.observers import NO_OBSERVERS, Observers
 
 log = logging.getLogger(__name__)
 
 # Sequence length used to warm up models with a dynamic time axis.
 WARMUP_SEQUENCE_LENGTH = 16
 
-# Makes the batch observer (metrics) for one model version: (model name, version) -> observer.
-ObserverFactory = Callable[[str, int], BatchObserver | None]
 # (mtime_ns, size, inode) of a file, None when it is missing.
 FileStamp = tuple[int, int, int] | None
 # Every file of a version folder (relative path, stamp), sorted: a file added, removed or changed
 # anywhere in it (model.onnx.data landing after model.onnx) means "load it again".
 FolderStamp = tuple[tuple[str, FileStamp], ...]
-
-
-class LoadObserver(Protocol):
-    """Told about every version load (metrics): keeps the repository free of Prometheus."""
-
-    def load_started(self, model: str, version: int) -> None: ...
-
-    def load_succeeded(self, model: str, version: int, seconds: float) -> None: ...
-
-    def load_failed(self, model: str, version: int, reason: str) -> None: ...
 
 
 @dataclass
@@ -170,8 +157,8 @@ class VersionLoader:
     default_max_queue_size: int = 1024
     # ONNX Runtime sessions per version for every model (0: each config's `instances`).
     instances: int = 0
-    observers: ObserverFactory | None = None
-    loads: LoadObserver | None = None
+    # What loads and batches report to (metrics); no-ops by default.
+    observers: Observers = NO_OBSERVERS
     # The server's inline runs of lone requests, shared by every version it loads.
     lone: LoneRuns = field(default_factory=LoneRuns)
 
@@ -179,8 +166,7 @@ class VersionLoader:
         """Describe, open, warm up and start the version in `folder`; failures are recorded."""
         number = int(folder.name)
         version = ModelVersion(number, folder / MODEL_FILE, stamp=folder_stamp(folder))
-        if self.loads is not None:
-            self.loads.load_started(model, number)
+        self.observers.loads.load_started(model, number)
         started = time.monotonic()
         try:
             _check_model_file(folder)
@@ -191,12 +177,10 @@ class VersionLoader:
         except Exception as exc:
             version.state, version.reason = api.VERSION_STATE_FAILED, str(exc)
             log.error("model %s version %d failed to load: %s", model, number, exc)
-            if self.loads is not None:
-                self.loads.load_failed(model, number, version.reason)
+            self.observers.loads.load_failed(model, number, version.reason)
             return version
         version.load_seconds = time.monotonic() - started
-        if self.loads is not None:
-            self.loads.load_succeeded(model, number, version.load_seconds)
+        self.observers.loads.load_succeeded(model, number, version.load_seconds)
         log.info(
             "model %s version %d ready on %s (%s) in %.2fs",
             model,
@@ -225,7 +209,7 @@ class VersionLoader:
         log.debug(
             "model %s version %d runs as planned: %s", model, version.version, plan.describe()
         )
-        observer = self.observers(model, version.version) if self.observers else None
+        observer = self.observers.batches(model, version.version)
         version.plan = plan
         version.providers = plan.default_session.providers
         version.provider_reason = plan.default_session.provider_reason

@@ -24,7 +24,7 @@ from onyx.contract.preprocess import image_bytes_to_array
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.serve.background import ServerThread
-from onyx.serve.frontends.kserve_tensors import join_bytes, split_bytes
+from onyx.serve.protocol import join_bytes, split_bytes
 from tests.serve.tiny_models import image_config, png_bytes, random_batch, reference
 from tests.serve.wire import softmax
 

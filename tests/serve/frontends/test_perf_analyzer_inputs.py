@@ -20,7 +20,7 @@ import pytest
 from bench.perf_analyzer import binary_environment, find_binary
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
-from onyx.serve.frontends.kserve_tensors import join_bytes
+from onyx.serve.protocol import join_bytes
 from tests.serve.tiny_models import png_bytes, write_image_model, write_text_model
 from tests.tools import missing_tool
 

@@ -29,7 +29,7 @@ import pytest
 from onyx.contract.preprocess import image_bytes_to_array
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig, TlsConfig
-from onyx.serve.frontends.kserve_tensors import join_bytes
+from onyx.serve.protocol import join_bytes
 from onyx.serve.server import create_server
 from tests.checkout import PYTHONPATH
 from tests.serve.test_process import ROOT, self_signed

@@ -2,15 +2,15 @@
 
     request.explain.SetInParent()                      # top-1 class of each input
     request.explain.labels[:] = ["husky", "wolf"]      # or these classes
-    response = await classify_explained(pipeline, request, deadline, limits, k=5)
+    response = await classify_explained(pipeline, request, deadline, limits, 5, observer)
 
 Image models exported with `ExplainSupport` return their last feature map beside the logits from
 the same forward pass, as the output the config names (`config.explain.feature_map`, exported as
-`gradcam.FEATURE_MAP_NAME`); each explained class gets a Grad-CAM heatmap (`explain_image`)
-placed on the original image. Text models get per-token occlusion scores (`explain_text`): each
+`gradcam.FEATURE_MAP_NAME`); each explained class gets a Grad-CAM heatmap (`onyx.contract.gradcam`)
+placed on the original image. Text models get per-token occlusion scores (`explain.text`): each
 input and its leave-one-token-out variants run as one batch. Any other model answers
 FAILED_PRECONDITION.
-KServe's `saliency` output (`add_saliency`) is the top-1 map over the model input, (n, rows, cols).
+KServe's `saliency` output (`saliency`) is the top-1 map over the model input, (n, rows, cols).
 """
 
 from __future__ import annotations
@@ -27,18 +27,16 @@ from onyx.contract import gradcam as cam
 from onyx.contract.errors import ExplainUnavailable, InvalidInput
 from onyx.contract.scores import activate, top_k
 from onyx.contract.text import TextEncoder, pad_batch
-from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.explain.text import occlusion_rows, occlusion_scores, token_spans
 from onyx.serve.inputs import InputLimits, decode_inputs, text_to_ids
+from onyx.serve.observers import Explained
 from onyx.serve.pipeline import Inferred, Pipeline
 
 SALIENCY = "saliency"
 # An unknown label's error lists this many of the model's (1000 would not fit in a status).
 LABELS_SHOWN = 20
-# (model, version, seconds spent explaining) -> None; metrics count explained requests with it.
-ExplainObserver = Callable[[str, int, float], None]
 
 
 @dataclass
@@ -125,7 +123,7 @@ async def classify_explained(
     deadline: float | None,
     limits: InputLimits,
     k: int,
-    observer: ExplainObserver | None = None,
+    observer: Explained,
 ) -> api.ClassifyResponse:
     """Classify `request` and explain each input's requested classes (see the module doc)."""
     seen = _Decoded()
@@ -137,13 +135,12 @@ async def classify_explained(
         results = _text_results(result, seen, request.explain, k)
     else:
         results = _image_results(result, seen, request.explain, k)
-    if observer is not None:
-        # Extra cost: explaining after inference, plus (text) the occlusion rows' share of it.
-        extra = time.perf_counter() - after_inference
-        if result.config.task == pb.TASK_TEXT:
-            rows = len(result.logits)
-            extra += (after_inference - started) * (1 - len(request.inputs) / max(rows, 1))
-        observer(result.model, result.version, extra)
+    # Extra cost: explaining after inference, plus (text) the occlusion rows' share of it.
+    extra = time.perf_counter() - after_inference
+    if result.config.task == pb.TASK_TEXT:
+        rows = len(result.logits)
+        extra += (after_inference - started) * (1 - len(request.inputs) / max(rows, 1))
+    observer(result.model, result.version, extra)
     return api.ClassifyResponse(model=result.model, version=result.version, results=results)
 
 
@@ -235,11 +232,9 @@ def _text_results(
     return answers
 
 
-def add_saliency(
-    response: kv2.ModelInferResponse, result: Inferred, observer: ExplainObserver | None = None
-) -> None:
+def saliency(result: Inferred, observer: Explained) -> np.ndarray:
     """KServe's `saliency` output: the top-1 class map of each input over the model input (the
-    crop), FP32 (n, rows, cols) in [0, 1]."""
+    crop), float32 (n, rows, cols) in [0, 1]; `observer` is told the seconds it took."""
     config = result.config
     check_explainable(config)
     if not config.HasField("explain"):
@@ -251,8 +246,6 @@ def add_saliency(
     for logits, features in zip(result.logits, feature_maps(result), strict=True):
         maps = cam.grad_cam(features, head, np.asarray([int(np.argmax(logits))]))
         grids.append(cam.normalise(cam.resize_bilinear(maps, rows, cols))[0])
-    array = np.ascontiguousarray(np.stack(grids), dtype="<f4")
-    response.outputs.add(name=SALIENCY, datatype="FP32", shape=list(array.shape))
-    response.raw_output_contents.append(array.tobytes())
-    if observer is not None:
-        observer(result.model, result.version, time.perf_counter() - started)
+    stacked = np.stack(grids).astype(np.float32, copy=False)
+    observer(result.model, result.version, time.perf_counter() - started)
+    return stacked

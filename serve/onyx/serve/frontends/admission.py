@@ -26,7 +26,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 import grpc
 
@@ -34,6 +34,7 @@ from onyx.contract.errors import InvalidInput, Refused, ServeError
 from onyx.serve.frontends.parse_errors import Undecodable
 from onyx.serve.frontends.rpc import abort, status_code
 from onyx.serve.frontends.wrapping import WrappingInterceptor
+from onyx.serve.observers import NO_OBSERVERS, RefusalCounter
 
 # Weight of the newest sample in a model's busy-seconds-per-request average: about the last 16
 # completions count, so one slow batch does not close the door and a burst is seen quickly.
@@ -44,12 +45,6 @@ INFERENCE_METHODS = {
     "/onyx.v1.Classifier/Classify": "model",
     "/inference.GRPCInferenceService/ModelInfer": "model_name",
 }
-
-
-class RefusalCounter(Protocol):
-    """Counts a refusal (the metrics' `refused` counter is one)."""
-
-    def labels(self, model: str, reason: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -93,7 +88,8 @@ class Admission:
     policy: AdmissionPolicy = field(default_factory=AdmissionPolicy)
     # Whether a model name is one the server has (its label; others are counted as "").
     known: Callable[[str], bool] = lambda _name: True
-    refused: RefusalCounter | None = None
+    # Counts every refusal (metrics); a no-op by default.
+    refused: RefusalCounter = NO_OBSERVERS.refused
     inflight: int = 0
     # When the last inference call reached the application (time.monotonic()): see `quiet`.
     last_arrival: float = 0.0
@@ -151,8 +147,7 @@ class Admission:
         raise Refused(message, reason)
 
     def _count(self, label: str, reason: str) -> None:
-        if self.refused is not None:
-            self.refused.labels(label, reason).inc()
+        self.refused.labels(label, reason).inc()
 
     async def quiet(self, quiet_s: float, timeout_s: float) -> None:
         """Wait until no RPC has arrived for `quiet_s` (at most `timeout_s`).

@@ -7,9 +7,10 @@
               "outputs":[{"name":"logits","parameters":{"classification":2}}]}' \\
          localhost:8000/v2/models/reviews/infer
 
-Every route turns its request into the gRPC message and calls the very `KServeServicer` method
-gRPC calls (`rest_tensors.py` converts), so both bindings share decoding, the pipeline,
-statistics and errors. A `ServeError` answers with its HTTP status and `{"error": "..."}`:
+Every route decodes its request into the data plane's values (`rest_tensors.py`), calls the
+`DataPlane` method the gRPC binding calls, and writes the answer as JSON, so both bindings share
+decoding, the pipeline, statistics and errors without a protobuf message between. A
+`ServeError` answers with its HTTP status and `{"error": "..."}`:
 
     INVALID_ARGUMENT 400, NOT_FOUND 404, FAILED_PRECONDITION 409, RESOURCE_EXHAUSTED 429,
     UNAVAILABLE 503, DEADLINE_EXCEEDED 504, anything else 500.
@@ -30,22 +31,19 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, cast
+from typing import Any
 
-import grpc
 from aiohttp import web
-from google.protobuf.message import Message
 
 from onyx.contract.errors import ServeError, code_name
-from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.serve.config import TlsConfig
+from onyx.serve.dataplane import DataPlane
 from onyx.serve.frontends.admission import Admission
-from onyx.serve.frontends.kserve import Context, KServeServicer
 from onyx.serve.frontends.rest_tensors import (
     HEADER_LENGTH,
+    as_json,
     infer_request,
     infer_response,
-    message_json,
     parse_json,
 )
 
@@ -63,27 +61,6 @@ HTTP_STATUS = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class Aborted(Exception):
-    """A gRPC handler's `context.abort`, caught here and answered with an HTTP status."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-
-
-class RestContext:
-    """The part of `grpc.aio.ServicerContext` the KServe handlers use."""
-
-    def __init__(self, timeout_s: float | None = None) -> None:
-        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
-
-    def time_remaining(self) -> float | None:
-        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
-
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
-        raise Aborted(code, details)
-
-
 def http_status(code_name: str) -> int:
     return HTTP_STATUS.get(code_name, 500)
 
@@ -97,8 +74,6 @@ async def answer_errors(request: web.Request, handler: Handler) -> web.StreamRes
     """Errors as `{"error": ...}` with the status of their gRPC code (or of aiohttp's own)."""
     try:
         return await handler(request)
-    except Aborted as exc:
-        return error_response(http_status(exc.code.name), str(exc))
     except ServeError as exc:
         return error_response(http_status(code_name(exc)), str(exc))
     except web.HTTPException as exc:
@@ -111,10 +86,10 @@ async def answer_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 class RestApi:
-    """The routes, over one `KServeServicer`."""
+    """The routes, over one `DataPlane`."""
 
-    def __init__(self, kserve: KServeServicer, admission: Admission | None = None) -> None:
-        self._kserve = kserve
+    def __init__(self, dataplane: DataPlane, admission: Admission | None = None) -> None:
+        self._dataplane = dataplane
         # The gRPC port's front door: one in-flight bound and one deadline check for both.
         self._admission = admission if admission is not None else Admission()
 
@@ -142,39 +117,27 @@ class RestApi:
         ]
 
     async def live(self, request: web.Request) -> web.Response:
-        answer = await self._kserve.ServerLive(kv2.ServerLiveRequest(), _context())
-        return _ready_or_not({"live": answer.live})
+        return _ready_or_not({"live": self._dataplane.live()})
 
     async def ready(self, request: web.Request) -> web.Response:
-        answer = await self._kserve.ServerReady(kv2.ServerReadyRequest(), _context())
-        return _ready_or_not({"ready": answer.ready})
+        return _ready_or_not({"ready": self._dataplane.ready()})
 
     async def server_metadata(self, request: web.Request) -> web.Response:
-        answer = await self._kserve.ServerMetadata(kv2.ServerMetadataRequest(), _context())
-        return _json(answer)
+        return _json(self._dataplane.server_metadata())
 
     async def model_metadata(self, request: web.Request) -> web.Response:
-        name, version = _model(request)
-        message = kv2.ModelMetadataRequest(name=name, version=version)
-        return _json(await self._kserve.ModelMetadata(message, _context()))
+        return _json(self._dataplane.model_metadata(*_model(request)))
 
     async def model_ready(self, request: web.Request) -> web.Response:
-        name, version = _model(request)
-        message = kv2.ModelReadyRequest(name=name, version=version)
-        answer = await self._kserve.ModelReady(message, _context())
-        return _ready_or_not({"ready": answer.ready})
+        return _ready_or_not({"ready": self._dataplane.model_ready(*_model(request))})
 
     async def model_config(self, request: web.Request) -> web.Response:
         # Triton answers the config itself, not gRPC's {"config": ...}.
-        name, version = _model(request)
-        message = kv2.ModelConfigRequest(name=name, version=version)
-        answer = await self._kserve.ModelConfig(message, _context())
-        return _json(answer.config)
+        return _json(self._dataplane.model_config(*_model(request)))
 
     async def statistics(self, request: web.Request) -> web.Response:
-        name, version = _model(request)
-        message = kv2.ModelStatisticsRequest(name=name, version=version)
-        return _json(await self._kserve.ModelStatistics(message, _context()))
+        entries = self._dataplane.statistics(*_model(request))
+        return web.json_response({"model_stats": [as_json(e) for e in entries]})
 
     async def infer(self, request: web.Request) -> web.Response:
         name, version = _model(request)
@@ -182,7 +145,9 @@ class RestApi:
         parsed = infer_request(body, request.headers.get(HEADER_LENGTH), name, version)
         self._admission.last_arrival = time.monotonic()
         with self._admission.admit(name, parsed.timeout_s):
-            answer = await self._kserve.ModelInfer(parsed.request, _context(parsed.timeout_s))
+            timeout_s = parsed.timeout_s
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+            answer = await self._dataplane.infer(parsed.request, deadline)
         data, header_length = infer_response(answer, parsed.binary)
         if header_length == len(data):
             return web.Response(body=data, content_type="application/json")
@@ -194,32 +159,25 @@ class RestApi:
 
     async def repository_index(self, request: web.Request) -> web.Response:
         header = parse_json(await request.read())
-        message = kv2.RepositoryIndexRequest(ready=bool(header.get("ready", False)))
-        answer = await self._kserve.RepositoryIndex(message, _context())
+        entries = self._dataplane.repository_index(ready_only=bool(header.get("ready", False)))
         # Triton answers the list itself.
-        return web.json_response([message_json(entry) for entry in answer.models])
+        return web.json_response([as_json(entry) for entry in entries])
 
     async def load(self, request: web.Request) -> web.Response:
-        message = kv2.RepositoryModelLoadRequest(model_name=request.match_info["model"])
-        await self._kserve.RepositoryModelLoad(message, _context())
+        await self._dataplane.load(request.match_info["model"])
         return web.json_response({})
 
     async def unload(self, request: web.Request) -> web.Response:
-        message = kv2.RepositoryModelUnloadRequest(model_name=request.match_info["model"])
-        await self._kserve.RepositoryModelUnload(message, _context())
+        await self._dataplane.unload(request.match_info["model"])
         return web.json_response({})
-
-
-def _context(timeout_s: float | None = None) -> Context:
-    return cast(Context, RestContext(timeout_s))
 
 
 def _model(request: web.Request) -> tuple[str, str]:
     return request.match_info.get("model", ""), request.match_info.get("version", "")
 
 
-def _json(message: Message) -> web.Response:
-    return web.json_response(message_json(message))
+def _json(value: Any) -> web.Response:
+    return web.json_response(as_json(value))
 
 
 def _ready_or_not(answer: dict[str, bool]) -> web.Response:
@@ -228,10 +186,10 @@ def _ready_or_not(answer: dict[str, bool]) -> web.Response:
 
 
 def make_app(
-    kserve: KServeServicer, max_body_bytes: int, admission: Admission | None = None
+    dataplane: DataPlane, max_body_bytes: int, admission: Admission | None = None
 ) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[answer_errors])
-    app.add_routes(RestApi(kserve, admission).routes())
+    app.add_routes(RestApi(dataplane, admission).routes())
     return app
 
 
@@ -255,7 +213,7 @@ class RestServer:
     @classmethod
     async def start(
         cls,
-        kserve: KServeServicer,
+        dataplane: DataPlane,
         host: str,
         port: int,
         max_body_bytes: int,
@@ -267,7 +225,7 @@ class RestServer:
         """Listen on `host`:`port` (0: any free port; "[::]": every interface); on `stop`,
         in-flight requests get `grace_s` to finish."""
         runner = web.AppRunner(
-            make_app(kserve, max_body_bytes, admission),
+            make_app(dataplane, max_body_bytes, admission),
             access_log=None,
             shutdown_timeout=grace_s,
         )

@@ -1,32 +1,38 @@
-"""KServe v2 REST bodies <-> the gRPC messages, so REST requests run the very gRPC handlers.
+"""KServe v2 REST bodies <-> the data plane's values (`onyx.serve.protocol`), no protobuf between.
 
 An infer request is JSON, optionally followed by binary tensor data (Triton's binary-data
 extension): the `Inference-Header-Content-Length` header gives the JSON's length, and each input
 with the parameter `binary_data_size` takes that many bytes of what follows, in input order.
-Every input becomes `raw_input_contents` (numbers little-endian, BYTES length-prefixed), so the
-gRPC path decodes it. Outputs come back as JSON `data`, or as binary after the JSON when the
-output's parameter `binary_data` (or the request's `binary_data_output`) is true.
+Every input becomes raw data (numbers little-endian, BYTES length-prefixed), which the data plane
+decodes as it decodes gRPC's. Outputs come back as JSON `data`, or as binary after the JSON when
+the output's parameter `binary_data` (or the request's `binary_data_output`) is true.
 
-    parsed = infer_request(body, header_length, "pets", "")     # .request: a ModelInferRequest
+    parsed = infer_request(body, header_length, "pets", "")     # .request: an InferenceRequest
     body, header_length = infer_response(response, parsed.binary)
 
-Other responses are the messages as JSON (`message_json`), with 64-bit integers as numbers and
-every field present, as Triton writes them (perf_analyzer reads `count` and `ns` as integers).
+Other answers are the data plane's description values as JSON (`as_json`): every field present,
+64-bit integers as numbers, as Triton writes them (perf_analyzer reads `count` and `ns` as
+integers).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
 
 from onyx.contract.errors import InvalidInput
-from onyx.proto.kserve import grpc_service_pb2 as kv2
-from onyx.serve.frontends.kserve_tensors import join_bytes, split_bytes
+from onyx.serve.protocol import (
+    InferenceRequest,
+    InferenceResponse,
+    InputTensor,
+    RequestedOutput,
+    join_bytes,
+    split_bytes,
+)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # KServe datatypes with a fixed size, as they travel: little-endian.
@@ -47,7 +53,6 @@ NUMERIC: dict[str, np.dtype[Any]] = {
         "FP64": np.float64,
     }.items()
 }
-Requested = kv2.ModelInferRequest.InferRequestedOutputTensor
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class BinaryOutputs:
 
 @dataclass(frozen=True)
 class ParsedInfer:
-    request: kv2.ModelInferRequest
+    request: InferenceRequest
     binary: BinaryOutputs
     # The request's `timeout` parameter (tritonclient sends microseconds), in seconds.
     timeout_s: float | None
@@ -96,40 +101,43 @@ def infer_request(body: bytes, header_length: str | None, model: str, version: s
     text, binary = split_body(body, header_length)
     header = parse_json(text)
     parameters = _object(header.get("parameters", {}), "parameters")
-    request = kv2.ModelInferRequest(
-        model_name=model, model_version=version, id=str(header.get("id", ""))
+    inputs = _inputs(_list(header.get("inputs"), "inputs"), binary)
+    outputs, binary_named = _outputs(_list(header.get("outputs", []), "outputs"))
+    timeout = parameters.get("timeout")
+    return ParsedInfer(
+        InferenceRequest(model, version, str(header.get("id", "")), inputs, outputs),
+        BinaryOutputs(bool(parameters.get("binary_data_output", False)), binary_named),
+        None if timeout is None else _integer(timeout, "timeout") / 1e6,
     )
-    offset = 0
-    for index, tensor in enumerate(_list(header.get("inputs"), "inputs")):
+
+
+def _inputs(specs: list[Any], binary: bytes) -> list[InputTensor]:
+    """Every input, each with its raw data: from JSON, or its share of the binary data."""
+    inputs, offset = [], 0
+    for index, tensor in enumerate(specs):
         spec = _object(tensor, f"inputs[{index}]")
         raw, offset = _input(spec, binary, offset)
-        request.inputs.add(
-            name=str(spec.get("name", "")),
-            datatype=str(spec.get("datatype", "")),
-            shape=_shape(spec.get("shape")),
-        )
-        request.raw_input_contents.append(raw)
+        name, datatype = str(spec.get("name", "")), str(spec.get("datatype", ""))
+        inputs.append(InputTensor(name, datatype, _shape(spec.get("shape")), raw))
     if offset != len(binary):
         raise InvalidInput(
             f"the body has {len(binary) - offset} bytes of binary data no input claims"
         )
-    named = {}
-    for index, output in enumerate(_list(header.get("outputs", []), "outputs")):
+    return inputs
+
+
+def _outputs(specs: list[Any]) -> tuple[list[RequestedOutput], dict[str, bool]]:
+    """The requested outputs, and whether each is wanted as binary data."""
+    outputs, binary = [], {}
+    for index, output in enumerate(specs):
         spec = _object(output, f"outputs[{index}]")
         name = str(spec.get("name", ""))
         wanted = _object(spec.get("parameters", {}), f"outputs[{index}].parameters")
-        requested = request.outputs.add(name=name)
-        if "classification" in wanted:
-            requested.parameters["classification"].int64_param = _integer(
-                wanted["classification"], "classification"
-            )
-        named[name] = bool(wanted.get("binary_data", False))
-    timeout = parameters.get("timeout")
-    return ParsedInfer(
-        request,
-        BinaryOutputs(bool(parameters.get("binary_data_output", False)), named),
-        None if timeout is None else _integer(timeout, "timeout") / 1e6,
-    )
+        k = wanted.get("classification")
+        classification = None if "classification" not in wanted else _integer(k, "classification")
+        outputs.append(RequestedOutput(name, classification))
+        binary[name] = bool(wanted.get("binary_data", False))
+    return outputs, binary
 
 
 def _input(spec: dict[str, Any], binary: bytes, offset: int) -> tuple[bytes, int]:
@@ -160,14 +168,15 @@ def _input(spec: dict[str, Any], binary: bytes, offset: int) -> tuple[bytes, int
     return array.tobytes(), offset
 
 
-def infer_response(response: kv2.ModelInferResponse, binary: BinaryOutputs) -> tuple[bytes, int]:
+def infer_response(response: InferenceResponse, binary: BinaryOutputs) -> tuple[bytes, int]:
     """The response body, and the length of its JSON part (the whole body when no binary)."""
     outputs, chunks = [], []
-    for tensor, raw in zip(response.outputs, response.raw_output_contents, strict=True):
+    for tensor in response.outputs:
+        raw = tensor.raw
         entry: dict[str, Any] = {
             "name": tensor.name,
             "datatype": tensor.datatype,
-            "shape": list(tensor.shape),
+            "shape": tensor.shape,
         }
         if binary.wanted(tensor.name):
             entry["parameters"] = {"binary_data_size": len(raw)}
@@ -178,8 +187,8 @@ def infer_response(response: kv2.ModelInferResponse, binary: BinaryOutputs) -> t
             entry["data"] = np.frombuffer(raw, dtype=NUMERIC[tensor.datatype]).tolist()
         outputs.append(entry)
     header: dict[str, Any] = {
-        "model_name": response.model_name,
-        "model_version": response.model_version,
+        "model_name": response.model,
+        "model_version": response.version,
         "outputs": outputs,
     }
     if response.id:
@@ -188,27 +197,9 @@ def infer_response(response: kv2.ModelInferResponse, binary: BinaryOutputs) -> t
     return text + b"".join(chunks), len(text)
 
 
-def message_json(message: Message) -> dict[str, Any]:
-    """A message as Triton's REST JSON: every field, 64-bit integers as numbers, enums by name."""
-    return {field.name: _field_json(message, field) for field in message.DESCRIPTOR.fields}
-
-
-# Descriptors typed Any: the stubs name a Python class the upb runtime does not use.
-def _field_json(message: Message, field: Any) -> Any:
-    value = getattr(message, field.name)
-    if field.is_repeated:
-        return [_value_json(field, item) for item in value]
-    return _value_json(field, value)
-
-
-def _value_json(field: Any, value: Any) -> Any:
-    if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return message_json(value)
-    if field.type == FieldDescriptor.TYPE_ENUM:
-        return field.enum_type.values_by_number[value].name
-    if field.type == FieldDescriptor.TYPE_BYTES:
-        return value.decode("utf-8", errors="replace")
-    return value
+def as_json(value: Any) -> Any:
+    """A data plane description value (`onyx.serve.protocol`) as Triton's REST JSON."""
+    return dataclasses.asdict(value)
 
 
 def _flatten(data: Any) -> list[Any]:
