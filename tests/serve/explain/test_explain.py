@@ -27,9 +27,10 @@ from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
-from onyx.serve.explain.classify import add_saliency
+from onyx.serve.explain.classify import saliency
 from onyx.serve.explain.text import occlusion_rows, occlusion_scores, token_spans
 from onyx.serve.metrics import ServerMetrics
+from onyx.serve.observers import NO_OBSERVERS
 from onyx.serve.pipeline import Inferred
 from tests.serve.tiny_models import (
     IR_VERSION,
@@ -307,13 +308,14 @@ def test_saliency_reads_the_feature_map_the_config_names_at_its_own_size(tmp_pat
     config = gap_config()
     config.explain.feature_map.name = "last_conv"
     outputs = {"logits": logits, "last_conv": features}
-    response = kv2.ModelInferResponse()
-    add_saliency(response, Inferred("gap", 1, config, logits, outputs, tmp_path))
-    saliency = np.frombuffer(response.raw_output_contents[0], "<f4").reshape(2, SIZE, SIZE)
+    maps_served = saliency(
+        Inferred("gap", 1, config, logits, outputs, tmp_path), NO_OBSERVERS.explained
+    )
+    assert maps_served.shape == (2, SIZE, SIZE) and maps_served.dtype == np.float32
     for i in range(2):
         maps = cam.grad_cam(features[i], head, np.asarray([int(np.argmax(logits[i]))]))
         expected = cam.normalise(cam.resize_bilinear(maps, SIZE, SIZE))[0]
-        np.testing.assert_allclose(saliency[i], expected, atol=1e-6)
+        np.testing.assert_allclose(maps_served[i], expected, atol=1e-6)
 
 
 def test_token_spans_follow_the_tokenizer_back_to_the_original_text() -> None:
