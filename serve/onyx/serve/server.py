@@ -71,7 +71,7 @@ class RunningServer:
     health: HealthServicer
     preprocess: ThreadPoolExecutor
     # KServe v2's data plane, behind its gRPC and REST bindings (readiness flags included).
-    kserve: DataPlane
+    dataplane: DataPlane
     admission: Admission
     lenient_readiness: bool = False
     watcher: asyncio.Task[None] | None = None
@@ -91,7 +91,7 @@ class RunningServer:
 
     async def publish_health(self) -> None:
         """Readiness from the repository, to health and KServe's ServerReady."""
-        self.kserve.models_ready = await publish_health(
+        self.dataplane.models_ready = await publish_health(
             self.health, self.repository, SERVICES, self.lenient_readiness, self.published
         )
 
@@ -99,7 +99,7 @@ class RunningServer:
         """Kubernetes' way (SIGTERM): NOT_SERVING at once and every health Watch ended, requests
         still accepted for `delay_s` (load balancers take that long to notice), then no new
         ones, and those received get `grace_s` to finish."""
-        self.kserve.serving = False
+        self.dataplane.serving = False
         await self.health.enter_graceful_shutdown()
         await asyncio.sleep(delay_s)
         started = time.monotonic()
@@ -108,7 +108,7 @@ class RunningServer:
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Refuse new calls, let in-flight ones finish within `grace_s`, then unload models."""
-        self.kserve.serving = False
+        self.dataplane.serving = False
         await self.health.enter_graceful_shutdown()
         if self.watcher is not None:
             self.watcher.cancel()
@@ -194,7 +194,7 @@ async def _take_ports(running: RunningServer, config: ServerConfig) -> None:
         running.metrics_endpoint = _serve_metrics(running.metrics, config)
     if config.http_port is not None:
         running.rest = await RestServer.start(
-            running.kserve, config.host, config.http_port, config.max_message_bytes,
+            running.dataplane, config.host, config.http_port, config.max_message_bytes,
             config.tls, config.grace_s, running.admission, config.reuse_port,
         )  # fmt: skip
         running.http_port = running.rest.port

@@ -215,7 +215,7 @@ def test_health_answers_probes_with_the_status(server: ServerThread) -> None:
     assert http(url + "/v2/models/tiny/versions/1/ready")[0] == 200
     assert http(url + "/v2/models/tiny/versions/2/ready")[0] == 503
     assert server.running is not None
-    server.running.kserve.serving = False  # as on shutdown: probes see it before the port closes
+    server.running.dataplane.serving = False  # as on shutdown: probes see it before the port closes
     status, _, body = http(url + "/v2/health/ready")
     assert (status, json.loads(body)) == (503, {"ready": False})
     assert http(url + "/v2/models/tiny/ready")[0] == 503
