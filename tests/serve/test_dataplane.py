@@ -25,8 +25,8 @@ from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
+from onyx.serve.config import InputLimits
 from onyx.serve.dataplane import DataPlane
-from onyx.serve.inputs import InputLimits
 from onyx.serve.observers import NO_OBSERVERS, Observers
 from onyx.serve.pipeline import Pipeline
 from onyx.serve.protocol import (

@@ -19,7 +19,7 @@ from onyx.contract.preprocess import image_bytes_to_array
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
-from onyx.serve.inputs import InputLimits
+from onyx.serve.config import InputLimits
 from tests.serve.tiny_models import (
     image_config,
     png_bytes,

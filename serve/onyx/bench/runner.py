@@ -23,7 +23,8 @@ from onyx.contract.dtypes import DTYPES, wire_dtype
 from onyx.contract.text import load_encoder
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.inputs import InputLimits, decode_inputs
+from onyx.serve.config import InputLimits
+from onyx.serve.inputs import decode_inputs
 
 SEQUENCE_LENGTH = 32  # for inputs with a dynamic time axis
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from onyx.contract.ports import DEFAULT_METRICS_PORT, DEFAULT_PORT
-from onyx.serve.inputs import InputLimits
+from onyx.contract.preprocess import DEFAULT_MAX_IMAGE_PIXELS
 
 __all__ = ["DEFAULT_METRICS_PORT", "DEFAULT_PORT"]  # re-exported: the server's defaults
 # Inference requests (Classify, ModelInfer) in flight at once before new ones are refused.
@@ -30,6 +30,29 @@ IoBinding = Literal["auto", "on", "off"]
 ModelControl = Literal["none", "poll", "explicit"]
 
 _LISTEN, _MODELS, _RUNTIME, _METRICS = "Listening", "Models", "Runtime", "Metrics and logs"
+
+
+# What one request may hold (`onyx.serve.inputs` enforces them): `[limits]` in a --config file.
+@dataclass(frozen=True)
+class InputLimits:
+    max_inputs_per_request: int = field(
+        default=256,
+        metadata={"help": "Most inputs in one Classify request.", "aliases": ("--max-inputs",),
+                  "min": 1},
+    )  # fmt: skip
+    max_image_pixels: int = field(
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        metadata={"help": "Larger images are refused before decoding (decompression-bomb "
+                  "guard).", "min": 1},
+    )  # fmt: skip
+    max_text_chars: int = field(
+        default=100_000, metadata={"help": "Longest text input accepted.", "min": 1}
+    )
+    max_request_elements: int = field(
+        default=64 * 2**20,
+        metadata={"help": "Most tensor elements one request may send (raw tensors, token ids): "
+                  "a request never makes the others in its batch pay for its size.", "min": 1},
+    )  # fmt: skip
 
 
 def _meta(help: str, group: str = "", **more: Any) -> dict[str, Any]:

@@ -20,9 +20,8 @@ from onyx.contract.errors import InvalidInput, ModelNotFound, NotAllowed, ServeE
 from onyx.contract.layout import is_version_name
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve import __version__
-from onyx.serve.config import ModelControl
+from onyx.serve.config import InputLimits, ModelControl
 from onyx.serve.explain.classify import SALIENCY, saliency
-from onyx.serve.inputs import InputLimits
 from onyx.serve.metadata import (
     model_metadata,
     model_statistics,

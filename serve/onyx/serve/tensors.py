@@ -19,8 +19,8 @@ from onyx.contract.scores import activate, top_k
 from onyx.contract.text import TextEncoder
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.config import InputLimits
 from onyx.serve.inputs import (
-    InputLimits,
     check_element_count,
     check_input_count,
     decode_inputs,

@@ -288,6 +288,6 @@ def test_no_client_input_reaches_internal_or_unknown_long_run(
 
 
 def _limits() -> Any:
-    from onyx.serve.inputs import InputLimits
+    from onyx.serve.config import InputLimits
 
     return InputLimits(max_inputs_per_request=MAX_INPUTS, max_request_elements=4096)

@@ -17,7 +17,7 @@ from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.serve.background import ServerThread
-from onyx.serve.inputs import InputLimits
+from onyx.serve.config import InputLimits
 from tests.serve.tiny_models import write_image_model, write_text_model
 from tests.serve.wire import stub
 

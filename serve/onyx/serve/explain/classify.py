@@ -29,8 +29,9 @@ from onyx.contract.scores import activate, top_k
 from onyx.contract.text import TextEncoder, pad_batch
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.config import InputLimits
 from onyx.serve.explain.text import occlusion_rows, occlusion_scores, token_spans
-from onyx.serve.inputs import InputLimits, decode_inputs, text_to_ids
+from onyx.serve.inputs import decode_inputs, text_to_ids
 from onyx.serve.observers import Explained
 from onyx.serve.pipeline import Inferred, Pipeline
 

@@ -16,10 +16,11 @@ from onyx.contract.errors import InvalidInput
 from onyx.contract.scores import activate, top_k
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
+from onyx.serve.config import InputLimits
 from onyx.serve.explain.classify import classify_explained
 from onyx.serve.frontends.rpc import answers_errors, deadline_of, log_if_unplanned, status_code
 from onyx.serve.frontends.streams import answer_concurrently
-from onyx.serve.inputs import InputLimits, decode_inputs
+from onyx.serve.inputs import decode_inputs
 from onyx.serve.pipeline import Pipeline
 from onyx.serve.repository import Model
 

@@ -25,8 +25,8 @@ from onyx.client.classifier import Client
 from onyx.contract.text import TextEncoder, Vocabulary, tokenize
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.serve.background import ServerThread
-from onyx.serve.config import ServerConfig
-from onyx.serve.inputs import InputLimits, decode_inputs
+from onyx.serve.config import InputLimits, ServerConfig
+from onyx.serve.inputs import decode_inputs
 from onyx.serve.repository import Repository
 from onyx.train.config import TextTrainConfig
 from onyx.train.data.reviews import generate_reviews, write_jsonl
