@@ -6,11 +6,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 
 from onyx.contract.errors import ConfigError
 from onyx.serve.execution import runtime
 from onyx.serve.execution.runtime import CPU, CUDA, IoBinding, Session, choose_providers
-from tests.serve.explain.test_explain import CHANNELS, SIZE, gap_config, gap_graph
+from tests.serve.explain.test_explain import CHANNELS, LABELS, SIZE, gap_config, gap_graph
 from tests.serve.tiny_models import image_config, image_graph, random_batch, reference
 
 
@@ -49,13 +50,11 @@ def test_session_runs_and_rejects_a_config_that_does_not_match(tmp_path: Path) -
 def test_a_model_with_two_outputs_returns_both_by_name(
     tmp_path: Path, io_binding: IoBinding
 ) -> None:
-    """Every output of the graph comes back under its ONNX name, one the config does not
-    mention too (this config has no `explain`), with its own shape."""
+    """Every output the config declares comes back under its ONNX name, with its own shape:
+    the logits and, for a version that explains itself, its feature map."""
     onnx.save(gap_graph(), str(tmp_path / "model.onnx"))
-    config = gap_config()
-    config.ClearField("explain")
     options = runtime.RuntimeOptions(device="cpu", io_binding=io_binding)
-    session = Session(tmp_path / "model.onnx", config, options)
+    session = Session(tmp_path / "model.onnx", gap_config(), options)
     batch = np.random.default_rng(0).standard_normal((3, 3, SIZE, SIZE), dtype=np.float32)
     outputs = session.run(batch)
     assert list(outputs) == ["logits", "feature_map"]
@@ -63,6 +62,25 @@ def test_a_model_with_two_outputs_returns_both_by_name(
     plain = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=[CPU])
     for name, expected in zip(outputs, plain.run(None, {"image": batch}), strict=True):
         np.testing.assert_allclose(outputs[name], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("io_binding", ["off", "on"])
+def test_outputs_the_config_does_not_declare_are_not_fetched(
+    tmp_path: Path, io_binding: IoBinding
+) -> None:
+    """A graph may give more than the config names (here its feature map, and a scalar with no
+    batch axis): only the declared logits come back, so a batch is never refused for an output
+    nobody reads."""
+    model = gap_graph()
+    model.graph.node.append(helper.make_node("ReduceMax", ["logits"], ["peak"], keepdims=0))
+    model.graph.output.append(helper.make_tensor_value_info("peak", TensorProto.FLOAT, []))
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    config = gap_config()
+    config.ClearField("explain")
+    options = runtime.RuntimeOptions(device="cpu", io_binding=io_binding)
+    session = Session(tmp_path / "model.onnx", config, options)
+    outputs = session.run(np.zeros((2, 3, SIZE, SIZE), dtype=np.float32))
+    assert list(outputs) == ["logits"] and outputs["logits"].shape == (2, len(LABELS))
 
 
 def test_cuda_sessions_get_options_fit_for_dynamic_batches(

@@ -142,19 +142,26 @@ class Session:
             raise ConfigError(f"{path}: ONNX Runtime cannot load it: {exc}") from exc
         check_signature(self._session, config, path)
         self.input_name = config.input.name
-        # Every output of the graph, in its order: the logits (`config.output`) and whatever
-        # else it gives, such as an explaining version's feature map (`config.explain`).
-        self.output_names = [output.name for output in self._session.get_outputs()]
+        # The outputs the config declares, by name: the logits (`config.output`) and, for a
+        # version that explains itself, its feature map (`config.explain`). Others the graph may
+        # have are not fetched: nobody reads them, and they need not have a batch axis.
+        self.output_names = declared_outputs(config)
         self.providers: list[str] = self._session.get_providers()
         self.io_binding = uses_io_binding(options.io_binding, self.providers)
         runner = bound_runner if self.io_binding else plain_runner
         self._run: Runner = runner(self._session, self.input_name, self.output_names)
 
     def run(self, batch: np.ndarray) -> Outputs:
-        """Run one batch; every output of the model by name. Blocking: from an executor, or on
+        """Run one batch; the outputs the config declares, by name. Blocking: from an executor, or on
         the event loop only where that is cheaper than a thread hand-over: a tiny model's
         batches, a small model's lone request on an idle server (`session_pool.SessionPool`)."""
         return self._run(batch)
+
+
+def declared_outputs(config: pb.ModelConfig) -> list[str]:
+    """The graph outputs a version is run for: its logits, then its feature map if it explains."""
+    explain = [config.explain.feature_map.name] if config.HasField("explain") else []
+    return [config.output.name, *explain]
 
 
 def uses_io_binding(setting: IoBinding, providers: Sequence[str]) -> bool:
