@@ -1,16 +1,20 @@
-"""Architecture rules.
+"""Architecture rules: the rooms (docs/architecture.md) and which way their imports go.
 
-- `onyx.serve` (and the rest of the serving distribution) never imports torch nor `onyx.train`,
-  directly or indirectly; a fresh environment with only `serve/` installed serves without torch.
-- The batcher knows nothing of transport or runtime: it imports neither gRPC nor ONNX Runtime.
-- Model outputs travel by name: the runtime and the pipeline know nothing of explanations.
-- Serving errors are gRPC-free; `onyx.serve.frontends.rpc` alone turns them into gRPC status codes.
+- The serving distribution never imports torch nor `onyx.train`, directly or indirectly; a fresh
+  environment with only `serve/` installed serves without torch.
+- The contract and the settings import neither the server nor the client; the client never
+  imports the server nor ONNX Runtime.
+- Training takes from the serving distribution only what the two sides share (contract,
+  settings, client, proto); only the demo, which serves what it trained, imports the server.
+  The training engine is generic: it imports no concrete task (`onyx.train.tasks`).
+- Inside the server: execution (`onyx.serve.execution`) imports nothing of the server outside
+  itself; the data plane never imports a front end (only `onyx.serve.server` wires them); the
+  batcher imports neither gRPC nor ONNX Runtime; model outputs travel by name, so the runtime
+  and the pipeline know nothing of explanations.
 - REST calls the data plane with no protobuf message between: its modules and the data plane's
   request and answer types import no protobuf module.
+- Errors are gRPC-free; `onyx.serve.frontends.rpc` alone turns them into gRPC status codes.
 - The server's configuration (`onyx.serve.config`) reads without ONNX Runtime or the server.
-- The training engine is generic: it imports no concrete task (`onyx.train.tasks`).
-- Training takes from the serving distribution only what the two sides share (contract, settings,
-  client, proto); only the demo, which serves what it trained, imports the server.
 """
 
 from __future__ import annotations
@@ -130,14 +134,42 @@ def test_the_client_never_imports_the_server() -> None:
     assert _imports_under(SERVE_PACKAGES / "client", ("onyx.serve", "onnxruntime")) == set()
 
 
+def test_execution_imports_nothing_of_the_server_outside_itself() -> None:
+    found = _imports_under(SERVER / "execution", ("onyx.serve",))
+    outside = {f for f in found if not f.split(": ")[1].startswith("onyx.serve.execution")}
+    assert outside == set(), outside
+    # Not vacuous: the rule sees execution's imports of its own modules.
+    assert any(": onyx.serve.execution." in f for f in found)
+
+
+def test_the_data_plane_never_imports_a_front_end() -> None:
+    # The wiring (server, workers, the `onyx serve` command) is the only part that may.
+    wiring = {"server.py", "workers.py", "cli.py"}
+    data_plane = [
+        path
+        for path in SERVER.rglob("*.py")
+        if "frontends" not in path.relative_to(SERVER).parts and path.name not in wiring
+    ]
+    found = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in data_plane
+        for name in _imported_modules(path)
+        if _is_under(name, ("onyx.serve.frontends",))
+    }
+    assert found == set(), found
+    assert any(
+        _is_under(n, ("onyx.serve.frontends",)) for n in _imported_modules(SERVER / "server.py")
+    )
+
+
 def test_batcher_imports_no_transport_or_runtime() -> None:
     names = _imported_modules(SERVER / "batching.py")
     assert not {n for n in names if _is_under(n, ("grpc", "onnxruntime", "onyx.proto"))}, names
 
 
 def test_runtime_and_pipeline_import_no_explanation_module() -> None:
-    """Outputs travel by name (`onyx.contract.outputs.Outputs`): whoever explains reads the
-    feature map itself, nothing packs it for them on the way."""
+    """Outputs travel by name (`onyx.serve.execution.interface.Outputs`): whoever explains
+    reads the feature map itself, nothing packs it for them on the way."""
     explaining = ("onyx.serve.explain", "onyx.contract.gradcam")
     for path in (SERVER / "execution" / "runtime.py", SERVER / "pipeline.py"):
         names = _imported_modules(path)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from onyx.contract.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
-from onyx.contract.outputs import Outputs
 from onyx.serve.batching import BatchPolicy, Collate, DynamicBatcher, Length, Stages, concatenate
+from onyx.serve.execution.interface import Outputs
 
 
 def doubled(batch: np.ndarray) -> Outputs:

@@ -12,11 +12,11 @@ import grpc
 import numpy as np
 import pytest
 
-from onyx.contract.outputs import Outputs
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.batching import BatchPolicy, DynamicBatcher, Stages
+from onyx.serve.execution.interface import Outputs
 from onyx.serve.statistics import Duration, Statistics
 from tests.serve.tiny_models import random_batch
 from tests.serve.triton_json import message_json

@@ -29,7 +29,7 @@ never contain whitespace). The exact behaviour also depends on the Unicode table
 running it (`unicodedata.unidata_version`); train and serve on the same Python minor version.
 
 Variable-length batching: each request is encoded to its own length; the server's batcher pads a
-batch only to its longest sequence (`onyx.serve.repository.collate_for`), and the exported model
+batch only to its longest sequence (`pad_batch`), and the exported model
 masks padding (ids == pad_id) in-graph, so requests of any length batch together and padding
 never changes a score.
 """

@@ -45,7 +45,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from onyx.contract.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
-from onyx.contract.outputs import Outputs
+from onyx.serve.execution.interface import Outputs
 
 log = logging.getLogger(__name__)
 

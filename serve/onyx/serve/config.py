@@ -14,18 +14,16 @@ from typing import Any, Literal
 from onyx.contract.ports import DEFAULT_METRICS_PORT, DEFAULT_PORT
 from onyx.contract.preprocess import DEFAULT_MAX_IMAGE_PIXELS
 
+# Device and IoBinding come from execution's interface, which imports no ONNX Runtime: reading
+# the configuration (`onyx serve --help`, tools) never loads it.
+from onyx.serve.execution.interface import Device, IoBinding
+
 __all__ = ["DEFAULT_METRICS_PORT", "DEFAULT_PORT"]  # re-exported: the server's defaults
 # Inference requests (Classify, ModelInfer) in flight at once before new ones are refused.
 DEFAULT_MAX_INFLIGHT = 256
 LogLevel = Literal["debug", "info", "warning", "error"]
 # text: for a terminal; json: one object per line, for log pipelines (Loki, Elasticsearch...).
 LogFormat = Literal["text", "json"]
-# Defined here, not beside their users (`runtime`, `repository`, which re-export them), so that
-# reading the configuration (`onyx serve --help`, tools) never imports ONNX Runtime.
-# Which execution provider a session uses; auto: CUDA when a GPU and driver are present.
-Device = Literal["auto", "cuda", "cpu"]
-# Whether batches run through an ONNX Runtime IO binding; auto: on CUDA only.
-IoBinding = Literal["auto", "on", "off"]
 # none: load at start only; poll: also follow the disk; explicit: load/unload on request.
 ModelControl = Literal["none", "poll", "explicit"]
 

@@ -32,10 +32,10 @@ from typing import TypeVar
 
 import numpy as np
 
-from onyx.contract.outputs import Outputs
 from onyx.contract.text import TextEncoder
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.batching import Stages
+from onyx.serve.execution.interface import Outputs
 from onyx.serve.observers import NO_OBSERVERS, Observers
 from onyx.serve.repository import Repository
 from onyx.serve.statistics import StageTimes, Statistics

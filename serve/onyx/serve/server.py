@@ -140,19 +140,19 @@ def repository_options(config: ServerConfig) -> RepositoryOptions:
 async def create_server(
     config: ServerConfig,
     metrics: ServerMetrics | None = None,
-    observers: ObserverFactory | None = None,
+    batch_observers: ObserverFactory | None = None,
 ) -> RunningServer:
     """Take the ports, load the repository and start serving it; `config.port` 0 picks a free
     port. A port that cannot be had raises `ListenError` before any model loads.
 
     Metrics go to `metrics` (tests pass a fresh registry), or to a new `ServerMetrics` unless
-    `config.metrics` is off. `observers` makes one BatchObserver per model version (default:
+    `config.metrics` is off. `batch_observers` makes one BatchObserver per model version (default:
     the metrics' batch observer).
     """
     if metrics is None and config.metrics:
         metrics = ServerMetrics()
     statistics = Statistics()
-    hooks = server_observers(metrics, statistics, observers)
+    hooks = server_observers(metrics, statistics, batch_observers)
     repository = Repository(config.repository, repository_options(config), hooks)
     preprocess = ThreadPoolExecutor(
         max_workers=config.preprocess_threads or share_of_cores(config.workers),

@@ -123,7 +123,7 @@ def _utf8(item: bytes, index: int) -> str:
 
 
 def output_tensor(
-    wanted: RequestedOutput, outputs: np.ndarray, config: pb.ModelConfig
+    wanted: RequestedOutput, logits: np.ndarray, config: pb.ModelConfig
 ) -> OutputTensor:
     """The model's output as `wanted` asks: the raw tensor, or its top classes as BYTES."""
     if wanted.name != config.output.name:
@@ -132,12 +132,12 @@ def output_tensor(
         )
     k = wanted.classification
     if k is None:
-        array = np.ascontiguousarray(outputs, dtype=wire_dtype(config.output.dtype))
+        array = np.ascontiguousarray(logits, dtype=wire_dtype(config.output.dtype))
         datatype = DTYPES[config.output.dtype].kserve
         return OutputTensor(wanted.name, datatype, list(array.shape), array.tobytes())
     if k < 1:
         raise InvalidInput(f"classification must be a positive integer, got {k}")
-    scores = activate(outputs, config.output_activation)
+    scores = activate(logits, config.output_activation)
     rows = [
         [f"{r.score:f}:{r.index}:{r.label}".encode() for r in top_k(row, k, config.labels)]
         for row in scores

@@ -30,7 +30,6 @@ import numpy as np
 from onyx.contract.dtypes import DTYPES
 from onyx.contract.errors import ConfigError, ModelNotReady
 from onyx.contract.layout import MODEL_FILE, describe_version, inside
-from onyx.contract.outputs import Outputs
 from onyx.contract.text import TextEncoder, load_encoder, pad_rows
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
@@ -42,6 +41,7 @@ from onyx.serve.batching import (
     Stages,
     concatenate,
 )
+from onyx.serve.execution.interface import Outputs
 from onyx.serve.execution.lone import LoneRuns
 from onyx.serve.execution.plan import ExecutionPlan
 from onyx.serve.execution.runtime import CUDA, RuntimeOptions, Session

@@ -20,8 +20,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from onyx.contract.outputs import Outputs
 from onyx.serve.execution import lone
+from onyx.serve.execution.interface import Outputs
 from onyx.serve.execution.lone import (
     BACK_OFF_S,
     LOOP_INTERNALS,

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from onyx.contract.errors import InferenceFailed
-from onyx.contract.outputs import Outputs
 from onyx.serve.execution import sizing
+from onyx.serve.execution.interface import Outputs
 from onyx.serve.execution.plan import ExecutionPlan
 from onyx.serve.execution.runtime import RuntimeOptions, Session
 from onyx.serve.execution.thread_choice import EXPLORE_EVERY

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from onyx.contract.outputs import Outputs
+from onyx.serve.execution.interface import Outputs
 
 # Runs one batch and returns the requested outputs by name.
 Runner = Callable[[np.ndarray], Outputs]

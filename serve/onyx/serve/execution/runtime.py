@@ -19,11 +19,11 @@ import onnxruntime as ort
 
 from onyx.contract.dtypes import DTYPES
 from onyx.contract.errors import ConfigError
-from onyx.contract.outputs import Outputs
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.config import Device as Device
-from onyx.serve.config import IoBinding as IoBinding
 from onyx.serve.execution.binding import Runner, bound_runner, plain_runner
+from onyx.serve.execution.interface import Device as Device
+from onyx.serve.execution.interface import IoBinding as IoBinding
+from onyx.serve.execution.interface import Outputs
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +152,8 @@ class Session:
         self._run: Runner = runner(self._session, self.input_name, self.output_names)
 
     def run(self, batch: np.ndarray) -> Outputs:
-        """Run one batch; the outputs the config declares, by name. Blocking: from an executor, or on
-        the event loop only where that is cheaper than a thread hand-over: a tiny model's
+        """Run one batch; the outputs the config declares, by name. Blocking: from an executor,
+        or on the event loop only where that is cheaper than a thread hand-over: a tiny model's
         batches, a small model's lone request on an idle server (`session_pool.SessionPool`)."""
         return self._run(batch)
 

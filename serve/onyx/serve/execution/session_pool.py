@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from onyx.contract.outputs import Outputs
+from onyx.serve.execution.interface import Outputs
 from onyx.serve.execution.lone import LoneRuns, can_peek, work_waiting
 from onyx.serve.execution.plan import ExecutionPlan
 from onyx.serve.execution.runtime import Session

@@ -1,6 +1,6 @@
 """What every gRPC servicer shares: errors answered as status codes, and the client's deadline.
 
-Both `servicer.py` (onyx.v1) and `kserve.py` (KServe v2) decorate their unary RPCs with
+Both `onyx_v1.py` (onyx.v1) and `kserve.py` (KServe v2) decorate their unary RPCs with
 `answers_errors`; `status_code` is the one place a `ServeError` becomes a `grpc.StatusCode`.
 
     @answers_errors
