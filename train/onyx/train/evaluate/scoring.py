@@ -29,14 +29,14 @@ import numpy as np
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.train.config import save_json
-from onyx.train.data.labelled import (
+from onyx.train.engine.metrics import classification_report, precision_recall_curve, roc_curve
+from onyx.train.tasks.labelled import (
     Prepare,
     image_prepare,
     labelled_samples,
     labelled_texts,
     text_prepare,
 )
-from onyx.train.engine.metrics import classification_report, precision_recall_curve, roc_curve
 
 log = logging.getLogger(__name__)
 

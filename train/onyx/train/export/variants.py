@@ -29,13 +29,6 @@ from onyx.contract.layout import CONFIG_FILE, MODEL_FILE
 from onyx.contract.model_config import load_config
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.train.config import save_json
-from onyx.train.data.labelled import (
-    Prepare,
-    image_prepare,
-    labelled_samples,
-    labelled_texts,
-    text_prepare,
-)
 from onyx.train.engine import checkpoint as ckpt
 from onyx.train.export.config import ExportConfig
 from onyx.train.export.gate import (
@@ -59,6 +52,13 @@ from onyx.train.export.quantize import (
     quantize_int8_static,
 )
 from onyx.train.tasks.image.data import Split, image_files, load_split, load_split_file
+from onyx.train.tasks.labelled import (
+    Prepare,
+    image_prepare,
+    labelled_samples,
+    labelled_texts,
+    text_prepare,
+)
 
 log = logging.getLogger(__name__)
 
