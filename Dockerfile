@@ -52,9 +52,9 @@ USER 10001
 WORKDIR /models
 # gRPC, KServe v2 REST, Prometheus /metrics (Triton's and KServe's port numbers).
 EXPOSE 50051 8000 8002
-# Readiness (every model loaded), on whatever port ONYX_PORT says: onyx/serve/probe.py.
+# Readiness (every model loaded), on whatever port ONYX_PORT says: onyx/client/probe.py.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
-    CMD ["python", "-m", "onyx.serve.probe"]
+    CMD ["python", "-m", "onyx.client.probe"]
 ENTRYPOINT ["onyx"]
 CMD ["serve"]
 

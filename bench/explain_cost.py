@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from onyx.client.classifier import Client
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.serve.background import ServerThread
-from onyx.serve.client import Client
 from onyx.serve.config import ServerConfig
 
 
@@ -31,9 +31,9 @@ def export_model(arch: str, weights: str, repository: Path) -> None:
     from onyx.train.config import ImageTrainConfig
     from onyx.train.export.config import ExportConfig
     from onyx.train.export.pipeline import export_explainable
-    from onyx.train.image.models import get_model
-    from onyx.train.image.preprocessing import image_preprocessing
-    from onyx.train.image.weights import imagenet_categories
+    from onyx.train.tasks.image.models import get_model
+    from onyx.train.tasks.image.preprocessing import image_preprocessing
+    from onyx.train.tasks.image.weights import imagenet_categories
 
     labels = imagenet_categories() if weights == "imagenet" else [f"c{i}" for i in range(10)]
     model = get_model(arch, len(labels), weights=weights)

@@ -7,13 +7,13 @@
 Builds ResNet18 (random weights, `bench/make_models.py`) as version 1 and its fp16 variant
 (`onyx.train.export.quantize.convert_fp16`, float32 at the edges) as version 2, then reports:
 
-1. providers: what `onyx.serve.runtime` chooses and why, what a served version reports
+1. providers: what `onyx.serve.execution.runtime` chooses and why, what a served version reports
    (GetModel), and which provider ONNX Runtime's profiler saw running the graph's nodes
    (used, not just listed);
 2. parity of fp32 and fp16 on the device against fp32 on the CPU: max |logit diff|, top-1
    agreement, and whether within tolerance (fp32: make_models' 1e-3 + 1e-3 |ref|; fp16: the
    variant gate's FP16_ATOL + FP16_RTOL |ref|);
-3. throughput: in-process best batch (an `onyx.serve.runtime.Session`, as served) vs `onyx
+3. throughput: in-process best batch (an `onyx.serve.execution.runtime.Session`, as served) vs `onyx
    serve` at concurrency 16, per precision (issue 15's target: served >= 0.8x in-process);
 4. IO binding on vs off, in-process at the best batch and served;
 5. cudnn_conv_algo_search HEURISTIC (Onyx's) vs EXHAUSTIVE (ORT's default): the first run at
@@ -45,16 +45,16 @@ import onnxruntime as ort
 
 from onyx.bench.load import RunResult, classify_call, closed_loop, make_sender
 from onyx.bench.runner import spawned_server
+from onyx.contract.layout import describe_version
+from onyx.contract.model_config import load_config
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve import runtime
-from onyx.serve.layout import describe_version
-from onyx.serve.model_config import load_config
-from onyx.serve.runtime import RuntimeOptions, Session
+from onyx.serve.execution import runtime
+from onyx.serve.execution.runtime import RuntimeOptions, Session
 from onyx.train.export.gate import FP16_ATOL, FP16_RTOL
+from onyx.train.export.publish import publish
 from onyx.train.export.quantize import convert_fp16
-from onyx.train.publish import publish
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.make_models import build_resnet18
@@ -130,8 +130,9 @@ def nodes_by_provider(path: Path, providers: list[str], sample: np.ndarray) -> d
     return counts
 
 
-def logits(run: Callable[[np.ndarray], np.ndarray], data: np.ndarray, batch: int) -> np.ndarray:
-    return np.concatenate([run(data[i : i + batch]) for i in range(0, len(data), batch)])
+def logits(s: Session, output: str, data: np.ndarray, batch: int) -> np.ndarray:
+    """Output `output` of `s` over `data`, run `batch` rows at a time."""
+    return np.concatenate([s.run(data[i : i + batch])[output] for i in range(0, len(data), batch)])
 
 
 def parity(model: Model, settings: Settings) -> dict[str, dict[str, Any]]:
@@ -139,11 +140,12 @@ def parity(model: Model, settings: Settings) -> dict[str, dict[str, Any]]:
     data = inputs(settings, settings.parity_samples, seed=1)
     batch = settings.max_batch_size
     cpu = session(model, "fp32", RuntimeOptions(device="cpu"))
-    reference = logits(cpu.run, data, batch)
+    output = model.config.output.name
+    reference = logits(cpu, output, data, batch)
     figures = {}
     for precision in PRECISIONS:
         device = session(model, precision, RuntimeOptions(device=settings.device))
-        got = logits(device.run, data, batch)
+        got = logits(device, output, data, batch)
         atol, rtol = (FP16_ATOL, FP16_RTOL) if precision == "fp16" else (FP32_ATOL, FP32_RTOL)
         figures[precision] = {
             "providers": device.providers,
@@ -156,7 +158,7 @@ def parity(model: Model, settings: Settings) -> dict[str, dict[str, Any]]:
     return figures
 
 
-def rate(run: Callable[[np.ndarray], np.ndarray], data: np.ndarray, seconds: float) -> float:
+def rate(run: Callable[[np.ndarray], object], data: np.ndarray, seconds: float) -> float:
     """Inputs per second running `data` (one batch) back to back for `seconds`."""
     run(data)
     done, started = 0, time.perf_counter()

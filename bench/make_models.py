@@ -23,7 +23,7 @@ from torchvision.models import resnet18
 
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.train.export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
-from onyx.train.publish import publish
+from onyx.train.export.publish import publish
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]

@@ -30,11 +30,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onyx.bench.runner import wait_listening
+from onyx.contract.text import PAD, TOKENIZER_NAME, UNK, Vocabulary
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.text import PAD, TOKENIZER_NAME, UNK, Vocabulary
-from onyx.train.publish import publish
+from onyx.train.export.publish import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCAB, EMBED, HIDDEN = 5000, 64, 256

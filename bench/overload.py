@@ -47,10 +47,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onyx.bench.runner import free_port, wait_listening
 from onyx.bench.scrape import Samples, scrape
+from onyx.contract.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
+from onyx.contract.model_config import save_config, save_version_config, split_config
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
-from onyx.serve.model_config import save_config, save_version_config, split_config
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "mlp"

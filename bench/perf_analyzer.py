@@ -36,8 +36,8 @@ import numpy as np
 
 from onyx.bench.baseline import BaselineResult, measure, newest_model_file
 from onyx.bench.runner import free_port, spawned_server
-from onyx.serve.dtypes import DTYPES
-from onyx.serve.layout import version_config
+from onyx.contract.dtypes import DTYPES
+from onyx.contract.layout import version_config
 
 CUDA_RUNTIME = "libcudart.so.12"
 MISSING_LIBRARY = "error while loading shared libraries"

@@ -103,11 +103,11 @@ def text_workload(root: Path, count: int, max_batch_size: int) -> Workload:
     """Export and publish the BiLSTM into root/models (onyx.train does it as a user would)."""
     import torch
 
-    from onyx.serve.text import PAD, UNK, Vocabulary
+    from onyx.contract.text import PAD, UNK, Vocabulary
     from onyx.train.export import ExportConfig, export_verified
+    from onyx.train.export.publish import publish
     from onyx.train.export.text import build_text_config, example_ids, parity_inputs
-    from onyx.train.publish import publish
-    from onyx.train.text.models import TextClassifier, TextModelConfig
+    from onyx.train.tasks.text.models import TextClassifier, TextModelConfig
 
     vocab, max_length = 20_000, 256
     torch.manual_seed(0)
@@ -192,7 +192,7 @@ def raw_best(workload: Workload, seconds: float) -> Raw:
 
 
 def raw_batches(workload: Workload, size: int, sorted_by_length: bool) -> list[np.ndarray]:
-    from onyx.serve.text import pad_batch
+    from onyx.contract.text import pad_batch
 
     inputs = workload.inputs
     if sorted_by_length:

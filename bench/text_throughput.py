@@ -34,13 +34,13 @@ import onnxruntime as ort
 import torch
 
 from onyx.bench.runner import wait_listening
+from onyx.contract.text import PAD, UNK, Vocabulary, pad_batch
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
-from onyx.serve.text import PAD, UNK, Vocabulary, pad_batch
 from onyx.train.export import ExportConfig, export_verified
+from onyx.train.export.publish import publish
 from onyx.train.export.text import build_text_config, example_ids, parity_inputs
-from onyx.train.publish import publish
-from onyx.train.text.models import TextClassifier, TextModelConfig
+from onyx.train.tasks.text.models import TextClassifier, TextModelConfig
 
 # The checkout, so the server subprocess runs this code (a git worktree included).
 ROOT = Path(__file__).resolve().parent.parent

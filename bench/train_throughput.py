@@ -1,4 +1,4 @@
-"""Training throughput: `onyx.train.engine.train_one_epoch` vs a bare torch loop.
+"""Training throughput: `onyx.train.engine.loop.train_one_epoch` vs a bare torch loop.
 
     python bench/train_throughput.py --model resnet18 --image-size 64 --batch-size 32
     python bench/train_throughput.py --model small_cnn --image-size 32 --device cuda
@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from onyx.train.engine import StepOptions, train_one_epoch
-from onyx.train.image.models import get_model
+from onyx.train.engine.loop import StepOptions, train_one_epoch
+from onyx.train.tasks.image.models import get_model
 
 
 def bare_epoch(

@@ -7,7 +7,8 @@ Builds each model and publishes it with `onyx export --variant int8` (the librar
 int8 version is the one the gate accepted:
 
 - lite0: EfficientNet-Lite0 with its real ImageNet weights (package efficientnet-lite0-pytorch-
-  model), fine-tuned on the photo set (`onyx.train.image.photos`, real photos, leak-free split):
+  model), fine-tuned on the photo set (`onyx.train.data.photos`, real photos,
+  leak-free split):
   its gate figures are real accuracy on that validation split;
 - resnet18: torchvision ResNet18 from random weights, trained one step (speed does not depend on
   the weights; its accuracy is meaningless, so its gate is opened: --max-accuracy-drop 100);
@@ -45,11 +46,12 @@ from onyx.bench.runner import wait_listening
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.engine import fit
+from onyx.train.data.photos import PhotoSetSizes, build_photo_dataset
+from onyx.train.demo.sentiment import publish_sentiment
+from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, ExportResult, export_checkpoint
 from onyx.train.export.gate import VariantRefused
-from onyx.train.image.photos import PhotoSetSizes, build_photo_dataset
-from onyx.train.text.demo import publish_sentiment
+from onyx.train.tasks.registry import task_for
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("lite0", "resnet18", "sentiment")
@@ -93,7 +95,7 @@ def publish_image(name: str, data: Path, work: Path, repository: Path) -> Publis
         max_steps=0 if lite0 else 1, batch_size=16, lr=1e-3, freeze_epochs=1 if lite0 else 0,
         augment=AugmentConfig.off(), plots=False,
     )  # fmt: skip
-    checkpoint = fit(train).best_checkpoint
+    checkpoint = fit(task_for(train)).best_checkpoint
     export = ExportConfig(
         checkpoint, name, repository, variant="int8",
         max_accuracy_drop=1.0 if lite0 else 100.0, min_agreement=0.99 if lite0 else 0.0,

@@ -20,8 +20,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from onyx.client.classifier import Client
 from onyx.proto.v1 import classifier_pb2 as api
-from onyx.serve.client import Client
 from tests.serve.tiny_models import LABELS, png_bytes, write_image_model
 
 PORT, METRICS_PORT = 50051, 50052

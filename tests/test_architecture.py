@@ -1,9 +1,19 @@
-"""Architecture rules.
+"""Architecture rules: the rooms (docs/architecture.md) and which way their imports go.
 
-- `onyx.serve` (and the rest of the serving distribution) never imports torch nor `onyx.train`,
-  directly or indirectly; a fresh environment with only `serve/` installed serves without torch.
-- The batcher knows nothing of transport or runtime: it imports neither gRPC nor ONNX Runtime.
-- Serving errors are gRPC-free; `onyx.serve.rpc` alone turns them into gRPC status codes.
+- The serving distribution never imports torch nor `onyx.train`, directly or indirectly; a fresh
+  environment with only `serve/` installed serves without torch.
+- The contract and the settings import neither the server nor the client; the client never
+  imports the server nor ONNX Runtime.
+- Training takes from the serving distribution only what the two sides share (contract,
+  settings, client, proto); only the demo, which serves what it trained, imports the server.
+  The training engine is generic: it imports no concrete task (`onyx.train.tasks`).
+- Inside the server: execution (`onyx.serve.execution`) imports nothing of the server outside
+  itself; the data plane never imports a front end (only `onyx.serve.server` wires them); the
+  batcher imports neither gRPC nor ONNX Runtime; model outputs travel by name, so the runtime
+  and the pipeline know nothing of explanations.
+- REST calls the data plane with no protobuf message between: its modules and the data plane's
+  request and answer types import no protobuf module.
+- Errors are gRPC-free; `onyx.serve.frontends.rpc` alone turns them into gRPC status codes.
 - The server's configuration (`onyx.serve.config`) reads without ONNX Runtime or the server.
 """
 
@@ -26,16 +36,22 @@ from tests.serve.tiny_models import LABELS, png_bytes, write_image_model
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_DIST = ROOT / "serve"
 SERVE_PACKAGES = SERVE_DIST / "onyx"
+SERVER = SERVE_PACKAGES / "serve"
+TRAIN_PACKAGE = ROOT / "train" / "onyx" / "train"
 FORBIDDEN = ("torch", "torchvision", "onyx.train")
+# What training may import from the serving distribution (outside the demo).
+SHARED_WITH_TRAINING = ("onyx.contract", "onyx.settings", "onyx.client", "onyx.proto")
 
 
 def _imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports; `from a import b` counts as `a` and `a.b` (b may be one)."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -69,26 +85,126 @@ def test_serving_distribution_declares_no_torch() -> None:
     assert "torch" not in text.split("[project.scripts]")[0].split("dependencies")[1]
 
 
+def _imports_under(folder: Path, prefixes: tuple[str, ...], skip: str = "") -> set[str]:
+    """`file: module` for each import of a module under `prefixes` in the files below `folder`
+    (files under its subfolder `skip` left out)."""
+    return {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in folder.rglob("*.py")
+        if not (skip and (folder / skip) in path.parents)
+        for name in _imported_modules(path)
+        if _is_under(name, prefixes)
+    }
+
+
+def test_training_imports_no_server_module_outside_the_demo() -> None:
+    assert _imports_under(TRAIN_PACKAGE, ("onyx.serve",), skip="demo") == set()
+
+
+def test_the_demo_is_the_only_training_room_that_runs_a_server() -> None:
+    # The rule above is not vacuous: the demo does import the server.
+    assert _imports_under(TRAIN_PACKAGE / "demo", ("onyx.serve",))
+
+
+def test_the_training_engine_imports_no_concrete_task() -> None:
+    assert _imports_under(TRAIN_PACKAGE / "engine", ("onyx.train.tasks",)) == set()
+
+
+def test_the_engine_rule_sees_the_tasks_imports() -> None:
+    # Not vacuous: the registry, beside the engine, does import the concrete tasks.
+    assert _imports_under(TRAIN_PACKAGE / "tasks", ("onyx.train.tasks",))
+
+
+def test_training_imports_only_the_shared_serving_rooms_outside_the_demo() -> None:
+    serving = {
+        found
+        for found in _imports_under(TRAIN_PACKAGE, ("onyx",), skip="demo")
+        if not _is_under(found.split(": ")[1], ("onyx.train", *SHARED_WITH_TRAINING))
+    }
+    assert serving == set()
+
+
+def test_the_contract_and_settings_import_neither_server_nor_client() -> None:
+    for room in ("contract", "settings"):
+        found = _imports_under(SERVE_PACKAGES / room, ("onyx.serve", "onyx.client", "onyx.bench"))
+        assert found == set(), found
+
+
+def test_the_client_never_imports_the_server() -> None:
+    assert _imports_under(SERVE_PACKAGES / "client", ("onyx.serve", "onnxruntime")) == set()
+
+
+def test_execution_imports_nothing_of_the_server_outside_itself() -> None:
+    found = _imports_under(SERVER / "execution", ("onyx.serve",))
+    outside = {f for f in found if not f.split(": ")[1].startswith("onyx.serve.execution")}
+    assert outside == set(), outside
+    # Not vacuous: the rule sees execution's imports of its own modules.
+    assert any(": onyx.serve.execution." in f for f in found)
+
+
+def test_the_data_plane_never_imports_a_front_end() -> None:
+    # The wiring (server, workers, the `onyx serve` command) is the only part that may.
+    wiring = {"server.py", "workers.py", "cli.py"}
+    data_plane = [
+        path
+        for path in SERVER.rglob("*.py")
+        if "frontends" not in path.relative_to(SERVER).parts and path.name not in wiring
+    ]
+    found = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in data_plane
+        for name in _imported_modules(path)
+        if _is_under(name, ("onyx.serve.frontends",))
+    }
+    assert found == set(), found
+    assert any(
+        _is_under(n, ("onyx.serve.frontends",)) for n in _imported_modules(SERVER / "server.py")
+    )
+
+
 def test_batcher_imports_no_transport_or_runtime() -> None:
-    names = _imported_modules(SERVE_PACKAGES / "serve" / "batching.py")
+    names = _imported_modules(SERVER / "batching.py")
     assert not {n for n in names if _is_under(n, ("grpc", "onnxruntime", "onyx.proto"))}, names
 
 
+def test_runtime_and_pipeline_import_no_explanation_module() -> None:
+    """Outputs travel by name (`onyx.serve.execution.interface.Outputs`): whoever explains
+    reads the feature map itself, nothing packs it for them on the way."""
+    explaining = ("onyx.serve.explain", "onyx.contract.gradcam")
+    for path in (SERVER / "execution" / "runtime.py", SERVER / "pipeline.py"):
+        names = _imported_modules(path)
+        assert not {n for n in names if _is_under(n, explaining)}, (path, names)
+    # Not vacuous: the rule sees `from onyx.contract import gradcam`, as explanations import it.
+    assert "onyx.contract.gradcam" in _imported_modules(SERVER / "explain" / "classify.py")
+
+
+def test_rest_and_the_data_planes_values_import_no_protobuf_module() -> None:
+    protobuf = ("onyx.proto", "google.protobuf", "grpc")
+    rest = [SERVER / "frontends" / "rest.py", SERVER / "frontends" / "rest_tensors.py"]
+    found = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in [*rest, SERVER / "protocol.py"]
+        for name in _imported_modules(path)
+        if _is_under(name, protobuf)
+    }
+    assert found == set(), found
+
+
 def test_only_rpc_maps_errors_to_grpc_status_codes() -> None:
-    names = _imported_modules(SERVE_PACKAGES / "serve" / "errors.py")
+    names = _imported_modules(SERVE_PACKAGES / "contract" / "errors.py")
     assert not any(_is_under(n, ("grpc",)) for n in names), names
     mapping = {
-        path.name
-        for path in (SERVE_PACKAGES / "serve").glob("*.py")
+        str(path.relative_to(SERVE_PACKAGES))
+        for path in SERVE_PACKAGES.rglob("*.py")
         if "grpc.StatusCode[" in path.read_text()
     }
-    assert mapping == {"rpc.py"}
+    assert mapping == {"serve/frontends/rpc.py"}
 
 
 def test_the_configuration_imports_no_runtime_nor_server() -> None:
     loaded = modules_loaded_by("onyx.serve.config")
     assert "onyx.serve.config" in loaded
-    heavy = ("onnxruntime", "grpc", "onyx.serve.runtime", "onyx.serve.repository")
+    heavy = ("onnxruntime", "grpc", "onyx.serve.execution.runtime", "onyx.serve.repository")
     assert sorted(m for m in loaded if _is_under(m, heavy)) == []
 
 

@@ -1,5 +1,6 @@
 """The Dockerfile passes hadolint and keeps the serving image the default, torch-free target (a
-container cannot run here: `--target smoke` checks a built image from the inside, see README)."""
+container cannot run here: `--target smoke` checks a built image from the inside, see
+docs/operating.md)."""
 
 from __future__ import annotations
 

@@ -11,16 +11,17 @@ import onnxruntime as ort
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from onyx.contract.layout import CONFIG_FILE, VERSION_CONFIG_FILE, version_config
+from onyx.contract.preprocess import image_bytes_to_array
+from onyx.contract.scores import activate
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.config import ServerConfig
-from onyx.serve.layout import CONFIG_FILE, VERSION_CONFIG_FILE, version_config
-from onyx.serve.preprocess import image_bytes_to_array
-from onyx.serve.scores import activate
 from onyx.train.config import ImageTrainConfig
-from onyx.train.engine import fit
+from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, export_checkpoint
+from onyx.train.tasks.registry import task_for
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def repository(colour_folder: Path, tmp_path_factory: pytest.TempPathFactory) ->
         max_steps=3,
         lr=1e-2,
     )
-    fitted = fit(config)
+    fitted = fit(task_for(config))
     assert (work / "run" / "config.json").is_file()
     repo = work / "models"
     (work / "export").mkdir()

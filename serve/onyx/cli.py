@@ -11,8 +11,9 @@ from importlib.metadata import entry_points
 import click
 
 from onyx.bench.cli import bench_command
+from onyx.client.cli import classify_command
 from onyx.serve import __version__
-from onyx.serve.cli import classify_command, serve_command
+from onyx.serve.cli import serve_command
 
 COMMANDS_GROUP = "onyx.commands"
 TRAIN_HINT = (

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import gpu_check
-from onyx.serve.runtime import CPU
+from onyx.serve.execution.runtime import CPU
 
 
 @pytest.mark.slow

@@ -26,9 +26,9 @@ def start_server() -> Iterator[Callable[..., ServerThread]]:
     """Start servers on 127.0.0.1:0 (ServerConfig fields as keywords); all stop at teardown."""
     started: list[ServerThread] = []
 
-    def start(repository: Path, observers: Any = None, **options: Any) -> ServerThread:
+    def start(repository: Path, batch_observers: Any = None, **options: Any) -> ServerThread:
         config = ServerConfig(repository=repository, host="127.0.0.1", port=0, **options)
-        server = ServerThread(config, observers=observers).start()
+        server = ServerThread(config, batch_observers=batch_observers).start()
         started.append(server)
         return server
 

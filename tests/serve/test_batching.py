@@ -8,13 +8,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
 
+from onyx.contract.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
 from onyx.serve.batching import BatchPolicy, Collate, DynamicBatcher, Length, Stages, concatenate
-from onyx.serve.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
+from onyx.serve.execution.interface import Outputs
+
+
+def doubled(batch: np.ndarray) -> Outputs:
+    """What the fake model answers: its input doubled, as its one output "y"."""
+    return {"y": batch * 2}
+
+
+def assert_doubled(outputs: Outputs, inputs: np.ndarray) -> None:
+    assert list(outputs) == ["y"]
+    np.testing.assert_array_equal(outputs["y"], inputs * 2)
 
 
 class FakeModel:
@@ -27,13 +39,13 @@ class FakeModel:
         self.fail_with: Exception | None = None
         self.started = asyncio.Event()
 
-    async def __call__(self, batch: np.ndarray) -> np.ndarray:
+    async def __call__(self, batch: np.ndarray) -> Outputs:
         self.batches.append(batch.copy())
         self.started.set()
         await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
-        return batch * 2
+        return doubled(batch)
 
     @property
     def sizes(self) -> list[int]:
@@ -89,7 +101,7 @@ def test_full_batch_flushes_without_waiting_for_the_delay() -> None:
         assert time.monotonic() - started < 30
         assert model.sizes == [4]
         for i, result in enumerate(results):
-            np.testing.assert_array_equal(result, rows(i, 1) * 2)
+            assert_doubled(result, rows(i, 1))
 
     run(test, max_batch_size=4, max_queue_delay_us=60_000_000)
 
@@ -102,7 +114,7 @@ def test_partial_batch_flushes_after_the_delay() -> None:
         second = await batcher.submit(rows(1, 2))
         await first
         assert model.sizes == [3]  # both went together once the delay ran out, never full
-        np.testing.assert_array_equal(second, rows(1, 2) * 2)
+        assert_doubled(second, rows(1, 2))
 
     run(test, max_batch_size=8, max_queue_delay_us=300_000)
 
@@ -118,7 +130,7 @@ def test_queued_requests_form_the_next_batch_while_the_model_is_busy() -> None:
         await first
         results = await asyncio.gather(*later)
         assert model.sizes == [1, 5]
-        assert [float(r[0, 0]) for r in results] == [2.0 * (10 + i) for i in range(5)]
+        assert [float(r["y"][0, 0]) for r in results] == [2.0 * (10 + i) for i in range(5)]
 
     run(test, max_batch_size=8, max_queue_delay_us=0)
 
@@ -129,9 +141,9 @@ def test_the_next_batch_starts_before_the_last_one_is_answered() -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        pending: list[tuple[asyncio.Future[np.ndarray], np.ndarray]] = []
+        pending: list[tuple[asyncio.Future[Outputs], np.ndarray]] = []
 
-        def eager_run(batch: np.ndarray) -> asyncio.Future[np.ndarray]:
+        def eager_run(batch: np.ndarray) -> asyncio.Future[Outputs]:
             events.append(f"run {int(batch[0, 0])}")
             pending.append((loop.create_future(), batch))
             return pending[-1][0]
@@ -148,7 +160,7 @@ def test_the_next_batch_starts_before_the_last_one_is_answered() -> None:
             while len(pending) <= index:
                 await asyncio.sleep(0)
             future, batch = pending[index]
-            future.set_result(batch * 2)
+            future.set_result(doubled(batch))
         await asyncio.wait_for(asyncio.gather(*callers), timeout=10)
         await batcher.close()
 
@@ -186,7 +198,7 @@ def test_a_deep_queue_is_batched_by_length_oldest_first() -> None:
         assert [b.shape for b in model.batches] == [(1, 5), (3, 12), (3, 100)]
         assert [sorted(set(b[:, 0])) for b in model.batches[1:]] == [[10, 11, 12], [98, 99, 100]]
         for n, result in zip(lengths, results, strict=True):  # padding is the caller's own again
-            np.testing.assert_array_equal(result[:, :n], sequences(n, n) * 2)
+            np.testing.assert_array_equal(result["y"][:, :n], sequences(n, n) * 2)
 
     run_text(test, max_batch_size=3, max_queue_delay_us=0)
 
@@ -234,7 +246,7 @@ def test_results_come_back_in_order_for_each_caller() -> None:
             *(batcher.submit(rows(int(s), n)) for s, n in zip(starts, sizes, strict=True))
         )
         for s, n, result in zip(starts, sizes, results, strict=True):
-            np.testing.assert_array_equal(result, rows(int(s), n) * 2)
+            assert_doubled(result, rows(int(s), n))
         assert all(size <= 4 for size in model.sizes)
         assert sum(model.sizes) == sum(sizes)
 
@@ -244,7 +256,7 @@ def test_results_come_back_in_order_for_each_caller() -> None:
 def test_a_large_request_is_split_across_batches_and_reassembled() -> None:
     async def test(batcher: DynamicBatcher, model: FakeModel) -> None:
         result = await batcher.submit(rows(0, 10))
-        np.testing.assert_array_equal(result, rows(0, 10) * 2)
+        assert_doubled(result, rows(0, 10))
         assert model.sizes == [4, 4, 2]
 
     run(test, max_batch_size=4, max_queue_delay_us=1000)
@@ -262,8 +274,8 @@ def test_a_large_request_takes_turns_with_requests_that_arrive_after_it() -> Non
         await asyncio.sleep(0.02)
         assert batcher.queued_rows == 1  # only the small one: chunk 2 waits for its turn
         model.gate.set()
-        np.testing.assert_array_equal(await large, rows(0, 6) * 2)
-        np.testing.assert_array_equal(await small, rows(100, 1) * 2)
+        assert_doubled(await large, rows(0, 6))
+        assert_doubled(await small, rows(100, 1))
         assert model.sizes == [2, 1, 2, 2]
 
     run(test, max_batch_size=2, max_queue_delay_us=0)
@@ -278,7 +290,7 @@ def test_a_cancelled_large_request_leaves_nothing_behind() -> None:
         await asyncio.sleep(0.01)
         model.gate.set()
         # The whole queue is free again: no rows of the cancelled chunks are still counted.
-        np.testing.assert_array_equal(await batcher.submit(rows(9, 6)), rows(9, 6) * 2)
+        assert_doubled(await batcher.submit(rows(9, 6)), rows(9, 6))
         assert model.sizes == [2, 2, 2, 2] and batcher.queued_rows == 0
 
     run(test, max_batch_size=2, max_queue_delay_us=0, max_queue_size=6)
@@ -293,21 +305,52 @@ def test_a_failing_batch_fails_every_request_in_it() -> None:
         assert model.sizes == [3]
         assert all(isinstance(o, InferenceFailed) and "boom" in str(o) for o in outcomes)
         model.fail_with = None  # the batcher keeps serving after a failure
-        np.testing.assert_array_equal(await batcher.submit(rows(7, 1)), rows(7, 1) * 2)
+        assert_doubled(await batcher.submit(rows(7, 1)), rows(7, 1))
 
     run(test, max_batch_size=4, max_queue_delay_us=10_000)
 
 
-def test_a_model_returning_the_wrong_number_of_rows_fails_the_batch() -> None:
+def test_a_model_returning_the_wrong_number_of_rows_in_any_output_fails_the_batch() -> None:
     async def main() -> None:
-        async def short(batch: np.ndarray) -> np.ndarray:
-            return batch[:-1]
+        async def short(batch: np.ndarray) -> Outputs:
+            return {"y": batch * 2, "short": batch[:-1]}
 
         batcher = DynamicBatcher(short, BatchPolicy(max_batch_size=4, max_queue_delay_us=0))
         batcher.start()
-        with pytest.raises(InferenceFailed, match="for a batch of 2 rows"):
+        with pytest.raises(InferenceFailed, match="output 'short' for a batch of 2 rows"):
             await batcher.submit(rows(0, 2))
         await batcher.close()
+
+    asyncio.run(main())
+
+
+def two_outputs(batch: np.ndarray) -> Outputs:
+    """A model with two outputs of other shapes and types: (n, 1) scores, (n, 2, 3) maps."""
+    maps = np.broadcast_to(batch[:, :, None], (len(batch), 2, 3)).astype(np.int64)
+    return {"scores": batch * 2, "maps": maps}
+
+
+def test_every_named_output_is_split_per_caller() -> None:
+    """Each output goes back to the callers row by row: in a batch of several callers, and
+    reassembled over a large request's chunks."""
+
+    async def main() -> None:
+        ran: list[int] = []
+
+        async def model(batch: np.ndarray) -> Outputs:
+            ran.append(len(batch))
+            return two_outputs(batch)
+
+        batcher = DynamicBatcher(model, BatchPolicy(max_batch_size=4, max_queue_delay_us=50_000))
+        batcher.start()
+        inputs = [rows(0, 1), rows(10, 3), rows(20, 6)]
+        results = await asyncio.gather(*(batcher.submit(x) for x in inputs))
+        await batcher.close()
+        assert sorted(ran) == [2, 4, 4]  # callers shared batches, the large one was chunked
+        for x, result in zip(inputs, results, strict=True):
+            assert sorted(result) == ["maps", "scores"]
+            for name, expected in two_outputs(x).items():
+                np.testing.assert_array_equal(result[name], expected, strict=True)
 
     asyncio.run(main())
 
@@ -324,7 +367,7 @@ def test_an_expired_deadline_is_dropped_before_compute() -> None:
         with pytest.raises(DeadlineExpired, match="deadline passed"):
             await late
         await busy
-        np.testing.assert_array_equal(await fine, rows(2, 1) * 2)
+        assert_doubled(await fine, rows(2, 1))
         assert [b[:, 0].tolist() for b in model.batches] == [[0.0], [2.0]]
 
     run(test, max_batch_size=4, max_queue_delay_us=0)
@@ -342,7 +385,7 @@ def test_a_cancelled_caller_is_dropped_before_compute() -> None:
         await asyncio.sleep(0.01)
         model.gate.set()
         await busy
-        np.testing.assert_array_equal(await stays, rows(9, 1) * 2)
+        assert_doubled(await stays, rows(9, 1))
         assert gone.cancelled()
         assert [b[:, 0].tolist() for b in model.batches] == [[0.0], [9.0]]
         assert batcher.queued_rows == 0
@@ -362,7 +405,7 @@ def test_a_full_queue_answers_overloaded_at_once_and_recovers() -> None:
             await batcher.submit(rows(20, 2))
         model.gate.set()
         await asyncio.gather(busy, *queued)
-        np.testing.assert_array_equal(await batcher.submit(rows(30, 2)), rows(30, 2) * 2)
+        assert_doubled(await batcher.submit(rows(30, 2)), rows(30, 2))
 
     run(test, max_batch_size=2, max_queue_delay_us=0, max_queue_size=4)
 
@@ -381,7 +424,7 @@ def test_close_finishes_queued_work_then_refuses_new_requests() -> None:
             await batcher.submit(rows(0, 1))
         model.gate.set()
         await asyncio.wait_for(closing, timeout=10)
-        assert [float(p.result()[0, 0]) for p in pending] == [0.0, 2.0, 4.0, 6.0, 8.0]
+        assert [float(p.result()["y"][0, 0]) for p in pending] == [0.0, 2.0, 4.0, 6.0, 8.0]
 
     asyncio.run(main())
 
@@ -464,7 +507,7 @@ def test_a_lone_request_on_an_idle_batcher_goes_straight_to_the_model() -> None:
     async def test(batcher: DynamicBatcher, model: TaskRecorder) -> None:
         me = asyncio.current_task()
         for start in range(3):  # each arrives at an idle batcher, one after the other
-            np.testing.assert_array_equal(await batcher.submit(rows(start, 1)), rows(start, 1) * 2)
+            assert_doubled(await batcher.submit(rows(start, 1)), rows(start, 1))
         # Launched from the caller's own task: no hand-over to the batch-forming task.
         assert model.launched_by == [me, me, me]
 
@@ -486,13 +529,21 @@ def test_requests_arriving_while_the_model_is_busy_are_still_batched() -> None:
     run_recorded(test, max_batch_size=4, max_queue_delay_us=0)
 
 
+@dataclass(frozen=True)
+class TwoWays:
+    """A `Runner` whose lone requests run through a model of their own."""
+
+    run: FakeModel
+    run_alone: FakeModel
+
+
 def test_only_a_request_that_found_the_model_idle_runs_through_run_alone() -> None:
     """`run_alone` (the session pool's inline run) gets the straight path's batches; batches
     the queue formed go to `run`."""
 
     async def main() -> None:
         model, alone = FakeModel(), FakeModel()
-        batcher = DynamicBatcher(model, BatchPolicy(4, 0), run_alone=alone)
+        batcher = DynamicBatcher(TwoWays(model, alone), BatchPolicy(4, 0))
         batcher.start()
         try:
             await batcher.submit(rows(0, 1))
@@ -504,7 +555,7 @@ def test_only_a_request_that_found_the_model_idle_runs_through_run_alone() -> No
             alone.gate.set()
             results = await asyncio.gather(first, *rest)
             for start, result in enumerate(results, 1):
-                np.testing.assert_array_equal(result, rows(start, 1) * 2)
+                assert_doubled(result, rows(start, 1))
             assert (alone.sizes, model.sizes) == ([1, 1], [3])
         finally:
             await asyncio.wait_for(batcher.close(), timeout=10)
@@ -516,9 +567,9 @@ def test_a_batch_run_on_the_loop_is_answered_without_a_turn_of_the_loop() -> Non
     """A run that returns a finished future (the session pool's inline runs): its caller's
     `submit` completes without suspending at all."""
 
-    def inline(batch: np.ndarray) -> asyncio.Future[np.ndarray]:
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        future.set_result(batch * 2)
+    def inline(batch: np.ndarray) -> asyncio.Future[Outputs]:
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        future.set_result(doubled(batch))
         return future
 
     async def main() -> None:
@@ -528,7 +579,7 @@ def test_a_batch_run_on_the_loop_is_answered_without_a_turn_of_the_loop() -> Non
         submitted = batcher.submit(rows(0, 2))
         with pytest.raises(StopIteration) as done:  # one step runs it to the end
             submitted.send(None)
-        np.testing.assert_array_equal(done.value.value, rows(0, 2) * 2)
+        assert_doubled(done.value.value, rows(0, 2))
         await batcher.close()
 
     asyncio.run(main())
@@ -539,10 +590,10 @@ def test_queued_batches_that_run_on_the_loop_still_let_it_turn() -> None:
     between them, so callers are answered and other work runs while the queue drains."""
     order: list[str] = []
 
-    def inline(batch: np.ndarray) -> asyncio.Future[np.ndarray]:
+    def inline(batch: np.ndarray) -> asyncio.Future[Outputs]:
         order.append("batch")
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        future.set_result(batch * 2)
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        future.set_result(doubled(batch))
         return future
 
     async def main() -> None:
@@ -554,7 +605,7 @@ def test_queued_batches_that_run_on_the_loop_still_let_it_turn() -> None:
         asyncio.get_running_loop().call_soon(lambda: order.append("other work"))
         results = await asyncio.gather(*requests)
         for start, result in enumerate(results):
-            np.testing.assert_array_equal(result, rows(start, 1) * 2)
+            assert_doubled(result, rows(start, 1))
         await batcher.close()
 
     asyncio.run(main())
@@ -588,7 +639,7 @@ def test_the_straight_path_keeps_deadlines_statistics_and_the_observer() -> None
         with pytest.raises(InferenceFailed):
             await batcher.submit(rows(0, 1))
         model.fail_with = None
-        np.testing.assert_array_equal(await batcher.submit(rows(5, 1)), rows(5, 1) * 2)
+        assert_doubled(await batcher.submit(rows(5, 1)), rows(5, 1))
         await batcher.close()
 
     asyncio.run(main())

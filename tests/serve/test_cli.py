@@ -16,9 +16,8 @@ from click.testing import CliRunner, Result
 from onyx import cli as root_cli
 from onyx.cli import main
 from onyx.serve import cli
-from onyx.serve.config import DEFAULT_METRICS_PORT, ServerConfig, TlsConfig
-from onyx.serve.inputs import InputLimits
-from onyx.serve.options import field_specs
+from onyx.serve.config import DEFAULT_METRICS_PORT, InputLimits, ServerConfig, TlsConfig
+from onyx.settings.options import field_specs
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
@@ -40,6 +41,7 @@ def watch_health(channel: grpc.Channel, seen: list[tuple[float, int | None]]) ->
     return thread
 
 
+@pytest.mark.slow
 def test_sigterm_flips_health_keeps_accepting_then_finishes_every_request(tmp_path: Path) -> None:
     root = tmp_path / "models"
     # One row per batch, so the 16 requests queue behind each other and are still in flight
@@ -91,6 +93,7 @@ def test_sigterm_flips_health_keeps_accepting_then_finishes_every_request(tmp_pa
     assert ended < DRAIN_DELAY_S - 1.0, f"the Watch stream ended {ended:.2f}s after SIGTERM"
 
 
+@pytest.mark.slow
 def test_requests_sent_just_before_sigterm_are_finished_not_cancelled(tmp_path: Path) -> None:
     """No drain delay: calls gRPC has received but not yet handed over must not be cancelled
     when it stops (it cancels those: the server waits until no call has arrived for a while)."""

@@ -18,13 +18,13 @@ import onnx
 import pytest
 from prometheus_client import generate_latest
 
+from onyx.contract.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
+from onyx.contract.model_config import save_version_config, split_config
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.serve.background import ServerThread
-from onyx.serve.health import models_ready
-from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
-from onyx.serve.model_config import save_version_config, split_config
+from onyx.serve.frontends.health import models_ready
 from onyx.serve.repository import Repository
 from tests.serve.tiny_models import (
     image_config,

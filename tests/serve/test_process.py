@@ -61,6 +61,7 @@ def start_process(repository: Path, *flags: str) -> tuple[subprocess.Popen[str],
     raise AssertionError(f"server exited with {process.returncode} before serving")
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_in_flight_requests_and_exits_0(tmp_path: Path) -> None:
     root = tmp_path / "models"
     config = image_config(max_batch_size=8, max_queue_delay_us=0)

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from onyx.contract.layout import CONFIG_FILE
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
-from onyx.serve.layout import CONFIG_FILE
 from tests.serve.tiny_models import (
     image_config,
     random_batch,

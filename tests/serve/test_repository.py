@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from onyx.contract.errors import LimitExceeded, ModelNotReady
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.errors import LimitExceeded, ModelNotReady
-from onyx.serve.inputs import InputLimits, text_to_ids
+from onyx.serve.config import InputLimits
+from onyx.serve.inputs import text_to_ids
 from onyx.serve.repository import Repository, RepositoryOptions, select_versions
 from onyx.serve.version import VersionLoader, length_for, warmup_batch_sizes
 from tests.serve.tiny_models import (

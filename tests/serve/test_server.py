@@ -15,11 +15,11 @@ import grpc
 import numpy as np
 import pytest
 
+from onyx.contract.preprocess import image_bytes_to_array
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
-from onyx.serve.inputs import InputLimits
-from onyx.serve.preprocess import image_bytes_to_array
+from onyx.serve.config import InputLimits
 from tests.serve.tiny_models import (
     image_config,
     png_bytes,
@@ -96,7 +96,7 @@ def test_concurrent_clients_are_batched_together(tmp_path: Path, start_server: S
     config = image_config(max_batch_size=8, max_queue_delay_us=50_000)
     write_image_model(root, "tiny", 1, config=config)
     sizes = BatchSizes()
-    server = start_server(root, observers=sizes)
+    server = start_server(root, batch_observers=sizes)
     client = stub(server.address)
     batches = [random_batch(1, seed=i) for i in range(16)]
     sizes.sizes.clear()  # warm-up runs are not observed, but be sure
@@ -192,7 +192,7 @@ def test_expired_and_cancelled_requests_never_reach_the_model(
     config = image_config(max_batch_size=8, max_queue_delay_us=0)
     write_image_model(root, "tiny", 1, config=config, hidden_layers=12)
     sizes = BatchSizes()
-    server = start_server(root, observers=sizes)
+    server = start_server(root, batch_observers=sizes)
     client = stub(server.address)
     # Enough queued work ahead of them that the cancel surely lands while the cancelled request
     # still waits its turn (one request of 256 rows was too little on a fast, idle machine). As

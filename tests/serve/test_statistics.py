@@ -16,9 +16,10 @@ from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.serve.background import ServerThread
 from onyx.serve.batching import BatchPolicy, DynamicBatcher, Stages
-from onyx.serve.rest_tensors import message_json
+from onyx.serve.execution.interface import Outputs
 from onyx.serve.statistics import Duration, Statistics
 from tests.serve.tiny_models import random_batch
+from tests.serve.triton_json import message_json
 
 Start = Callable[..., ServerThread]
 
@@ -45,9 +46,9 @@ def test_batch_observer_counts_good_batches_by_size() -> None:
 
 def test_submit_reports_time_queued_and_on_the_model() -> None:
     async def scenario() -> Stages:
-        async def run(batch: np.ndarray) -> np.ndarray:
+        async def run(batch: np.ndarray) -> Outputs:
             await asyncio.sleep(0.05)
-            return batch
+            return {"y": batch}
 
         # One request waits out the 30 ms queue delay (no full batch), then 50 ms on the model.
         batcher = DynamicBatcher(run, BatchPolicy(max_batch_size=8, max_queue_delay_us=30_000))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from onyx.contract.errors import InvalidInput, LimitExceeded, ServeError
+from onyx.contract.text import PAD, UNK, TextEncoder, Vocabulary
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.errors import InvalidInput, LimitExceeded, ServeError
-from onyx.serve.inputs import InputLimits, decode_inputs
-from onyx.serve.text import PAD, UNK, TextEncoder, Vocabulary
+from onyx.serve.config import InputLimits
+from onyx.serve.inputs import decode_inputs
 from tests.serve.tiny_models import text_config
 
 LIMITS = InputLimits(max_text_chars=1000)

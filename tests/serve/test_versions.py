@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from onyx.contract.layout import CONFIG_FILE
+from onyx.contract.model_config import save_config
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
-from onyx.serve.layout import CONFIG_FILE
-from onyx.serve.model_config import save_config
 from tests.serve.test_reload import POLL, loads_of
 from tests.serve.tiny_models import (
     LABELS,

@@ -135,6 +135,7 @@ def test_workers_share_one_port_each_with_its_own_labelled_metrics(
     assert all(count > 0 for count in counted.values()), counted  # 2 * 2**-24 to fail by luck
 
 
+@pytest.mark.slow
 def test_sigterm_drains_every_worker_and_exits_0(tmp_path: Path, served: list[Served]) -> None:
     root = tmp_path / "models"
     config = image_config(max_batch_size=8, max_queue_delay_us=0)
@@ -167,6 +168,7 @@ def test_sigterm_drains_every_worker_and_exits_0(tmp_path: Path, served: list[Se
             os.kill(pid, 0)  # every worker exited, none left behind
 
 
+@pytest.mark.slow
 def test_a_dead_worker_is_started_again(repo: Path, served: list[Served]) -> None:
     server = Served(repo, "--workers", "2")
     served.append(server)
@@ -232,6 +234,7 @@ def test_every_series_of_a_worker_registry_carries_its_worker_label() -> None:
     assert "calls" not in restricted
 
 
+@pytest.mark.slow
 def test_workers_do_not_outlive_a_killed_parent(repo: Path, served: list[Served]) -> None:
     server = Served(repo, "--workers", "2")
     served.append(server)

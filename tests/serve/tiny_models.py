@@ -21,9 +21,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from onyx.contract.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
+from onyx.contract.model_config import save_config, save_version_config, split_config
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
-from onyx.serve.model_config import save_config, save_version_config, split_config
 from onyx.serve.version import ModelVersion
 
 SIZE = 8
@@ -199,7 +199,7 @@ TEXT_TOKENS = ("<pad>", "<unk>", "good", "bad", "not")
 
 def text_config(name: str = "words", max_length: int = 16) -> pb.ModelConfig:
     """A two-class text model's config: int64 token ids in, logits out; pad 0, unknown 1."""
-    from onyx.serve.text import TOKENIZER_NAME
+    from onyx.contract.text import TOKENIZER_NAME
 
     return pb.ModelConfig(
         name=name,
@@ -230,7 +230,7 @@ def write_text_model(
 
     The version folder gets model.onnx, vocab.txt and its model.pbtxt; config.pbtxt (policy) is
     written when the model has none, as publishing does. Returns the version's whole config."""
-    from onyx.serve.text import Vocabulary
+    from onyx.contract.text import Vocabulary
 
     vocabulary = Vocabulary(list(tokens))
     config = text_config(name, max_length)
@@ -263,4 +263,4 @@ async def infer_all_checked(version: ModelVersion, batches: Sequence[np.ndarray]
     (the tiny image model written with seed 1)."""
     outputs = await asyncio.gather(*(version.infer(batch) for batch in batches))
     for batch, output in zip(batches, outputs, strict=True):
-        np.testing.assert_allclose(output, reference(batch, seed=1), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(output["logits"], reference(batch, seed=1), rtol=1e-5, atol=1e-5)

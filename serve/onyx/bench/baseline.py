@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from onyx.serve.layout import model_file, version_numbers
-from onyx.serve.runtime import Device, choose_providers
+from onyx.contract.layout import model_file, version_numbers
+from onyx.serve.execution.runtime import Device, choose_providers
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from onyx.bench.baseline import BaselineResult, measure, newest_model_file
 from onyx.bench.load import RunResult
 from onyx.bench.report import Round, as_json, as_table, median_over_rounds, median_table
 from onyx.bench.runner import BenchConfig, build_input, model_sample, run_levels, spawned_server
-from onyx.serve.channels import ChannelOptions, open_channel
-from onyx.serve.cli import tls_path
-from onyx.serve.client import Client
+from onyx.client.channels import ChannelOptions, open_channel
+from onyx.client.classifier import Client
+from onyx.client.cli import tls_path
 
 
 def _numbers(text: str, kind: type[int] | type[float]) -> tuple[float, ...]:

@@ -18,12 +18,13 @@ from tqdm import tqdm
 
 from onyx.bench.load import RunResult, classify_call, closed_loop, make_sender, open_loop
 from onyx.bench.scrape import scrape, server_split
+from onyx.client.channels import ChannelOptions, open_aio_channel
+from onyx.contract.dtypes import DTYPES, wire_dtype
+from onyx.contract.text import load_encoder
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.channels import ChannelOptions, open_aio_channel
-from onyx.serve.dtypes import DTYPES, wire_dtype
-from onyx.serve.inputs import InputLimits, decode_inputs
-from onyx.serve.text import load_encoder
+from onyx.serve.config import InputLimits
+from onyx.serve.inputs import decode_inputs
 
 SEQUENCE_LENGTH = 32  # for inputs with a dynamic time axis
 

@@ -1,8 +1,13 @@
-"""The inference side: model repository, ONNX Runtime sessions, batching, gRPC and metrics.
+"""The server. The data plane lives here at the top -- `dataplane` (what every front end calls),
+`protocol` (its wire-free requests and answers), `tensors` and `metadata` (what it decodes and
+describes), `pipeline` (one request's path), `repository` and `version` (what is loaded),
+`batching`, `inputs`, `statistics`, `observers` and `metrics`, `config`, `server` (the wiring)
+-- with the protocols in `frontends/`, ONNX Runtime in `execution/` and explanations in
+`explain/`.
 
 Never imports torch: the serving install (`pip install ./serve`) and image stay small, and the
-`onyx-serve` distribution does not even declare it. The training sidecar (`./train`) imports the
-preprocessing from here so both sides transform inputs identically; nothing here imports it.
+`onyx-serve` distribution does not even declare it. Training shares `onyx.contract` with it and
+imports nothing from here (except the demo, which runs a server).
 """
 
 from __future__ import annotations

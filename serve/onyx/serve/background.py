@@ -13,8 +13,8 @@ from types import TracebackType
 
 from onyx.serve.config import ServerConfig
 from onyx.serve.metrics import ServerMetrics
+from onyx.serve.observers import ObserverFactory
 from onyx.serve.server import RunningServer, create_server
-from onyx.serve.version import ObserverFactory
 
 
 class ServerThread:
@@ -22,11 +22,11 @@ class ServerThread:
         self,
         config: ServerConfig,
         start_timeout_s: float = 120.0,
-        observers: ObserverFactory | None = None,
+        batch_observers: ObserverFactory | None = None,
         metrics: ServerMetrics | None = None,
     ) -> None:
         self.config = config
-        self._observers = observers
+        self._batch_observers = batch_observers
         self._metrics = metrics
         self._start_timeout_s = start_timeout_s
         self._loop = asyncio.new_event_loop()
@@ -47,7 +47,7 @@ class ServerThread:
     def start(self) -> ServerThread:
         self._thread.start()
         self.running = self.call(
-            create_server(self.config, self._metrics, self._observers), self._start_timeout_s
+            create_server(self.config, self._metrics, self._batch_observers), self._start_timeout_s
         )
         return self
 

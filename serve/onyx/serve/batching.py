@@ -1,12 +1,14 @@
 """Dynamic batching: many small requests in, few large batches through the model.
 
 The batcher knows nothing of gRPC or ONNX Runtime. It takes arrays whose first axis is the batch
-axis and an async `run` function, and:
+axis and an async `run` function that returns the batch's outputs by name (`Outputs`) -- or a
+`Runner`, which may also run a request that found the model idle its own way -- and:
 
 * forms a batch as soon as `max_batch_size` rows are queued, or when the oldest queued request
   has waited `max_queue_delay_us` -- it never waits while a full batch could already be formed;
 * keeps at most `max_concurrent_batches` batches in flight, so under load requests pile up while
   the model is busy and the next batch comes out larger (adaptive batching for free);
+* checks that every output has the batch's rows and gives each caller its own rows of each;
 * splits a request larger than `max_batch_size` into chunks and reassembles the results in order;
   the chunks take turns with other requests (one queued at a time per concurrent batch), so a
   huge request cannot hold the model while everyone else waits behind it;
@@ -18,12 +20,13 @@ axis and an async `run` function, and:
 * fails *every* request of a failing batch, so nobody waits forever;
 * sends a request that arrives at an idle batcher (nothing queued, a batch slot free) with no
   reason to wait (`max_queue_delay_us` 0, or a full batch) to the model from the caller's own
-  task: no hand-over to the batch-forming task, no task per batch. Everything else about it --
+  task, through `Runner.run_alone`: no hand-over to the batch-forming task, no task per batch
+  (the runner may even run it on the event loop). Everything else about it --
   deadline, overload, statistics, observer, cancellation -- is as for any other request.
 
     batcher = DynamicBatcher(run, BatchPolicy(max_batch_size=8, max_queue_delay_us=2000))
     batcher.start()
-    outputs = await batcher.submit(inputs)        # (n, ...) -> (n, ...)
+    outputs = await batcher.submit(inputs)        # (n, ...) -> {"logits": (n, ...), ...}
     await batcher.close()
 """
 
@@ -37,15 +40,16 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from onyx.serve.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
+from onyx.contract.errors import DeadlineExpired, InferenceFailed, ModelNotReady, Overloaded
+from onyx.serve.execution.interface import Outputs
 
 log = logging.getLogger(__name__)
 
-RunBatch = Callable[[np.ndarray], Awaitable[np.ndarray]]
+RunBatch = Callable[[np.ndarray], Awaitable[Outputs]]
 # Joins the queued inputs of one batch into one array (text models pad to the longest here).
 Collate = Callable[[Sequence[np.ndarray]], np.ndarray]
 # How long one queued input is, for inputs padded to their longest in a batch (text: tokens).
@@ -81,6 +85,30 @@ class BatchPolicy:
             )
 
 
+@runtime_checkable
+class Runner(Protocol):
+    """Where batches run (`execution.session_pool.SessionPool`): `run` takes the batches the
+    queue forms, `run_alone` a request that found the batcher idle (`DynamicBatcher._straight`),
+    which the runner may run differently (inline on the event loop while nobody waits)."""
+
+    @property
+    def run(self) -> RunBatch: ...
+
+    @property
+    def run_alone(self) -> RunBatch: ...
+
+
+@dataclass(frozen=True)
+class EveryBatchAlike:
+    """A `Runner` that runs every batch, lone or not, through one function."""
+
+    run: RunBatch
+
+    @property
+    def run_alone(self) -> RunBatch:
+        return self.run
+
+
 class BatchObserver(Protocol):
     """Hooks for metrics; every method is called on the event loop and must not block."""
 
@@ -100,7 +128,7 @@ class Stages:
 @dataclass(eq=False)  # each queued request is itself: identity, not field, equality
 class _Item:
     inputs: np.ndarray
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[Outputs]
     deadline: float | None  # time.monotonic() seconds
     enqueued: float = field(default_factory=time.monotonic)
     launched: float | None = None  # when its batch went to the model
@@ -117,16 +145,14 @@ def concatenate(arrays: Sequence[np.ndarray]) -> np.ndarray:
 class DynamicBatcher:
     def __init__(
         self,
-        run: RunBatch,
+        run: Runner | RunBatch,
         policy: BatchPolicy = BatchPolicy(),
         collate: Collate = concatenate,
         observer: BatchObserver | None = None,
         length: Length | None = None,
-        run_alone: RunBatch | None = None,
     ) -> None:
-        self._run = run
-        # How a request that found the model idle runs (`_straight`): `run` unless given.
-        self._run_alone = run_alone or run
+        # A plain function runs every batch, a request that found the model idle included.
+        self._runner = run if isinstance(run, Runner) else EveryBatchAlike(run)
         self.policy = policy
         self._collate = collate
         self._length = length
@@ -138,7 +164,7 @@ class DynamicBatcher:
         self._arrived = asyncio.Event()
         self._slots = asyncio.Semaphore(policy.max_concurrent_batches)
         # Batches on the model now (their `run` futures); `close` waits for them.
-        self._running: set[asyncio.Future[np.ndarray]] = set()
+        self._running: set[asyncio.Future[Outputs]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -152,8 +178,8 @@ class DynamicBatcher:
 
     async def submit(
         self, inputs: np.ndarray, deadline: float | None = None, stages: Stages | None = None
-    ) -> np.ndarray:
-        """Queue `inputs` (n rows) and return the model's n output rows, in order.
+    ) -> Outputs:
+        """Queue `inputs` (n rows) and return each of the model's outputs' n rows, in order.
 
         `deadline` is a `time.monotonic()` instant after which the request is dropped unrun;
         `stages`, when given, receives the request's time queued and on the model.
@@ -196,7 +222,7 @@ class DynamicBatcher:
 
     async def _straight(
         self, inputs: np.ndarray, deadline: float | None, launches: list[float]
-    ) -> np.ndarray:
+    ) -> Outputs:
         """The idle fast path: take the free slot and launch this request alone, now."""
         now = time.monotonic()
         if deadline is not None and now >= deadline:
@@ -208,10 +234,10 @@ class DynamicBatcher:
 
     async def _one(
         self, inputs: np.ndarray, deadline: float | None, launches: list[float]
-    ) -> np.ndarray:
+    ) -> Outputs:
         return await self._answer(self._enqueue(inputs, deadline), launches)
 
-    async def _answer(self, item: _Item, launches: list[float]) -> np.ndarray:
+    async def _answer(self, item: _Item, launches: list[float]) -> Outputs:
         try:
             result = await item.future
             launches.append(item.launched or time.monotonic())
@@ -222,7 +248,7 @@ class DynamicBatcher:
 
     async def _chunked(
         self, inputs: np.ndarray, deadline: float | None, launches: list[float]
-    ) -> np.ndarray:
+    ) -> Outputs:
         """A request larger than a batch goes in chunk by chunk, at most one per concurrent
         batch queued or running at once, each next chunk behind what arrived meanwhile: a big
         request takes turns with the others, it never holds the model for its whole size."""
@@ -232,7 +258,7 @@ class DynamicBatcher:
         waiting = set(range(len(chunks)))  # chunks not queued yet: counted as queued rows
         self._held_rows += len(inputs)
 
-        async def chunk(index: int) -> np.ndarray:
+        async def chunk(index: int) -> Outputs:
             async with turns:
                 waiting.discard(index)
                 self._held_rows -= len(chunks[index])
@@ -240,7 +266,7 @@ class DynamicBatcher:
 
         tasks = [asyncio.ensure_future(chunk(index)) for index in range(len(chunks))]
         try:
-            return concatenate(await asyncio.gather(*tasks))
+            return _joined(await asyncio.gather(*tasks))
         finally:
             for task in tasks:
                 task.cancel()
@@ -305,10 +331,11 @@ class DynamicBatcher:
         before its callers are woken, so the next batch reaches the model before the event loop
         turns to answering the previous one, and no task is made per batch. A lone request's
         batch that ran on the event loop (its future done already) is answered at once: two
-        turns of the loop less (10 us of a tiny model's ~190 us per request at one client).
+        turns of the loop less (bench/README.md, "Small measurements behind execution choices").
         Not a queue's batches: `_form_batches` would then take the whole queue in one step of
         its task, and nobody would be answered, nor anything else run, until it was empty."""
-        batch, pending, started = self._launch(batch, self._run_alone if alone else self._run)
+        runner = self._runner
+        batch, pending, started = self._launch(batch, runner.run_alone if alone else runner.run)
         running = asyncio.ensure_future(pending)
         if alone and running.done():
             self._finish_batch(batch, running, started)
@@ -367,7 +394,7 @@ class DynamicBatcher:
 
     def _launch(
         self, batch: list[_Item], run: RunBatch
-    ) -> tuple[list[_Item], Awaitable[np.ndarray], float]:
+    ) -> tuple[list[_Item], Awaitable[Outputs], float]:
         """Collate `batch` and start the model on it; returns what `_finish_batch` awaits."""
         rows = sum(item.rows for item in batch)
         started = time.monotonic()
@@ -384,7 +411,7 @@ class DynamicBatcher:
         return batch, pending, started
 
     def _finish_batch(
-        self, batch: list[_Item], done: asyncio.Future[np.ndarray], started: float
+        self, batch: list[_Item], done: asyncio.Future[Outputs], started: float
     ) -> None:
         self._running.discard(done)
         rows = sum(item.rows for item in batch)
@@ -408,7 +435,7 @@ class DynamicBatcher:
             self._observer.batch_finished(rows, time.monotonic() - started, ok)
 
 
-async def _failed(exc: Exception) -> np.ndarray:
+async def _failed(exc: Exception) -> Outputs:
     raise exc
 
 
@@ -428,17 +455,29 @@ def _dead(window: list[_Item]) -> set[_Item]:
     return dead
 
 
-def _check_rows(outputs: np.ndarray, rows: int) -> None:
-    if outputs.ndim == 0 or outputs.shape[0] != rows:
-        raise RuntimeError(f"model returned {outputs.shape} for a batch of {rows} rows")
+def _check_rows(outputs: Outputs, rows: int) -> None:
+    """Every output must have one row per input: a caller's rows are cut out of each."""
+    if not outputs:
+        raise RuntimeError(f"model returned no outputs for a batch of {rows} rows")
+    for name, array in outputs.items():
+        if array.ndim == 0 or array.shape[0] != rows:
+            raise RuntimeError(
+                f"model returned {array.shape} for output {name!r} for a batch of {rows} rows"
+            )
 
 
-def _deliver(batch: list[_Item], outputs: np.ndarray) -> None:
+def _deliver(batch: list[_Item], outputs: Outputs) -> None:
     start = 0
     for item in batch:
         if not item.future.done():
-            item.future.set_result(outputs[start : start + item.rows])
+            end = start + item.rows
+            item.future.set_result({name: array[start:end] for name, array in outputs.items()})
         start += item.rows
+
+
+def _joined(chunks: Sequence[Outputs]) -> Outputs:
+    """A chunked request's outputs: each output's chunks joined again, in order."""
+    return {name: concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
 
 
 def _fail_all(batch: list[_Item], error: Exception) -> None:

@@ -1,6 +1,6 @@
 """The server's configuration: dataclasses that `onyx serve` turns into its options.
 
-Each field's metadata carries its --help text and section; `onyx.serve.options` generates one
+Each field's metadata carries its --help text and section; `onyx.settings.options` generates one
 option per field, with an `ONYX_<NAME>` environment variable, so a name, type or default is
 written here once.
 """
@@ -11,31 +11,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from onyx.serve.inputs import InputLimits
+from onyx.contract.ports import DEFAULT_METRICS_PORT, DEFAULT_PORT
+from onyx.contract.preprocess import DEFAULT_MAX_IMAGE_PIXELS
 
-DEFAULT_PORT = 50051
-# The gRPC port's neighbour, and no well-known service's: 9090 is Prometheus's own, 8002
-# Triton's metrics, 9100-9999 the Prometheus exporters' allocated range.
-DEFAULT_METRICS_PORT = 50052
+# Device and IoBinding come from execution's interface, which imports no ONNX Runtime: reading
+# the configuration (`onyx serve --help`, tools) never loads it.
+from onyx.serve.execution.interface import Device, IoBinding
+
+__all__ = ["DEFAULT_METRICS_PORT", "DEFAULT_PORT"]  # re-exported: the server's defaults
 # Inference requests (Classify, ModelInfer) in flight at once before new ones are refused.
 DEFAULT_MAX_INFLIGHT = 256
 LogLevel = Literal["debug", "info", "warning", "error"]
 # text: for a terminal; json: one object per line, for log pipelines (Loki, Elasticsearch...).
 LogFormat = Literal["text", "json"]
-# Defined here, not beside their users (`runtime`, `repository`, which re-export them), so that
-# reading the configuration (`onyx serve --help`, tools) never imports ONNX Runtime.
-# Which execution provider a session uses; auto: CUDA when a GPU and driver are present.
-Device = Literal["auto", "cuda", "cpu"]
-# Whether batches run through an ONNX Runtime IO binding; auto: on CUDA only.
-IoBinding = Literal["auto", "on", "off"]
 # none: load at start only; poll: also follow the disk; explicit: load/unload on request.
 ModelControl = Literal["none", "poll", "explicit"]
 
 _LISTEN, _MODELS, _RUNTIME, _METRICS = "Listening", "Models", "Runtime", "Metrics and logs"
 
 
+# What one request may hold (`onyx.serve.inputs` enforces them): `[limits]` in a --config file.
+@dataclass(frozen=True)
+class InputLimits:
+    max_inputs_per_request: int = field(
+        default=256,
+        metadata={"help": "Most inputs in one Classify request.", "aliases": ("--max-inputs",),
+                  "min": 1},
+    )  # fmt: skip
+    max_image_pixels: int = field(
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        metadata={"help": "Larger images are refused before decoding (decompression-bomb "
+                  "guard).", "min": 1},
+    )  # fmt: skip
+    max_text_chars: int = field(
+        default=100_000, metadata={"help": "Longest text input accepted.", "min": 1}
+    )
+    max_request_elements: int = field(
+        default=64 * 2**20,
+        metadata={"help": "Most tensor elements one request may send (raw tensors, token ids): "
+                  "a request never makes the others in its batch pay for its size.", "min": 1},
+    )  # fmt: skip
+
+
 def _meta(help: str, group: str = "", **more: Any) -> dict[str, Any]:
-    """A field's --help text and section, and more for `onyx.serve.options`."""
+    """A field's --help text and section, and more for `onyx.settings.options`."""
     return {"help": help, **({"group": group} if group else {}), **more}
 
 

@@ -8,41 +8,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from onyx.contract.dtypes import wire_dtype
+from onyx.contract.errors import InvalidInput, LimitExceeded, ServeError
+from onyx.contract.preprocess import image_bytes_to_array
+from onyx.contract.text import TextEncoder, pad_batch
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.dtypes import wire_dtype
-from onyx.serve.errors import InvalidInput, LimitExceeded, ServeError
-from onyx.serve.preprocess import DEFAULT_MAX_IMAGE_PIXELS, image_bytes_to_array
-from onyx.serve.text import TextEncoder, pad_batch
+from onyx.serve.config import InputLimits
 
 _KIND_FOR_TASK = {pb.TASK_IMAGE: "image", pb.TASK_TEXT: "text"}
 _ARTICLE = {"image": "an", "text": "a"}
-
-
-@dataclass(frozen=True)
-class InputLimits:
-    max_inputs_per_request: int = field(
-        default=256,
-        metadata={"help": "Most inputs in one Classify request.", "aliases": ("--max-inputs",),
-                  "min": 1},
-    )  # fmt: skip
-    max_image_pixels: int = field(
-        default=DEFAULT_MAX_IMAGE_PIXELS,
-        metadata={"help": "Larger images are refused before decoding (decompression-bomb "
-                  "guard).", "min": 1},
-    )  # fmt: skip
-    max_text_chars: int = field(
-        default=100_000, metadata={"help": "Longest text input accepted.", "min": 1}
-    )
-    max_request_elements: int = field(
-        default=64 * 2**20,
-        metadata={"help": "Most tensor elements one request may send (raw tensors, token ids): "
-                  "a request never makes the others in its batch pay for its size.", "min": 1},
-    )  # fmt: skip
 
 
 def decode_inputs(

@@ -32,7 +32,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from onyx.serve.errors import Overloaded, code_name
+from onyx.contract.errors import Overloaded, code_name
+from onyx.serve.observers import Observers
 
 if TYPE_CHECKING:
     from onyx.serve.repository import Repository
@@ -102,6 +103,11 @@ class ServerMetrics:
         if process:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
+
+    def observers(self) -> Observers:
+        """The server's hooks (requests, explanations, batches, loads, refusals), all reporting
+        here."""
+        return Observers(self.track, self.explained, self.batch_observer, self, self.refused)
 
     def watch(self, repository: Repository) -> None:
         """Export readiness, load time and queue depth of every version, read at scrape time."""

@@ -1,40 +1,44 @@
 """One inference, whatever the front end: resolve the version, decode, batch, run.
 
-`onyx.v1` (Classify, ClassifyStream) and KServe's ModelInfer all come through `Pipeline.run`, so
-version choice, draining on reload and the thread hops are decided in one place:
+`onyx.v1` (Classify, ClassifyStream) and KServe's ModelInfer (over gRPC and REST, through
+`dataplane.DataPlane`) all come through here, so version choice, draining on reload and the
+thread hops are decided in one place:
 
 * the version is chosen and leased first, so a version being unloaded finishes this request;
 * `decode` turns the request into the model's input array: on the preprocessing pool when it
   decodes images or text (blocking work stays off the event loop), inline when it only wraps raw
   tensor bytes (a thread hop would cost more than the work);
-* the array goes through the version's dynamic batcher, which runs ONNX Runtime in its threads;
-* with `answer`, the front end's `respond` turns the outputs into its response, timed as the
-  request's compute_output; every stage lands in the version's `Statistics` (Triton's).
+* the array goes through the version's dynamic batcher, which runs ONNX Runtime in its threads
+  and gives back the model's outputs by name: the configured output (`config.output`, the
+  logits) is picked out, the others stay by name for whoever reads them (explanations);
+* with `answer`, the caller's `respond` turns the outputs into its response, timed as the
+  request's compute_output; every stage lands in the version's `Statistics` (Triton's), and the
+  request is timed by `observers.track` (metrics; a no-op without them).
 
     result = await pipeline.run("pets", 0, decode, deadline=None, offload=True)
-    scores = activate(result.outputs, result.config.output_activation)
+    scores = activate(result.logits, result.config.output_activation)
     response = await pipeline.answer("pets", 0, decode, None, True, respond=to_response)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
+from onyx.contract.text import TextEncoder
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.batching import Stages
-from onyx.serve.explain_image import split_outputs
+from onyx.serve.execution.interface import Outputs
+from onyx.serve.observers import NO_OBSERVERS, Observers
 from onyx.serve.repository import Repository
 from onyx.serve.statistics import StageTimes, Statistics
-from onyx.serve.text import TextEncoder
 from onyx.serve.version import ModelVersion
 
 Response = TypeVar("Response")
@@ -44,34 +48,19 @@ Response = TypeVar("Response")
 Decode = Callable[[pb.ModelConfig, TextEncoder | None], np.ndarray]
 
 
-class RequestTracker(Protocol):
-    """Follows one request once its model version is known (metrics): `inputs` and
-    `preprocessed` are filled in; entering and leaving its context time the request."""
-
-    inputs: int
-
-    def preprocessed(self, seconds: float) -> None: ...
-
-
-# (model name, version) -> a context manager yielding a RequestTracker, e.g. `metrics.track`.
-Track = Callable[[str, int], contextlib.AbstractContextManager[Any]]
-
-
-# (model name, version, seconds spent explaining) -> None, e.g. `metrics.explained`.
-Explained = Callable[[str, int, float], None]
-
-
 @dataclass(frozen=True)
 class Inferred:
     model: str
     version: int
     config: pb.ModelConfig
-    # Raw model outputs, (n, classes), one row per input in request order.
-    outputs: np.ndarray
-    # Versions that explain themselves: the last feature maps, (n, K, h, w), and the version's
-    # folder (it holds the head's weights).
-    features: np.ndarray | None = None
-    folder: Path | None = None
+    # The configured output (`config.output.name`), raw: (n, classes), one row per input in
+    # request order.
+    logits: np.ndarray
+    # Every output of the model by name (the logits among them), rows as above; an explaining
+    # version's feature map is `outputs[config.explain.feature_map.name]`, (n, K, h, w).
+    outputs: Outputs
+    # The version's folder: its side files (an explaining version's head weights).
+    folder: Path
 
 
 class Pipeline:
@@ -79,17 +68,17 @@ class Pipeline:
         self,
         repository: Repository,
         preprocess: Executor,
-        track: Track | None = None,
+        observers: Observers = NO_OBSERVERS,
         statistics: Statistics | None = None,
-        explained: Explained | None = None,
     ) -> None:
         self.repository = repository
         self._preprocess = preprocess
-        self._track = track
+        # Times every request (metrics); a no-op without metrics.
+        self._track = observers.track
         # Always kept (a few integers per version): ModelStatistics answers from here.
         self.statistics = statistics if statistics is not None else Statistics()
-        # Told about every explained request and its extra seconds (`onyx.serve.explain`).
-        self.explained = explained
+        # Told about every explained request and its extra seconds (`onyx.serve.explain.classify`).
+        self.explained = observers.explained
 
     async def run(
         self,
@@ -116,13 +105,10 @@ class Pipeline:
         # The version's own config: its labels, tensors, preprocessing and tokenizer.
         config = version.config
         assert config is not None  # a ready version has one
-        tracking = (
-            self._track(model.name, version.version) if self._track else contextlib.nullcontext()
-        )
         statistics = self.statistics.version(model.name, version.version)
         started = time.perf_counter()
         try:
-            with version.lease(), tracking as tracker:
+            with version.lease(), self._track(model.name, version.version) as tracker:
                 if offload:
                     loop = asyncio.get_running_loop()
                     batch = await loop.run_in_executor(
@@ -131,9 +117,8 @@ class Pipeline:
                 else:
                     batch = decode(config, version.text_encoder)
                 decoded = time.perf_counter()
-                if tracker is not None:
-                    tracker.preprocessed(decoded - started)
-                    tracker.inputs = len(batch)
+                tracker.preprocessed(decoded - started)
+                tracker.inputs = len(batch)
                 stages = Stages()
                 outputs = await version.infer(batch, deadline, stages)
                 inferred = time.perf_counter()
@@ -158,10 +143,8 @@ def _same(result: Inferred) -> Inferred:
 
 
 def _inferred(
-    model: str, version: ModelVersion, config: pb.ModelConfig, outputs: np.ndarray
+    model: str, version: ModelVersion, config: pb.ModelConfig, outputs: Outputs
 ) -> Inferred:
-    """The outputs as a result; a version that explains itself also gives its feature maps."""
-    if config.HasField("explain"):
-        logits, features = split_outputs(outputs, len(config.labels))
-        return Inferred(model, version.version, config, logits, features, version.path.parent)
-    return Inferred(model, version.version, config, outputs)
+    """The outputs as a result, the logits picked out by the configured output's name."""
+    logits = outputs[config.output.name]
+    return Inferred(model, version.version, config, logits, outputs, version.path.parent)

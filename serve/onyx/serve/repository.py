@@ -38,10 +38,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.config import ModelControl as ModelControl
-from onyx.serve.errors import ConfigError, ModelNotFound, ModelNotReady, quoted
-from onyx.serve.layout import (
+from onyx.contract.errors import ConfigError, ModelNotFound, ModelNotReady, quoted
+from onyx.contract.layout import (
     CONFIG_FILE,
     MODEL_FILE,
     ignored_folders,
@@ -49,14 +47,11 @@ from onyx.serve.layout import (
     version_dir,
     version_numbers,
 )
-from onyx.serve.runtime import RuntimeOptions
-from onyx.serve.version import (
-    LoadObserver,
-    ModelVersion,
-    ObserverFactory,
-    VersionLoader,
-    folder_stamp,
-)
+from onyx.proto.v1 import model_config_pb2 as pb
+from onyx.serve.config import ModelControl as ModelControl
+from onyx.serve.execution.runtime import RuntimeOptions
+from onyx.serve.observers import NO_OBSERVERS, Observers
+from onyx.serve.version import ModelVersion, VersionLoader, folder_stamp
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +71,6 @@ class RepositoryOptions:
     model_control: ModelControl = "none"
     # With explicit control, the models loaded at start ("*": all of them).
     startup_models: tuple[str, ...] = ()
-    # Told about every version load (metrics); batch metrics come through `observers`.
-    loads: LoadObserver | None = None
 
 
 @dataclass
@@ -216,16 +209,14 @@ class Repository:
         self,
         root: Path,
         options: RepositoryOptions = RepositoryOptions(),
-        observers: ObserverFactory | None = None,
+        observers: Observers = NO_OBSERVERS,
     ) -> None:
         self.root = root
         self.options = options
+        # Told about every load (metrics), and makes each version's batch observer.
+        self._loads = observers.loads
         self._loader = VersionLoader(
-            options.runtime,
-            options.default_max_queue_size,
-            options.instances,
-            observers,
-            options.loads,
+            options.runtime, options.default_max_queue_size, options.instances, observers
         )
         self._models: dict[str, Model] = {}
         # One change at a time: polls and explicit load/unload never interleave.
@@ -369,10 +360,9 @@ class Repository:
         except ConfigError as exc:
             model.reason = str(exc)
             log.error("model %s not loaded: %s", model.name, exc)
-            loads = self.options.loads
-            if loads is not None:  # counted like a failed version load: it shows on dashboards
-                loads.load_started(model.name, 0)
-                loads.load_failed(model.name, 0, model.reason)
+            # Counted like a failed version load: it shows on dashboards.
+            self._loads.load_started(model.name, 0)
+            self._loads.load_failed(model.name, 0, model.reason)
             return model
         await self._sync_versions(model)
         if not model.versions:

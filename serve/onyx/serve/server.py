@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
@@ -25,27 +26,28 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
+from onyx.contract.errors import ModelNotFound
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import classifier_pb2_grpc as api_grpc
-from onyx.serve.admission import Admission, AdmissionInterceptor, AdmissionPolicy
 from onyx.serve.batching import BatchObserver
 from onyx.serve.config import ServerConfig, TlsConfig
-from onyx.serve.decoding import DecodeErrors
-from onyx.serve.errors import ModelNotFound
-from onyx.serve.health import HealthServicer, publish_health
-from onyx.serve.interceptor import MetricsInterceptor
-from onyx.serve.kserve import SERVICE_NAME as KSERVE_SERVICE
-from onyx.serve.kserve import KServeServicer
+from onyx.serve.dataplane import DataPlane
+from onyx.serve.execution.runtime import RuntimeOptions, share_of_cores
+from onyx.serve.frontends.admission import Admission, AdmissionInterceptor, AdmissionPolicy
+from onyx.serve.frontends.health import HealthServicer, publish_health
+from onyx.serve.frontends.interceptor import MetricsInterceptor
+from onyx.serve.frontends.kserve import SERVICE_NAME as KSERVE_SERVICE
+from onyx.serve.frontends.kserve import KServeServicer
+from onyx.serve.frontends.onyx_v1 import ClassifierServicer
+from onyx.serve.frontends.parse_errors import DecodeErrors
+from onyx.serve.frontends.reflection import enable_reflection
+from onyx.serve.frontends.rest import RestServer
 from onyx.serve.metrics import HttpsFiles, MetricsEndpoint, ServerMetrics
+from onyx.serve.observers import NO_OBSERVERS, ObserverFactory, Observers
 from onyx.serve.pipeline import Pipeline
-from onyx.serve.reflection import enable_reflection
 from onyx.serve.repository import Repository, RepositoryOptions
-from onyx.serve.rest import RestServer
-from onyx.serve.runtime import RuntimeOptions, share_of_cores
-from onyx.serve.servicer import ClassifierServicer
 from onyx.serve.statistics import Statistics
-from onyx.serve.version import ObserverFactory
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +70,12 @@ class RunningServer:
     repository: Repository
     health: HealthServicer
     preprocess: ThreadPoolExecutor
-    kserve: KServeServicer
+    # KServe v2's data plane, behind its gRPC and REST bindings (readiness flags included).
+    dataplane: DataPlane
     admission: Admission
     lenient_readiness: bool = False
     watcher: asyncio.Task[None] | None = None
+    # None with --no-metrics: no registry at all.
     metrics: ServerMetrics | None = None
     # GET /metrics, when it is served.
     metrics_endpoint: MetricsEndpoint | None = None
@@ -87,7 +91,7 @@ class RunningServer:
 
     async def publish_health(self) -> None:
         """Readiness from the repository, to health and KServe's ServerReady."""
-        self.kserve.models_ready = await publish_health(
+        self.dataplane.models_ready = await publish_health(
             self.health, self.repository, SERVICES, self.lenient_readiness, self.published
         )
 
@@ -95,7 +99,7 @@ class RunningServer:
         """Kubernetes' way (SIGTERM): NOT_SERVING at once and every health Watch ended, requests
         still accepted for `delay_s` (load balancers take that long to notice), then no new
         ones, and those received get `grace_s` to finish."""
-        self.kserve.serving = False
+        self.dataplane.serving = False
         await self.health.enter_graceful_shutdown()
         await asyncio.sleep(delay_s)
         started = time.monotonic()
@@ -104,7 +108,7 @@ class RunningServer:
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Refuse new calls, let in-flight ones finish within `grace_s`, then unload models."""
-        self.kserve.serving = False
+        self.dataplane.serving = False
         await self.health.enter_graceful_shutdown()
         if self.watcher is not None:
             self.watcher.cancel()
@@ -118,9 +122,7 @@ class RunningServer:
         self.preprocess.shutdown(wait=False)
 
 
-def repository_options(
-    config: ServerConfig, metrics: ServerMetrics | None = None
-) -> RepositoryOptions:
+def repository_options(config: ServerConfig) -> RepositoryOptions:
     return RepositoryOptions(
         runtime=RuntimeOptions(
             device=config.device,
@@ -132,29 +134,26 @@ def repository_options(
         instances=config.instances,
         model_control=config.model_control,
         startup_models=config.startup_models,
-        loads=metrics,
     )
 
 
 async def create_server(
     config: ServerConfig,
     metrics: ServerMetrics | None = None,
-    observers: ObserverFactory | None = None,
+    batch_observers: ObserverFactory | None = None,
 ) -> RunningServer:
     """Take the ports, load the repository and start serving it; `config.port` 0 picks a free
     port. A port that cannot be had raises `ListenError` before any model loads.
 
     Metrics go to `metrics` (tests pass a fresh registry), or to a new `ServerMetrics` unless
-    `config.metrics` is off. `observers` makes one BatchObserver per model version (default:
+    `config.metrics` is off. `batch_observers` makes one BatchObserver per model version (default:
     the metrics' batch observer).
     """
     if metrics is None and config.metrics:
         metrics = ServerMetrics()
-    if observers is None and metrics is not None:
-        observers = metrics.batch_observer
     statistics = Statistics()
-    options = repository_options(config, metrics)
-    repository = Repository(config.repository, options, _with_statistics(statistics, observers))
+    hooks = server_observers(metrics, statistics, batch_observers)
+    repository = Repository(config.repository, repository_options(config), hooks)
     preprocess = ThreadPoolExecutor(
         max_workers=config.preprocess_threads or share_of_cores(config.workers),
         thread_name_prefix="preprocess",
@@ -162,31 +161,18 @@ async def create_server(
     admission = Admission(
         AdmissionPolicy(config.max_inflight_requests, config.max_inflight_per_model),
         known=lambda name: _has_model(repository, name),
-        refused=metrics.refused if metrics is not None else None,
+        refused=hooks.refused,
     )
     server = grpc_server(config, admission, metrics)
-    pipeline = Pipeline(
-        repository,
-        preprocess,
-        metrics.track if metrics is not None else None,
-        statistics,
-        metrics.explained if metrics is not None else None,
-    )
-    kserve, health_servicer = _add_services(server, pipeline, config)
+    pipeline = Pipeline(repository, preprocess, hooks, statistics)
+    dataplane = DataPlane(pipeline, config.limits, config.model_control)
+    health_servicer = _add_services(server, pipeline, dataplane, config)
     running = RunningServer(
-        server, 0, repository, health_servicer, preprocess, kserve, admission,
+        server, 0, repository, health_servicer, preprocess, dataplane, admission,
         config.lenient_readiness, metrics=metrics,
     )  # fmt: skip
     try:
-        running.port = _listen(server, config.host, config.port, config.tls, config.reuse_port)
-        if metrics is not None and config.metrics_port is not None:
-            running.metrics_endpoint = _serve_metrics(metrics, config)
-        if config.http_port is not None:
-            running.rest = await RestServer.start(
-                kserve, config.host, config.http_port, config.max_message_bytes, config.tls,
-                config.grace_s, admission, config.reuse_port,
-            )  # fmt: skip
-            running.http_port = running.rest.port
+        await _take_ports(running, config)
         await repository.load_all()
     except BaseException:
         await running.stop(None)  # nothing left for asyncio.run to find half-closed
@@ -199,6 +185,30 @@ async def create_server(
     if config.model_control == "poll":
         running.watcher = asyncio.ensure_future(watch(repository, config.poll_interval_s))
     return running
+
+
+async def _take_ports(running: RunningServer, config: ServerConfig) -> None:
+    """Listen on the gRPC port, then /metrics' and REST's when they are served."""
+    running.port = _listen(running.server, config.host, config.port, config.tls, config.reuse_port)
+    if running.metrics is not None and config.metrics_port is not None:
+        running.metrics_endpoint = _serve_metrics(running.metrics, config)
+    if config.http_port is not None:
+        running.rest = await RestServer.start(
+            running.dataplane, config.host, config.http_port, config.max_message_bytes,
+            config.tls, config.grace_s, running.admission, config.reuse_port,
+        )  # fmt: skip
+        running.http_port = running.rest.port
+
+
+def server_observers(
+    metrics: ServerMetrics | None, statistics: Statistics, batches: ObserverFactory | None = None
+) -> Observers:
+    """The hooks the server reports through: the metrics' (no-ops without metrics), with
+    `batches` instead of the metrics' batch observers when given; every version's batches are
+    counted in `statistics` too (ModelStatistics answers from them)."""
+    hooks = metrics.observers() if metrics is not None else NO_OBSERVERS
+    own = batches if batches is not None else hooks.batches
+    return dataclasses.replace(hooks, batches=_with_statistics(statistics, own))
 
 
 def grpc_server(
@@ -245,12 +255,11 @@ def _serve_metrics(metrics: ServerMetrics, config: ServerConfig) -> MetricsEndpo
         ) from exc
 
 
-def _with_statistics(statistics: Statistics, observers: ObserverFactory | None) -> ObserverFactory:
+def _with_statistics(statistics: Statistics, observers: ObserverFactory) -> ObserverFactory:
     """Each version's batch observer: the statistics' own, plus `observers`' one if any."""
 
     def observer(model: str, version: int) -> BatchObserver:
-        other = observers(model, version) if observers is not None else None
-        return statistics.observing(model, version, other)
+        return statistics.observing(model, version, observers(model, version))
 
     return observer
 
@@ -266,18 +275,18 @@ def connection_age_options(config: ServerConfig) -> list[tuple[str, int]]:
 
 
 def _add_services(
-    server: grpc.aio.Server, pipeline: Pipeline, config: ServerConfig
-) -> tuple[KServeServicer, HealthServicer]:
+    server: grpc.aio.Server, pipeline: Pipeline, dataplane: DataPlane, config: ServerConfig
+) -> HealthServicer:
     """onyx.v1 and KServe v2 over one pipeline, plus health and reflection, on one port."""
     api_grpc.add_ClassifierServicer_to_server(
         ClassifierServicer(pipeline, config.limits, config.stream_window), server
     )
-    kserve = KServeServicer(pipeline, config.limits, config.model_control, config.stream_window)
+    kserve = KServeServicer(dataplane, config.stream_window)
     kv2_grpc.add_GRPCInferenceServiceServicer_to_server(kserve, server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection([CLASSIFIER_SERVICE, KSERVE_SERVICE, health.SERVICE_NAME], server)
-    return kserve, health_servicer
+    return health_servicer
 
 
 def _listen(

@@ -8,7 +8,7 @@ reason. Which versions to load, and when to swap, is the repository's business (
     loader = VersionLoader(RuntimeOptions())
     version = await loader.load("pets", model_config, repo / "pets" / "2")
     with version.lease():                      # unloading waits for every lease
-        outputs = await version.infer(batch)
+        outputs = await version.infer(batch)   # {"logits": (n, classes), ...}
     await version.unload()
 """
 
@@ -16,23 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from onyx.contract.dtypes import DTYPES
+from onyx.contract.errors import ConfigError, ModelNotReady
+from onyx.contract.layout import MODEL_FILE, describe_version, inside
+from onyx.contract.text import TextEncoder, load_encoder, pad_rows
 from onyx.proto.v1 import classifier_pb2 as api
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.batching import (
-    BatchObserver,
     BatchPolicy,
     Collate,
     DynamicBatcher,
@@ -40,53 +41,24 @@ from onyx.serve.batching import (
     Stages,
     concatenate,
 )
-from onyx.serve.dtypes import DTYPES
-from onyx.serve.errors import ConfigError, ModelNotReady
-from onyx.serve.layout import MODEL_FILE, describe_version, inside
-from onyx.serve.lone import LoneRuns
-from onyx.serve.runtime import CUDA, RuntimeOptions, Session, available_cores
-from onyx.serve.session_pool import SessionPool, SessionSets
-from onyx.serve.text import TextEncoder, load_encoder, pad_rows
-from onyx.serve.thread_choice import ThreadChoice
+from onyx.serve.execution.interface import Outputs
+from onyx.serve.execution.lone import LoneRuns
+from onyx.serve.execution.plan import ExecutionPlan
+from onyx.serve.execution.runtime import CUDA, RuntimeOptions, Session
+from onyx.serve.execution.session_pool import SessionPool
+from onyx.serve.execution.sizing import plan_execution, pool_executor
+from onyx.serve.observers import NO_OBSERVERS, Observers
 
 log = logging.getLogger(__name__)
 
 # Sequence length used to warm up models with a dynamic time axis.
 WARMUP_SEQUENCE_LENGTH = 16
-# Models whose batch of one runs faster than this with the default threads are also tried with
-# one intra-op thread (`_sized_sessions`); slower ones use their threads well.
-SMALL_MODEL_MS = 10.0
-# A model whose full batch runs in less than this runs on the event loop (`SessionPool`): on
-# the 2-vCPU machine gRPC's own CPU per request was ~0.4 ms, so the loop is held for less
-# than one request costs anyway, and no thread hand-over is paid.
-INLINE_MAX_MS = 0.5
-# A model whose batch of one runs in less than this may run a lone request on the event loop
-# while the server is otherwise idle (`lone`): the loop is then held no longer than a few
-# requests' worth of gRPC work, and only while nobody waits for it.
-LONE_INLINE_MAX_MS = 2.0
-# A small model's one-thread batch slots, at most (`_one_thread_slots`).
-MAX_ONE_THREAD_SLOTS = 8
-# A typical text length for that trial (per-token work is what the threads share).
-TRIAL_SEQUENCE_LENGTH = 128
-TRIAL_RUNS = 15
 
-# Makes the batch observer (metrics) for one model version: (model name, version) -> observer.
-ObserverFactory = Callable[[str, int], BatchObserver | None]
 # (mtime_ns, size, inode) of a file, None when it is missing.
 FileStamp = tuple[int, int, int] | None
 # Every file of a version folder (relative path, stamp), sorted: a file added, removed or changed
 # anywhere in it (model.onnx.data landing after model.onnx) means "load it again".
 FolderStamp = tuple[tuple[str, FileStamp], ...]
-
-
-class LoadObserver(Protocol):
-    """Told about every version load (metrics): keeps the repository free of Prometheus."""
-
-    def load_started(self, model: str, version: int) -> None: ...
-
-    def load_succeeded(self, model: str, version: int, seconds: float) -> None: ...
-
-    def load_failed(self, model: str, version: int, reason: str) -> None: ...
 
 
 @dataclass
@@ -105,12 +77,12 @@ class ModelVersion:
     provider_reason: str = ""
     # Seconds loading and warming up took.
     load_seconds: float = 0.0
-    # ONNX Runtime's intra-op thread counts this version's sessions have (`_sized_sessions`);
-    # with more than one, `thread_choice` picks one per batch.
-    intra_op_threads: tuple[int, ...] = ()
-    thread_choice: ThreadChoice | None = None
+    # How its batches run (sessions, slots, what runs on the event loop), decided once at load
+    # (`execution.sizing`); kept after unloading, for the record.
+    plan: ExecutionPlan | None = None
     batcher: DynamicBatcher | None = None
-    executor: ThreadPoolExecutor | None = None
+    # Runs the plan; the batcher's runner.
+    pool: SessionPool | None = None
     # Text models: this version's tokenizer + vocabulary (each training builds its own).
     text_encoder: TextEncoder | None = None
     # The version's files as they were when loaded; different stamps mean "load it again".
@@ -136,7 +108,7 @@ class ModelVersion:
 
     async def infer(
         self, inputs: np.ndarray, deadline: float | None = None, stages: Stages | None = None
-    ) -> np.ndarray:
+    ) -> Outputs:
         # A leased version may be unloading: it still finishes the requests that hold it.
         if self.batcher is None or self.state not in _SERVING_STATES:
             raise ModelNotReady(f"version {self.version} is not ready")
@@ -150,9 +122,9 @@ class ModelVersion:
             await self._drained.wait()
         if self.batcher is not None:
             await self.batcher.close()
-        if self.executor is not None:
-            self.executor.shutdown(wait=False)
-        self.batcher, self.executor = None, None
+        if self.pool is not None:
+            self.pool.close()
+        self.batcher, self.pool = None, None
 
 
 _SERVING_STATES = (api.VERSION_STATE_READY, api.VERSION_STATE_UNLOADING)
@@ -185,8 +157,8 @@ class VersionLoader:
     default_max_queue_size: int = 1024
     # ONNX Runtime sessions per version for every model (0: each config's `instances`).
     instances: int = 0
-    observers: ObserverFactory | None = None
-    loads: LoadObserver | None = None
+    # What loads and batches report to (metrics); no-ops by default.
+    observers: Observers = NO_OBSERVERS
     # The server's inline runs of lone requests, shared by every version it loads.
     lone: LoneRuns = field(default_factory=LoneRuns)
 
@@ -194,8 +166,7 @@ class VersionLoader:
         """Describe, open, warm up and start the version in `folder`; failures are recorded."""
         number = int(folder.name)
         version = ModelVersion(number, folder / MODEL_FILE, stamp=folder_stamp(folder))
-        if self.loads is not None:
-            self.loads.load_started(model, number)
+        self.observers.loads.load_started(model, number)
         started = time.monotonic()
         try:
             _check_model_file(folder)
@@ -206,12 +177,10 @@ class VersionLoader:
         except Exception as exc:
             version.state, version.reason = api.VERSION_STATE_FAILED, str(exc)
             log.error("model %s version %d failed to load: %s", model, number, exc)
-            if self.loads is not None:
-                self.loads.load_failed(model, number, version.reason)
+            self.observers.loads.load_failed(model, number, version.reason)
             return version
         version.load_seconds = time.monotonic() - started
-        if self.loads is not None:
-            self.loads.load_succeeded(model, number, version.load_seconds)
+        self.observers.loads.load_succeeded(model, number, version.load_seconds)
         log.info(
             "model %s version %d ready on %s (%s) in %.2fs",
             model,
@@ -224,37 +193,29 @@ class VersionLoader:
 
     async def _start(self, model: str, version: ModelVersion, config: pb.ModelConfig) -> None:
         instances = self.instances or max(1, config.instances)
-        # A thread per slot: a small CPU model may get one slot per core (`_one_thread_slots`).
-        workers = max(instances, self.runtime.cores or available_cores())
-        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"ort-{model}")
+        executor = pool_executor(model, instances, self.runtime)
         try:
-            runtime = self.runtime
-            sets = await _sized_sessions(version.path, config, runtime, instances, executor)
+            plan = await plan_execution(version.path, config, self.runtime, instances, executor)
             policy = BatchPolicy(
                 max_batch_size=config.batching.max_batch_size,
                 max_queue_delay_us=config.batching.max_queue_delay_us,
                 max_queue_size=config.batching.max_queue_size or self.default_max_queue_size,
-                max_concurrent_batches=len(sets.by_threads[0]),
+                max_concurrent_batches=plan.slots,
             )
-            await _warm_up(sets.every(), config, policy.max_batch_size, executor)
+            await _warm_up(plan.sessions(), config, policy.max_batch_size, executor)
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        observer = self.observers(model, version.version) if self.observers else None
-        version.executor = executor
-        first = sets.by_threads[-1][0]  # the default threads' sessions
-        version.providers = first.providers
-        version.provider_reason = first.provider_reason
-        version.thread_choice = sets.choice
-        version.intra_op_threads = tuple(group[0].intra_op_threads for group in sets.by_threads)
-        pool = SessionPool(sets, executor, self.lone)
+        log.debug(
+            "model %s version %d runs as planned: %s", model, version.version, plan.describe()
+        )
+        observer = self.observers.batches(model, version.version)
+        version.plan = plan
+        version.providers = plan.default_session.providers
+        version.provider_reason = plan.default_session.provider_reason
+        version.pool = SessionPool(plan, executor, self.lone)
         version.batcher = DynamicBatcher(
-            pool.run,
-            policy,
-            collate_for(config),
-            observer,
-            length_for(config),
-            run_alone=pool.run_alone,
+            version.pool, policy, collate_for(config), observer, length_for(config)
         )
         version.batcher.start()
         version.state = api.VERSION_STATE_READY
@@ -268,159 +229,6 @@ def _check_model_file(folder: Path) -> None:
         empty = not any(folder.iterdir())
         raise ConfigError(f"version folder {folder} is empty" if empty else f"{path} is missing")
     inside(path, folder, "model file")
-
-
-async def _open_sessions(
-    path: Path,
-    config: pb.ModelConfig,
-    runtime: RuntimeOptions,
-    instances: int,
-    executor: ThreadPoolExecutor,
-) -> list[Session]:
-    loop = asyncio.get_running_loop()
-    opened = [
-        loop.run_in_executor(executor, Session, path, config, runtime, instances)
-        for _ in range(instances)
-    ]
-    return list(await asyncio.gather(*opened))
-
-
-async def _sized_sessions(
-    path: Path,
-    config: pb.ModelConfig,
-    runtime: RuntimeOptions,
-    instances: int,
-    executor: ThreadPoolExecutor,
-) -> SessionSets:
-    """Sessions with the intra-op threads that suit this model, and how to run them.
-
-    A small CPU model (batch of one under SMALL_MODEL_MS) is timed at load on a batch of one
-    and a full batch, with the default threads and, unless --intra-op-threads is given, with
-    one. Then, by those times:
-    - tiny (a full batch under INLINE_MAX_MS): every batch runs on the event loop, one thread;
-    - small (a batch of one under LONE_INLINE_MAX_MS): one-thread slots, one per core, and a
-      lone request on an idle server inline on all the cores (`_one_thread_slots`);
-    - otherwise each batch runs on whichever thread count has recently been faster for batches
-      of its shape (`ThreadChoice`): on a few cores a second ORT thread may help or lose the
-      core gRPC and Python need, depending on the machine's load of the moment; the load-time
-      times seed that choice.
-    """
-    sessions = await _open_sessions(path, config, runtime, instances, executor)
-    first = sessions[0]
-    if CUDA in first.providers:
-        return SessionSets([sessions])
-    loop = asyncio.get_running_loop()
-    one, rows = _trial_input(config, 1), max(1, config.batching.max_batch_size)
-    default_ms = await loop.run_in_executor(executor, batch_one_ms, first, one)
-    if default_ms > SMALL_MODEL_MS:
-        return SessionSets([sessions])
-    full = _trial_input(config, rows)
-    default_full = await loop.run_in_executor(executor, batch_one_ms, first, full)
-    threads = first.intra_op_threads
-    trials = f"batch of one {default_ms:.2f} ms, of {rows} {default_full:.2f} ms with {threads}"
-    if runtime.intra_op_threads or threads == 1:
-        return _tiny_or_not(path, [sessions], one, default_ms, default_full, full.size, trials)
-    single_options = dataclasses.replace(runtime, intra_op_threads=1)
-    single = await _open_sessions(path, config, single_options, instances, executor)
-    one_ms = await loop.run_in_executor(executor, batch_one_ms, single[0], one)
-    one_full = await loop.run_in_executor(executor, batch_one_ms, single[0], full)
-    trials += f" threads; {one_ms:.2f} and {one_full:.2f} ms with 1"
-    if max(one_full, default_full) <= INLINE_MAX_MS:  # threads buy a tiny model nothing
-        return _tiny_or_not(path, [single], one, one_ms, one_full, full.size, trials)
-    if default_ms <= LONE_INLINE_MAX_MS:
-        lone_elements = _lone_elements(one, default_ms)
-        return await _one_thread_slots(
-            path, config, runtime, sessions, single, threads, executor, lone_elements, trials
-        )
-    choice = ThreadChoice((1, threads))
-    for sample, times in ((one, (one_ms, default_ms)), (full, (one_full, default_full))):
-        for option, ms in enumerate(times):
-            choice.record(len(sample), option, ms / 1e3, sample.size)
-    log.info("%s: %s; each batch runs on the thread count faster of late", path, trials)
-    return SessionSets([single, sessions], choice)
-
-
-async def _one_thread_slots(
-    path: Path,
-    config: pb.ModelConfig,
-    runtime: RuntimeOptions,
-    default: list[Session],
-    single: list[Session],
-    threads: int,
-    executor: ThreadPoolExecutor,
-    lone_elements: int,
-    trials: str,
-) -> SessionSets:
-    """A small model's sessions: one one-thread slot per core its instances share (at most
-    MAX_ONE_THREAD_SLOTS), each running a batch of its own, and one session on all the
-    process's cores for a lone request on an idle server (on the event loop, `lone`).
-
-    Under load a ~1 ms model does more on two cores as two batches side by side than as one
-    batch on two threads (their sync points cost it more than it gains): 1.1-1.3x the BiLSTM's
-    requests/s at 2-32 clients (bench/README.md). A lone request is faster on all the cores.
-    More slots than MAX_ONE_THREAD_SLOTS would hold the model that many times over and split
-    the load into batches too small to pay; more cores are for more `--workers`."""
-    count = min(len(single) * threads, MAX_ONE_THREAD_SLOTS)
-    one_thread = dataclasses.replace(runtime, intra_op_threads=1)
-    more = await _open_sessions(path, config, one_thread, count - len(single), executor)
-    if len(default) == 1:  # the trial's session already runs on all the cores
-        lone = default[0]
-    else:
-        (lone,) = await _open_sessions(path, config, runtime, 1, executor)
-    slots = [*single, *more]
-    log.info(
-        "%s: %s; small: %d one-thread slots, a lone request on an idle server runs on the "
-        "event loop with %d threads",
-        path,
-        trials,
-        len(slots),
-        lone.intra_op_threads,
-    )
-    return SessionSets([slots], lone_elements=lone_elements, lone_session=lone)
-
-
-def _lone_elements(one: np.ndarray, one_ms: float) -> int:
-    """The largest batch (in input elements) a lone request may run inline with: what the
-    trial's batch of one (`one_ms`) says runs in about LONE_INLINE_MAX_MS."""
-    return max(1, int(one.size * LONE_INLINE_MAX_MS / max(one_ms, 1e-3)))
-
-
-def _tiny_or_not(
-    path: Path,
-    by_threads: list[list[Session]],
-    one: np.ndarray,
-    one_ms: float,
-    full_ms: float,
-    full_elements: int,
-    trials: str,
-) -> SessionSets:
-    """Sessions of one thread count: every batch inline if the model is tiny, else a lone
-    request inline on its slot's session if the model is small."""
-    if full_ms <= INLINE_MAX_MS:
-        log.info("%s: %s; tiny: batches run on the event loop, no thread hand-over", path, trials)
-        return SessionSets(by_threads, inline_elements=full_elements)
-    log.info("%s: %s", path, trials)
-    if one_ms > LONE_INLINE_MAX_MS:
-        return SessionSets(by_threads)
-    return SessionSets(by_threads, lone_elements=_lone_elements(one, one_ms))
-
-
-def batch_one_ms(session: Session, sample: np.ndarray) -> float:
-    """Median milliseconds of `session.run(sample)`, after a few runs to warm it up."""
-    for _ in range(3):
-        session.run(sample)
-    times = []
-    for _ in range(TRIAL_RUNS):
-        started = time.perf_counter()
-        session.run(sample)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times) * 1e3)
-
-
-def _trial_input(config: pb.ModelConfig, rows: int) -> np.ndarray:
-    dtype = DTYPES[config.input.dtype].numpy
-    dims = (TRIAL_SEQUENCE_LENGTH if d == -1 else d for d in config.input.dims[1:])
-    return np.zeros([rows, *dims], dtype=dtype)
 
 
 def collate_for(config: pb.ModelConfig) -> Collate:

@@ -109,9 +109,9 @@ def worker_config(config: ServerConfig, index: int) -> ServerConfig:
 def run_worker(config: ServerConfig, index: int, ready: Connection, lifeline: Connection) -> None:
     """A worker's main (in the spawned interpreter): serve until SIGTERM, telling the parent
     (`ready`) the ports once serving, and draining if the parent dies (`lifeline` ends)."""
-    from onyx.serve.logs import configure_logging
     from onyx.serve.metrics import ServerMetrics
     from onyx.serve.server import ListenError, RunningServer, serve
+    from onyx.settings.logs import configure_logging
 
     configure_logging(config.log_level, config.log_format)
     for handler in logging.getLogger().handlers:

@@ -13,7 +13,7 @@ import torch
 from onyx.train.export import ParityError, check_parity
 from onyx.train.export import onnx as export_onnx
 from onyx.train.export.text import example_ids, parity_inputs
-from onyx.train.text.models import TextClassifier, TextModelConfig
+from onyx.train.tasks.text.models import TextClassifier, TextModelConfig
 
 MAX_LENGTH = 80
 

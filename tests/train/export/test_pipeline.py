@@ -12,9 +12,10 @@ from onnx import numpy_helper
 from torch import nn
 
 from onyx.train.config import AugmentConfig, ImageTrainConfig
-from onyx.train.engine import fit
+from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, ParityError, export_checkpoint
 from onyx.train.export import onnx as export_onnx
+from onyx.train.tasks.registry import task_for
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = write_shapes(root / "data", 6, classes=("a", "b"))
     config = ImageTrainConfig(data=data, out_dir=root / "run", image_size=16, epochs=1,
                               max_steps=1, augment=AugmentConfig.off(), plots=False)  # fmt: skip
-    return fit(config).best_checkpoint
+    return fit(task_for(config)).best_checkpoint
 
 
 def scale_first_weight(path: Path) -> None:

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from onyx.cli import main
+from onyx.client.classifier import Client
 from onyx.serve.background import ServerThread
-from onyx.serve.client import Client
 from onyx.serve.config import ServerConfig
-from onyx.train.image.weights import imagenet_categories
+from onyx.train.tasks.image.weights import imagenet_categories
 from tests.train.photos import real_photos
 
 pytestmark = pytest.mark.slow  # an ONNX export of Lite0 (~15 s) and a server
@@ -60,7 +60,7 @@ def reference_probabilities(paths: list[Path]) -> np.ndarray:
     import timm
     from timm.data import create_transform, resolve_data_config
 
-    from onyx.train.image.models import get_model
+    from onyx.train.tasks.image.models import get_model
 
     model = get_model("efficientnet_lite0", 1000, weights="imagenet").eval()
     transform = create_transform(**resolve_data_config({}, model=timm.create_model(

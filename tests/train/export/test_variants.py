@@ -19,21 +19,22 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from onyx.cli import main
+from onyx.client.classifier import Client
+from onyx.contract.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
+from onyx.contract.model_config import load_config, load_version_config
 from onyx.proto.kserve import grpc_service_pb2 as kv2
 from onyx.proto.kserve import grpc_service_pb2_grpc as kv2_grpc
 from onyx.proto.v1 import model_config_pb2 as pb
 from onyx.serve.background import ServerThread
-from onyx.serve.client import Client
 from onyx.serve.config import ServerConfig
-from onyx.serve.layout import CONFIG_FILE, MODEL_FILE, VERSION_CONFIG_FILE
-from onyx.serve.model_config import load_config, load_version_config
 from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig
-from onyx.train.engine import fit
+from onyx.train.data.reviews import generate_reviews, write_jsonl
+from onyx.train.engine.loop import fit
 from onyx.train.export import ExportConfig, ExportResult, export_checkpoint, quantize, variants
 from onyx.train.export.gate import VariantRefused
 from onyx.train.export.quantize import quantized_node_count
 from onyx.train.export.variants import VariantDataError, run_logits, served_prepare
-from onyx.train.text.synthetic import generate_reviews, write_jsonl
+from onyx.train.tasks.registry import task_for
 from tests.train.conftest import write_shapes
 
 
@@ -50,7 +51,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     data = write_shapes(root / "data", 30)
     config = ImageTrainConfig(data=data, out_dir=root / "run", image_size=32, epochs=3,
                               augment=AugmentConfig.off(), plots=False)  # fmt: skip
-    return Trained(fit(config).best_checkpoint, data)
+    return Trained(fit(task_for(config)).best_checkpoint, data)
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,8 @@ def test_text_models_get_dynamic_int8_and_say_what_stays_fp32(
                             hidden=16, embed_dim=8, max_length=32, plots=False)  # fmt: skip
     # Two epochs leave many logits near a tie, where a 1e-3 move flips the answer: looser
     # thresholds, so that this test is about what is quantized (test_gate covers the gate).
-    config = ExportConfig(fit(train).best_checkpoint, cell, tmp_path / "models", variant="int8",
+    checkpoint = fit(task_for(train)).best_checkpoint
+    config = ExportConfig(checkpoint, cell, tmp_path / "models", variant="int8",
                           max_accuracy_drop=5, min_agreement=0.9)  # fmt: skip
     result = export_checkpoint(config, tmp_path)
     variant = version_config(tmp_path / "models", cell, result.variant_version).variant

@@ -143,7 +143,7 @@ class TrainConfig:
                        "Filled in with the labels found, in the saved config."),
     )  # fmt: skip
     # Alphabetical order made `not_cat` the positive class of a cat detector; see
-    # onyx.train.metrics.positive_index for the default.
+    # onyx.train.engine.metrics.positive_index for the default.
     positive_class: str = field(
         default="",
         metadata=_help("Two classes: the label whose precision/recall/F1/ROC-AUC are reported; "
@@ -205,7 +205,7 @@ class ImageTrainConfig(TrainConfig):
     )  # fmt: skip
     model: str = field(
         default="small_cnn",
-        metadata=_help("Architecture; see onyx.train.image.models.list_models()."),
+        metadata=_help("Architecture; see onyx.train.tasks.image.models.list_models()."),
     )
     weights: str = field(
         default="none",

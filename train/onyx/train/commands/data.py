@@ -56,7 +56,7 @@ def dedup_command(
       onyx data dedup data/pets --json > dups.json
       onyx data dedup data/pets --apply         # delete the extra copies
     """
-    from onyx.train.dedup import (
+    from onyx.train.data.dedup import (
         apply_removal,
         find_duplicates,
         format_report,

@@ -43,26 +43,8 @@ def demo_command(repository: Path, epochs: int, port: int) -> None:
     LSTM, then serves both over gRPC and classifies held-out photos and a few sentences.
     Afterwards `onyx serve` serves them again.
     """
-    from onyx.serve.logs import configure_logging
-    from onyx.train.demo import run_demo
+    from onyx.settings.logs import configure_logging
+    from onyx.train.demo.workflow import run_demo, summary
 
     configure_logging("info")
-    result = run_demo(repository, epochs=epochs, port=port)
-    click.echo(
-        "\nphotos (6 classes; validation crops come from the half of each photo not trained on):"
-    )
-    click.echo(
-        f"  pretrained Lite0, fine-tuned:  val accuracy {result.val_accuracy:.3f} "
-        f"(head only, body frozen: {result.frozen_accuracy:.3f})"
-    )
-    click.echo(f"  same network from scratch:     val accuracy {result.scratch_accuracy:.3f}")
-    click.echo(
-        f"photos v{result.version}: held-out accuracy over gRPC on port {result.port} "
-        f"{result.heldout_accuracy:.3f} ({result.heldout} images); "
-        f"ONNX vs torch max |diff| {result.parity_max_abs_diff:.2g}"
-    )
-    click.echo(
-        f"sentiment v{result.sentiment_version}: validation accuracy "
-        f"{result.sentiment_val_accuracy:.3f}"
-    )
-    click.echo(f"serve them again with: onyx serve --repository {repository}")
+    click.echo(summary(run_demo(repository, epochs=epochs, port=port), repository))

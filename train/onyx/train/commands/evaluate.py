@@ -68,9 +68,9 @@ def evaluate_command(
       onyx evaluate runs/text/best.pt reviews_test.csv --out eval/text
       onyx evaluate runs/pets/best.pt data/pets/test --explain 4   # + gallery, filters
     """
-    from onyx.serve.errors import ServeError
-    from onyx.serve.logs import configure_logging
-    from onyx.train import evaluate as ev
+    from onyx.contract.errors import ServeError
+    from onyx.settings.logs import configure_logging
+    from onyx.train.evaluate import scoring as ev
 
     configure_logging("warning")
     try:
@@ -82,7 +82,7 @@ def evaluate_command(
         raise click.ClickException(str(exc)) from exc
     written = ev.write_outputs(evaluation, predictor, out)
     if explain:
-        from onyx.train.explain_gallery import write_explanations
+        from onyx.train.evaluate.gallery import write_explanations
 
         try:
             written += write_explanations(model_path, predictor, evaluation, explain, out)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from onyx.serve.options import ConfigCommand, config_options, precedence_epilog
+from onyx.settings.options import ConfigCommand, config_options, precedence_epilog
 from onyx.train.commands.lazy import LazyCommand
 
 EXPORT_HELP = "Export CHECKPOINT (or --pretrained MODEL) to ONNX, parity-check it, publish it."
@@ -54,7 +54,7 @@ def build_export_command() -> click.Command:
         """Export CHECKPOINT (or --pretrained MODEL) to ONNX, check ONNX Runtime against torch,
         publish it as the next version of --name in --repository (export.json beside it records
         these options)."""
-        from onyx.serve.logs import configure_logging
+        from onyx.settings.logs import configure_logging
 
         given = config.checkpoint != Path()
         if given == bool(config.pretrained):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from onyx.serve.options import OTHER_GROUP, ConfigCommand, ConfigOption, config_options
-from onyx.serve.options import precedence_epilog as _precedence
+from onyx.settings.options import OTHER_GROUP, ConfigCommand, ConfigOption, config_options
+from onyx.settings.options import precedence_epilog as _precedence
 from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig, TrainConfig
 
 _OUT = {"out_dir": {"aliases": ("-o", "--out")}}
@@ -78,7 +78,7 @@ def train_image_command(
 ) -> None:
     """Fine-tune an image classifier on DATA (one sub-folder of images per class, or
     train/ val/ [test/] each with class folders)."""
-    from onyx.serve.logs import configure_logging
+    from onyx.settings.logs import configure_logging
 
     configure_logging(log_level)
     check_image_config(config)
@@ -92,10 +92,11 @@ def train_image_command(
 
 def find_and_report(config: TrainConfig) -> None:
     """--lr-find: the range test instead of training; the model and data are left as they are."""
-    from onyx.train.lr_find import lr_find
+    from onyx.train.engine.lr_find import lr_find
+    from onyx.train.tasks.registry import task_for
 
     try:
-        result = lr_find(config)
+        result = lr_find(task_for(config))
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"suggested lr {result.suggested_lr:.2g} (steepest descent of the smoothed loss "
@@ -104,10 +105,11 @@ def find_and_report(config: TrainConfig) -> None:
 
 def fit_and_report(config: TrainConfig) -> None:
     """Run the one engine; bad data is a clean error, Ctrl-C exits 130 with the resume hint."""
-    from onyx.train.engine import fit
+    from onyx.train.engine.loop import fit
+    from onyx.train.tasks.registry import task_for
 
     try:
-        result = fit(config)
+        result = fit(task_for(config))
     except (ValueError, FileNotFoundError) as exc:  # DataError, SplitError are ValueErrors
         raise click.ClickException(str(exc)) from exc
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks
@@ -123,7 +125,7 @@ def fit_and_report(config: TrainConfig) -> None:
 
 def check_image_config(config: ImageTrainConfig) -> None:
     """The checks a click type cannot make: the registry's models, a weights file."""
-    from onyx.train.image.models import list_models
+    from onyx.train.tasks.image.models import list_models
 
     if config.model not in list_models():
         raise click.BadParameter(f"choose one of: {', '.join(list_models())}", param_hint="--model")
@@ -151,7 +153,7 @@ Examples:
 @_LOG_LEVEL
 def train_text_command(config: TextTrainConfig, lr_find: bool, log_level: str) -> None:
     """Train a sentiment (text) classifier on DATA: a .csv/.tsv/.jsonl file or an IMDb folder."""
-    from onyx.serve.logs import configure_logging
+    from onyx.settings.logs import configure_logging
 
     configure_logging(log_level)
     if lr_find:

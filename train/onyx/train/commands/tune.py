@@ -14,14 +14,14 @@ from typing import Any, cast
 
 import click
 
-from onyx.serve.options import (
+from onyx.settings.options import (
     OTHER_GROUP,
     ConfigCommand,
     ConfigOption,
     config_options,
     given_fields,
 )
-from onyx.serve.options import precedence_epilog as _precedence
+from onyx.settings.options import precedence_epilog as _precedence
 from onyx.train.commands.train import check_image_config
 from onyx.train.config import ImageTrainConfig, TextTrainConfig, TrainConfig
 
@@ -142,7 +142,7 @@ def tune(
 ) -> None:
     import optuna
 
-    from onyx.serve.logs import configure_logging
+    from onyx.settings.logs import configure_logging
     from onyx.train.tune.objective import Metric
     from onyx.train.tune.results import best_table, write_results
     from onyx.train.tune.study import PrunerName, StudySettings, run_study

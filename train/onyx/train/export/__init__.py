@@ -4,8 +4,11 @@
                                work_dir)
 
 Modules: `onnx` (writing, the parity check, the verify-and-fall-back loop), `config` (what is
-asked and produced), `image` and `text` (each task's model, inputs and ModelConfig), `pipeline`
-(the one path from checkpoint to published version).
+asked and produced), `image` and `text` (each task's model, inputs and ModelConfig),
+`pretrained` (an ImageNet model as-is), `explainable` (CNNs that also output their feature map,
+and the head file Grad-CAM needs), `variants`, `quantize` and `gate` (faster versions, published
+only if accuracy holds), `publish` (into the repository) and `pipeline` (the one path from
+checkpoint to published version).
 """
 
 from __future__ import annotations

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.train import checkpoint as ckpt
+from onyx.train.engine import checkpoint as ckpt
 from onyx.train.export.config import ExportConfig, batching_of, export_info
 from onyx.train.export.onnx import INPUT_NAME, OUTPUT_NAME, PARITY_BATCH_SIZES
-from onyx.train.image.models import get_model
-from onyx.train.image.task import in_channels
+from onyx.train.tasks.image.models import get_model
+from onyx.train.tasks.image.task import in_channels
 
 
 def image_model_of(checkpoint: dict[str, Any]) -> nn.Module:

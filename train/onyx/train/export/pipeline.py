@@ -22,13 +22,13 @@ import torch
 from google.protobuf import text_format
 from torch import nn
 
+from onyx.contract.text import Vocabulary
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.text import Vocabulary
-from onyx.train import checkpoint as ckpt
 from onyx.train.config import save_json
-from onyx.train.explain import explainable
+from onyx.train.engine import checkpoint as ckpt
 from onyx.train.export import image, text
 from onyx.train.export.config import ExportConfig, ExportResult
+from onyx.train.export.explainable import explainable
 from onyx.train.export.onnx import (
     OUTPUT_NAME,
     check_parity,
@@ -37,8 +37,8 @@ from onyx.train.export.onnx import (
     write_onnx,
 )
 from onyx.train.export.pretrained import pretrained_checkpoint
+from onyx.train.export.publish import publish
 from onyx.train.export.variants import build_variant, keep_fp32_served, publish_variant
-from onyx.train.publish import publish
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class Exportable:
     time_axis: bool = False
     external_data: bool = True
     side_files: Callable[[Path], None] = field(default=lambda _: None)
-    # Image models also output their last feature map, for explanations (`onyx.train.explain`).
+    # Image models also output their last feature map, for explanations
+    # (`onyx.train.export.explainable`).
     output_names: tuple[str, ...] = (OUTPUT_NAME,)
 
 

@@ -5,7 +5,7 @@
 No training and no head replacement: the 1000-class ImageNet classifier with its 1000 labels
 (`imagenet_classes.txt`) and its recipe's preprocessing (the weights' own metadata, resolved as
 for `onyx train image --weights imagenet`), so the served model equals the reference pipeline.
-Only weights available offline are used (see `onyx.train.image.weights`).
+Only weights available offline are used (see `onyx.train.tasks.image.weights`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 
 from google.protobuf import text_format
 
-from onyx.train import checkpoint as ckpt
 from onyx.train.config import ImageTrainConfig
-from onyx.train.image.models import get_model, list_models, model_entry
-from onyx.train.image.preprocessing import image_preprocessing
-from onyx.train.image.weights import imagenet_categories
+from onyx.train.engine import checkpoint as ckpt
+from onyx.train.tasks.image.models import get_model, list_models, model_entry
+from onyx.train.tasks.image.preprocessing import image_preprocessing
+from onyx.train.tasks.image.weights import imagenet_categories
 
 
 def pretrained_models() -> list[str]:

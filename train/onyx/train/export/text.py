@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
+from onyx.contract.text import PAD_ID, UNK_ID
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.text import PAD_ID, UNK_ID
 from onyx.train.export.config import ExportConfig, batching_of, export_info
 from onyx.train.export.onnx import INPUT_NAME, OUTPUT_NAME, PARITY_BATCH_SIZES
-from onyx.train.text.models import TextClassifier, TextModelConfig
+from onyx.train.tasks.text.models import TextClassifier, TextModelConfig
 
 VOCABULARY_FILE = "vocab.txt"
 PARITY_LENGTHS = (1, 5, 64)

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from onyx.contract.layout import CONFIG_FILE, MODEL_FILE
+from onyx.contract.model_config import load_config
 from onyx.proto.v1 import model_config_pb2 as pb
-from onyx.serve.layout import CONFIG_FILE, MODEL_FILE
-from onyx.serve.model_config import load_config
-from onyx.train import checkpoint as ckpt
 from onyx.train.config import save_json
+from onyx.train.engine import checkpoint as ckpt
 from onyx.train.export.config import ExportConfig
 from onyx.train.export.gate import (
     FP16_ATOL,
@@ -41,6 +41,7 @@ from onyx.train.export.gate import (
     refusals,
 )
 from onyx.train.export.onnx import INPUT_NAME, OUTPUT_NAME, ir_version_of
+from onyx.train.export.publish import publish
 from onyx.train.export.quantize import (
     DEFAULT_INT8_FORMAT,
     FP32_PARTS,
@@ -50,15 +51,14 @@ from onyx.train.export.quantize import (
     quantize_int8_dynamic,
     quantize_int8_static,
 )
-from onyx.train.image.data import Split, image_files, load_split, load_split_file
-from onyx.train.labelled import (
+from onyx.train.tasks.image.data import Split, image_files, load_split, load_split_file
+from onyx.train.tasks.labelled import (
     Prepare,
     image_prepare,
     labelled_samples,
     labelled_texts,
     text_prepare,
 )
-from onyx.train.publish import publish
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def served_prepare(checkpoint: dict[str, Any]) -> Prepare:
     """The server's preprocessing of the checkpoint's inputs (image transform, or tokenizer)."""
     if checkpoint["task"] == "image":
         return image_prepare(ckpt.preprocessing_of(checkpoint))
-    from onyx.serve.text import TextEncoder, Vocabulary
+    from onyx.contract.text import TextEncoder, Vocabulary
 
     vocabulary = Vocabulary(checkpoint["vocabulary"])
     return text_prepare(TextEncoder(vocabulary, checkpoint["max_length"], checkpoint["tokenizer"]))
@@ -235,7 +235,7 @@ def validation_set(export: ExportConfig, checkpoint: dict[str, Any]) -> Labelled
 def _text_validation(
     export: ExportConfig, checkpoint: dict[str, Any], labels: list[str]
 ) -> Labelled:
-    from onyx.train.text.data import load_text_split
+    from onyx.train.tasks.text.data import load_text_split
 
     train = checkpoint["config"]
     columns = (str(train.get("text_column", "text")), str(train.get("label_column", "label")))

@@ -28,10 +28,10 @@ import optuna
 from torch import nn
 
 from onyx.train.config import TrainConfig
-from onyx.train.distributed import DistContext
-from onyx.train.engine import FitResult, Run, fit, report
-from onyx.train.registry import task_for
-from onyx.train.task import Checkpoint, Task, TaskData
+from onyx.train.engine.distributed import DistContext
+from onyx.train.engine.loop import FitResult, Run, fit, report
+from onyx.train.engine.task import Checkpoint, Task, TaskData
+from onyx.train.tasks.registry import task_for
 from onyx.train.tune.space import Space, trial_config
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class Objective:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = format_params(trial.params)
         try:
-            result = fit(config, WithoutTest(task_for(config)), [self._reporter(trial)])
+            result = fit(WithoutTest(task_for(config)), [self._reporter(trial)])
         except optuna.TrialPruned as exc:
             log.info("trial %d pruned at %s: %s", trial.number, exc, params)
             raise

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from onyx.serve.options import FieldSpec, field_specs
+from onyx.settings.options import FieldSpec, field_specs
 from onyx.train.config import AugmentConfig, ImageTrainConfig, TextTrainConfig, TrainConfig
 
 AUGMENT_STRENGTH = "augment_strength"

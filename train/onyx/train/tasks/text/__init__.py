@@ -1,0 +1,1 @@
+"""Text classification: data files, RNN classifiers, the task."""

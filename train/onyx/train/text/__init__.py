@@ -1,1 +1,0 @@
-"""Text classification: data files, RNN classifiers, generated reviews, the task."""
