@@ -39,7 +39,6 @@ from onyx.serve.execution.interface import Outputs
 from onyx.serve.observers import NO_OBSERVERS, Observers
 from onyx.serve.repository import Repository
 from onyx.serve.statistics import StageTimes, Statistics
-from onyx.serve.version import ModelVersion
 
 Response = TypeVar("Response")
 
@@ -53,14 +52,17 @@ class Inferred:
     model: str
     version: int
     config: pb.ModelConfig
-    # The configured output (`config.output.name`), raw: (n, classes), one row per input in
-    # request order.
-    logits: np.ndarray
-    # Every output of the model by name (the logits among them), rows as above; an explaining
-    # version's feature map is `outputs[config.explain.feature_map.name]`, (n, K, h, w).
+    # Every output the config declares, by name, one row per input in request order; an
+    # explaining version's feature map is `outputs[config.explain.feature_map.name]`,
+    # (n, K, h, w).
     outputs: Outputs
     # The version's folder: its side files (an explaining version's head weights).
     folder: Path
+
+    @property
+    def logits(self) -> np.ndarray:
+        """The configured output (`config.output.name`), raw: (n, classes)."""
+        return self.outputs[self.config.output.name]
 
 
 class Pipeline:
@@ -122,7 +124,8 @@ class Pipeline:
                 stages = Stages()
                 outputs = await version.infer(batch, deadline, stages)
                 inferred = time.perf_counter()
-                response = respond(_inferred(model.name, version, config, outputs))
+                folder = version.path.parent
+                response = respond(Inferred(model.name, version.version, config, outputs, folder))
         except BaseException:
             statistics.failed(time.perf_counter() - started)
             raise
@@ -140,11 +143,3 @@ class Pipeline:
 
 def _same(result: Inferred) -> Inferred:
     return result
-
-
-def _inferred(
-    model: str, version: ModelVersion, config: pb.ModelConfig, outputs: Outputs
-) -> Inferred:
-    """The outputs as a result, the logits picked out by the configured output's name."""
-    logits = outputs[config.output.name]
-    return Inferred(model, version.version, config, logits, outputs, version.path.parent)

@@ -308,9 +308,7 @@ def test_saliency_reads_the_feature_map_the_config_names_at_its_own_size(tmp_pat
     config = gap_config()
     config.explain.feature_map.name = "last_conv"
     outputs = {"logits": logits, "last_conv": features}
-    maps_served = saliency(
-        Inferred("gap", 1, config, logits, outputs, tmp_path), NO_OBSERVERS.explained
-    )
+    maps_served = saliency(Inferred("gap", 1, config, outputs, tmp_path), NO_OBSERVERS.explained)
     assert maps_served.shape == (2, SIZE, SIZE) and maps_served.dtype == np.float32
     for i in range(2):
         maps = cam.grad_cam(features[i], head, np.asarray([int(np.argmax(logits[i]))]))

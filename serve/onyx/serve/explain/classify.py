@@ -2,7 +2,7 @@
 
     request.explain.SetInParent()                      # top-1 class of each input
     request.explain.labels[:] = ["husky", "wolf"]      # or these classes
-    response = await classify_explained(pipeline, request, deadline, limits, 5, observer)
+    response = await classify_explained(pipeline, request, deadline, limits, k=5)
 
 Image models exported with `ExplainSupport` return their last feature map beside the logits from
 the same forward pass, as the output the config names (`config.explain.feature_map`, exported as
@@ -124,9 +124,9 @@ async def classify_explained(
     deadline: float | None,
     limits: InputLimits,
     k: int,
-    observer: Explained,
 ) -> api.ClassifyResponse:
-    """Classify `request` and explain each input's requested classes (see the module doc)."""
+    """Classify `request` and explain each input's requested classes (see the module doc); the
+    pipeline's `explained` hook is told the extra time explaining took."""
     seen = _Decoded()
     decode = _decoder(request.inputs, request.explain, limits, seen)
     started = time.perf_counter()
@@ -141,7 +141,7 @@ async def classify_explained(
     if result.config.task == pb.TASK_TEXT:
         rows = len(result.logits)
         extra += (after_inference - started) * (1 - len(request.inputs) / max(rows, 1))
-    observer(result.model, result.version, extra)
+    pipeline.explained(result.model, result.version, extra)
     return api.ClassifyResponse(model=result.model, version=result.version, results=results)
 
 

@@ -47,10 +47,7 @@ class ClassifierServicer(api_grpc.ClassifierServicer):
             raise InvalidInput(f"top_k must be >= 0, got {request.top_k}")
         if request.HasField("explain"):
             k = request.top_k or DEFAULT_TOP_K
-            pipeline = self._pipeline
-            return await classify_explained(
-                pipeline, request, deadline, self._limits, k, pipeline.explained
-            )
+            return await classify_explained(self._pipeline, request, deadline, self._limits, k)
         inputs, limits = request.inputs, self._limits
         # Raw tensors only need wrapping: decoding them inline saves a thread hop.
         offload = any(item.WhichOneof("kind") != "tensor" for item in inputs)
